@@ -1,0 +1,111 @@
+/**
+ * `createFlux(options)`: opens the store, applies migrations, connects Redis when configured, and
+ * returns the public API.
+ */
+import { Redis } from "ioredis";
+import { AuditLog } from "./audit.js";
+import { type Database, guard, openDatabase } from "./database.js";
+import { checkForKey } from "./entitlements.js";
+import { FluxConfigError, FluxError } from "./errors.js";
+import { type InvalidationBus, localBus, redisBus } from "./invalidation-bus.js";
+import { KeyCache } from "./key-cache.js";
+import { Keys } from "./keys.js";
+import { migrate } from "./migrator.js";
+import { type FluxOptions, type ResolvedOptions, resolveOptions } from "./options.js";
+import { Orgs } from "./orgs.js";
+import { Plans } from "./plans.js";
+import type { Runtime } from "./runtime.js";
+import type { KeyContext } from "./types.js";
+
+export interface Flux {
+  readonly plans: Plans;
+  readonly orgs: Orgs;
+  readonly keys: Keys;
+  readonly audit: AuditLog;
+  readonly entitlements: {
+    /** Pure: answers from the context, with no I/O. */
+    checkForKey(context: Pick<KeyContext, "entitlements">, name: string): boolean;
+  };
+  /** Releases the database, Redis and timers. Safe to call twice. */
+  close(): Promise<void>;
+  /** @internal For tests and adapters: resolved options and the store. */
+  readonly internals: { options: ResolvedOptions; database: Database; cache: KeyCache; redis: Redis | null };
+}
+
+export async function createFlux(options: FluxOptions = {}): Promise<Flux> {
+  const resolved = resolveOptions(options);
+  let database: Database;
+  try {
+    database = await openDatabase(resolved.database);
+  } catch {
+    throw new FluxError("store_unavailable", { detail: "The database could not be opened." });
+  }
+  const cleanup: Array<() => Promise<void>> = [() => database.close()];
+  const closeAll = async () => {
+    for (const step of cleanup.reverse()) await step().catch(() => {});
+  };
+  try {
+    if (resolved.migrate) await migrate(database.driver);
+    else await guard(() => database.prisma.$queryRaw`SELECT 1`);
+
+    const cache = new KeyCache(resolved.cache);
+    let redis: Redis | null = null;
+    let bus: InvalidationBus = localBus((change) => cache.apply(change));
+    if (resolved.redis !== null) {
+      redis = "client" in resolved.redis ? resolved.redis.client : connectRedis(resolved.redis.url);
+      if ("url" in resolved.redis) {
+        const owned = redis;
+        cleanup.push(async () => {
+          owned.disconnect();
+        });
+      }
+      try {
+        await redis.ping();
+      } catch {
+        throw new FluxError("store_unavailable", { detail: "Redis could not be reached." });
+      }
+      bus = await redisBus(
+        redis,
+        `${resolved.redis.keyPrefix}invalidate`,
+        (change) => cache.apply(change),
+        resolved.logger,
+      );
+      const opened = bus;
+      cleanup.push(() => opened.close());
+    }
+
+    const rt: Runtime = { prisma: database.prisma, options: resolved, cache, bus, now: resolved.clock };
+    let closed: Promise<void> | null = null;
+    return {
+      plans: new Plans(rt),
+      orgs: new Orgs(rt),
+      keys: new Keys(rt),
+      audit: new AuditLog(database.prisma),
+      entitlements: { checkForKey },
+      close: () => {
+        closed ??= closeAll();
+        return closed;
+      },
+      internals: { options: resolved, database, cache, redis },
+    };
+  } catch (error) {
+    await closeAll();
+    if (error instanceof FluxError || error instanceof FluxConfigError) throw error;
+    throw new FluxError("store_unavailable");
+  }
+}
+
+function connectRedis(url: string): Redis {
+  const redis = new Redis(url, {
+    // Never hang a request on a dead Redis: fail commands fast and let the caller's policy decide.
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    commandTimeout: 1_000,
+    connectTimeout: 2_000,
+    lazyConnect: false,
+  });
+  redis.on("error", () => {
+    // Reconnects by itself; failures surface through the commands that need it.
+  });
+  return redis;
+}

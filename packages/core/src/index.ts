@@ -1,0 +1,30 @@
+export type { AuditEntry, AuditQuery } from "./audit.js";
+export { AuditLog } from "./audit.js";
+export type { Duration } from "./duration.js";
+export { checkForKey, effectiveEntitlements } from "./entitlements.js";
+export {
+  ERROR_CODES,
+  FluxConfigError,
+  FluxError,
+  type FluxErrorCode,
+  isFluxError,
+  type ProblemDetails,
+} from "./errors.js";
+export { createFlux, type Flux } from "./flux.js";
+export { createKeyParser, type KeyEnvironment, type ParsedKey } from "./key-format.js";
+export {
+  type CheckResult,
+  type IssuedKey,
+  KeyBuilder,
+  type KeyChanges,
+  type KeyListQuery,
+  Keys,
+  type RotatedKey,
+  type VerifyOptions,
+} from "./keys.js";
+export { loadMigrations, type MigrationReport, migrate } from "./migrator.js";
+export type { FluxOptions, Logger } from "./options.js";
+export { Orgs } from "./orgs.js";
+export { Plans } from "./plans.js";
+export { hasScopes, missingScopes, scopeCovers } from "./scopes.js";
+export type * from "./types.js";

@@ -1,0 +1,624 @@
+/**
+ * The key lifecycle (issue, read, update, rotate, revoke) and verification.
+ *
+ * Verification order, cheapest first: parse + checksum (no I/O for garbage) -> LRU by digest ->
+ * one indexed read that also brings org, plan and entitlements -> revoked / expired / grace ->
+ * context. Expected denials are returned as data by `check()`; `verify()` throws them.
+ */
+import { createHash, createHmac } from "node:crypto";
+import { z } from "zod";
+import { writeAudit } from "./audit.js";
+import { guard, isUniqueViolation, toStoreError } from "./database.js";
+import { type Duration, toMs } from "./duration.js";
+import { FluxError, type FluxErrorCode } from "./errors.js";
+import { type ApiKey as ApiKeyRow, Prisma } from "./generated/prisma/client.js";
+import {
+  createKeyParser,
+  displayParts,
+  generateKey,
+  type KeyEnvironment,
+  type KeyParser,
+  randomId,
+} from "./key-format.js";
+import { baseContext, type KeyRecord, keyStatus, loadKeyRecord } from "./key-record.js";
+import type { Runtime } from "./runtime.js";
+import { SYSTEM_ACTOR } from "./runtime.js";
+import { assertWithinPlan, normalizeScopes } from "./scopes.js";
+import type { Actor, ApiKeyInfo, KeyContext, KeyStatus, Page, Quota, RateLimitWindow } from "./types.js";
+import {
+  displayName,
+  identifier,
+  metadataSchema,
+  parseInput,
+  quotaSchema,
+  rateLimitsSchema,
+} from "./validation.js";
+
+export interface VerifyOptions {
+  /** Units this request consumes from the key's limits and quota. `0` only reads. @default 1 */
+  cost?: number;
+}
+
+export type CheckResult = { valid: true; context: KeyContext } | { valid: false; error: FluxError };
+
+export interface IssuedKey {
+  key: ApiKeyInfo;
+  /** The secret. It exists only in this return value: show it once, never store it. */
+  secret: string;
+}
+
+export interface RotatedKey extends IssuedKey {
+  /** The replaced key, now in its grace period (or expired when the grace is 0). */
+  previous: ApiKeyInfo;
+}
+
+export interface KeyListQuery {
+  orgId: string;
+  status?: KeyStatus;
+  cursor?: string | null;
+  /** @default 50 (at most 500) */
+  limit?: number;
+}
+
+export interface KeyChanges {
+  name?: string;
+  scopes?: string[];
+  metadata?: Record<string, unknown>;
+  rateLimits?: RateLimitWindow[] | null;
+  quota?: Quota | null;
+  expiresAt?: Date | null;
+}
+
+const MAX_GRACE_MS = 90 * 86_400_000;
+
+/** Denials returned by `check()` are shared, immutable values: no allocation under attack. */
+const DENIALS = Object.fromEntries(
+  (
+    [
+      "key_missing",
+      "key_malformed",
+      "key_invalid",
+      "key_revoked",
+      "key_expired",
+      "store_unavailable",
+    ] as const
+  ).map((code) => [
+    code,
+    Object.freeze({ valid: false as const, error: Object.freeze(new FluxError(code)) }),
+  ]),
+) as Record<
+  "key_missing" | "key_malformed" | "key_invalid" | "key_revoked" | "key_expired" | "store_unavailable",
+  { valid: false; error: FluxError }
+>;
+
+const changesSchema = z
+  .object({
+    name: displayName.optional(),
+    scopes: z.array(z.string()).optional(),
+    metadata: metadataSchema.optional(),
+    rateLimits: rateLimitsSchema.nullable().optional(),
+    quota: quotaSchema.nullable().optional(),
+    expiresAt: z.date().nullable().optional(),
+  })
+  .strict();
+
+export class Keys {
+  private readonly parse: KeyParser;
+  private readonly loading = new Map<string, Promise<KeyRecord | null>>();
+
+  constructor(private readonly rt: Runtime) {
+    this.parse = createKeyParser(rt.options.keyPrefix);
+  }
+
+  /** Starts issuing a key: `flux.keys.create().forOrg(id).withScopes([...]).issue()`. */
+  create(): KeyBuilder {
+    return new KeyBuilder(this);
+  }
+
+  /** Verifies a presented key and returns its context; throws a FluxError on any denial. */
+  async verify(secret: unknown, options?: VerifyOptions): Promise<KeyContext> {
+    const result = await this.check(secret, options);
+    if (result.valid) return result.context;
+    throw new FluxError(result.error.code, { detail: result.error.detail });
+  }
+
+  /** Like `verify()`, without throwing: `{ valid: true, context } | { valid: false, error }`. */
+  async check(secret: unknown, options?: VerifyOptions): Promise<CheckResult> {
+    const parsed = this.parse(secret);
+    if (!parsed.ok) return DENIALS[parsed.code];
+    if (options?.cost !== undefined && !(Number.isInteger(options.cost) && options.cost >= 0)) {
+      return {
+        valid: false,
+        error: new FluxError("invalid_request", { detail: "cost must be a non-negative integer." }),
+      };
+    }
+    const digest = this.digest(secret as string);
+    let record = this.rt.cache.get(digest);
+    if (record === undefined) {
+      try {
+        record = await this.load(digest);
+      } catch {
+        return DENIALS.store_unavailable;
+      }
+    }
+    if (record === null) return DENIALS.key_invalid;
+    const now = this.rt.now();
+    if (record.revokedAt !== null) return DENIALS.key_revoked;
+    if (record.expiresAt !== null && record.expiresAt.getTime() <= now) return DENIALS.key_expired;
+    if (record.sunsetAt !== null && record.sunsetAt.getTime() <= now) return DENIALS.key_expired;
+    const base = baseContext(record, now);
+    return { valid: true, context: { ...base, rateLimit: null } };
+  }
+
+  /** One database read per digest at a time, however many requests miss the cache together. */
+  private load(digest: string): Promise<KeyRecord | null> {
+    const pending = this.loading.get(digest);
+    if (pending) return pending;
+    const epoch = this.rt.cache.currentEpoch();
+    const promise = loadKeyRecord(this.rt.prisma, digest)
+      .then((record) => {
+        this.rt.cache.set(digest, record, epoch);
+        return record;
+      })
+      .finally(() => this.loading.delete(digest));
+    this.loading.set(digest, promise);
+    return promise;
+  }
+
+  /** @internal The instance clock. */
+  now(): number {
+    return this.rt.now();
+  }
+
+  /** @internal SHA-256 of the secret, or HMAC-SHA-256 with the pepper. */
+  digest(secret: string): string {
+    const pepper = this.rt.options.pepper;
+    return (pepper === undefined ? createHash("sha256") : createHmac("sha256", pepper))
+      .update(secret)
+      .digest("hex");
+  }
+
+  async get(id: string): Promise<ApiKeyInfo> {
+    const row = await guard(() => this.rt.prisma.apiKey.findUnique({ where: { id: String(id) } }));
+    if (row === null) throw new FluxError("not_found", { detail: "No such key." });
+    return this.info(row);
+  }
+
+  /** An org's keys, newest first. */
+  async list(query: KeyListQuery): Promise<Page<ApiKeyInfo>> {
+    if (!query || typeof query.orgId !== "string") {
+      throw new FluxError("invalid_request", { detail: "list() needs an orgId." });
+    }
+    const limit = Math.min(Math.max(query.limit ?? 50, 1), 500);
+    const now = new Date(this.rt.now());
+    const cursor = query.cursor ? decodeCursor(query.cursor) : null;
+    const where: Prisma.ApiKeyWhereInput = {
+      orgId: query.orgId,
+      ...statusFilter(query.status, now),
+      ...(cursor
+        ? {
+            OR: [
+              { createdAt: { lt: cursor.createdAt } },
+              { createdAt: cursor.createdAt, id: { lt: cursor.id } },
+            ],
+          }
+        : {}),
+    };
+    const rows = await guard(() =>
+      this.rt.prisma.apiKey.findMany({
+        where,
+        orderBy: [{ createdAt: "desc" }, { id: "desc" }],
+        take: limit + 1,
+      }),
+    );
+    const items = rows.slice(0, limit).map((row) => this.info(row));
+    const last = rows[limit - 1];
+    return {
+      items,
+      nextCursor: rows.length > limit && last ? encodeCursor(last.createdAt, last.id) : null,
+    };
+  }
+
+  async update(id: string, changes: KeyChanges, options: { actor?: Actor } = {}): Promise<ApiKeyInfo> {
+    const parsed = parseInput(changesSchema, changes, "changes");
+    const actor = options.actor ?? SYSTEM_ACTOR;
+    const now = this.rt.now();
+    if (parsed.expiresAt && parsed.expiresAt.getTime() <= now) {
+      throw new FluxError("invalid_request", { detail: "expiresAt must be in the future." });
+    }
+    const scopes = parsed.scopes === undefined ? undefined : normalizeScopes(parsed.scopes);
+    const row = await this.transaction(async (tx) => {
+      const before = await tx.apiKey.findUnique({
+        where: { id: String(id) },
+        include: { org: { include: { plan: true } } },
+      });
+      if (before === null) throw new FluxError("not_found", { detail: "No such key." });
+      if (before.revokedAt !== null) {
+        throw new FluxError("key_conflict", { detail: "A revoked key cannot be changed." });
+      }
+      if (scopes !== undefined) assertWithinPlan(scopes, before.org.plan?.scopes ?? []);
+      const data: Prisma.ApiKeyUpdateManyMutationInput = { version: { increment: 1 } };
+      if (parsed.name !== undefined) data.name = parsed.name;
+      if (scopes !== undefined) data.scopes = scopes;
+      if (parsed.metadata !== undefined) data.metadata = parsed.metadata as Prisma.InputJsonValue;
+      if (parsed.rateLimits !== undefined) data.rateLimits = jsonOrNull(parsed.rateLimits);
+      if (parsed.quota !== undefined) data.quota = jsonOrNull(parsed.quota);
+      if (parsed.expiresAt !== undefined) data.expiresAt = parsed.expiresAt;
+      const { count } = await tx.apiKey.updateMany({
+        where: { id: before.id, version: before.version },
+        data,
+      });
+      if (count === 0) throw new FluxError("key_conflict");
+      const at = new Date(now);
+      const changed = Object.keys(parsed).filter((field) => field !== "scopes");
+      if (changed.length > 0) {
+        await writeAudit(tx, {
+          action: "key.updated",
+          actor,
+          orgId: before.orgId,
+          keyId: before.id,
+          details: { changed },
+          at,
+        });
+      }
+      if (scopes !== undefined && scopes.join(" ") !== before.scopes.join(" ")) {
+        await writeAudit(tx, {
+          action: "key.scopes_changed",
+          actor,
+          orgId: before.orgId,
+          keyId: before.id,
+          details: { from: before.scopes, to: scopes },
+          at,
+        });
+      }
+      return tx.apiKey.findUniqueOrThrow({ where: { id: before.id } });
+    });
+    await this.rt.bus.publish({ kind: "key", id: row.id });
+    return this.info(row);
+  }
+
+  /** Revokes a key at once. Idempotent: revoking a revoked key returns it unchanged. */
+  async revoke(id: string, options: { reason?: string; actor?: Actor } = {}): Promise<ApiKeyInfo> {
+    const reason =
+      options.reason === undefined ? null : parseInput(z.string().max(500), options.reason, "reason");
+    const actor = options.actor ?? SYSTEM_ACTOR;
+    const row = await this.transaction(async (tx) => {
+      const before = await tx.apiKey.findUnique({ where: { id: String(id) } });
+      if (before === null) throw new FluxError("not_found", { detail: "No such key." });
+      if (before.revokedAt !== null) return before;
+      const now = new Date(this.rt.now());
+      const { count } = await tx.apiKey.updateMany({
+        where: { id: before.id, version: before.version, revokedAt: null },
+        data: { revokedAt: now, revokedReason: reason, version: { increment: 1 } },
+      });
+      if (count === 0) {
+        const current = await tx.apiKey.findUniqueOrThrow({ where: { id: before.id } });
+        if (current.revokedAt !== null) return current;
+        throw new FluxError("key_conflict");
+      }
+      await writeAudit(tx, {
+        action: "key.revoked",
+        actor,
+        orgId: before.orgId,
+        keyId: before.id,
+        details: { reason },
+        at: now,
+      });
+      return tx.apiKey.findUniqueOrThrow({ where: { id: before.id } });
+    });
+    await this.rt.bus.publish({ kind: "key", id: row.id });
+    return this.info(row);
+  }
+
+  /**
+   * Issues a successor with the same org, scopes, limits, quota and metadata. The old key keeps
+   * verifying (with `rotation` in its context) until the grace period ends, then fails with
+   * `key_expired`. A key has at most one successor: a concurrent rotate or revoke loses with
+   * `key_conflict`.
+   */
+  async rotate(
+    id: string,
+    options: { gracePeriod: Duration; actor?: Actor; expiresAt?: Date | null },
+  ): Promise<RotatedKey> {
+    const graceMs = toMs(options?.gracePeriod as Duration, "gracePeriod");
+    if (graceMs > MAX_GRACE_MS) {
+      throw new FluxError("invalid_request", { detail: "gracePeriod may be at most 90 days." });
+    }
+    const actor = options.actor ?? SYSTEM_ACTOR;
+    const prefix = this.rt.options.keyPrefix;
+    const result = await this.transaction(async (tx) => {
+      const before = await tx.apiKey.findUnique({ where: { id: String(id) } });
+      if (before === null) throw new FluxError("not_found", { detail: "No such key." });
+      const nowMs = this.rt.now();
+      const status = keyStatus(before, nowMs);
+      if (status !== "active") {
+        throw new FluxError("key_conflict", {
+          detail: `A key that is ${status === "grace" ? "already rotated" : status} cannot be rotated.`,
+        });
+      }
+      const now = new Date(nowMs);
+      let expiresAt: Date | null;
+      if (options.expiresAt !== undefined) expiresAt = options.expiresAt;
+      else if (before.expiresAt === null) expiresAt = null;
+      else expiresAt = new Date(nowMs + (before.expiresAt.getTime() - before.createdAt.getTime()));
+      const { secret } = generateKey(prefix, before.environment as KeyEnvironment);
+      const successor = await tx.apiKey.create({
+        data: {
+          id: randomId("key"),
+          orgId: before.orgId,
+          name: before.name,
+          digest: this.digest(secret),
+          ...displayParts(secret, prefix),
+          environment: before.environment,
+          scopes: before.scopes,
+          rateLimits: jsonOrNull(before.rateLimits),
+          quota: jsonOrNull(before.quota),
+          metadata: before.metadata as Prisma.InputJsonValue,
+          expiresAt,
+          createdByType: actor.type,
+          createdById: actor.id ?? null,
+          createdAt: now,
+        },
+      });
+      const sunsetAt = new Date(nowMs + graceMs);
+      const { count } = await tx.apiKey.updateMany({
+        where: { id: before.id, version: before.version, revokedAt: null, replacedById: null },
+        data: { replacedById: successor.id, sunsetAt, version: { increment: 1 } },
+      });
+      if (count === 0) throw new FluxError("key_conflict");
+      await writeAudit(tx, {
+        action: "key.rotated",
+        actor,
+        orgId: before.orgId,
+        keyId: before.id,
+        details: { replacedBy: successor.id, sunsetAt: sunsetAt.toISOString(), gracePeriodMs: graceMs },
+        at: now,
+      });
+      await writeAudit(tx, {
+        action: "key.created",
+        actor,
+        orgId: before.orgId,
+        keyId: successor.id,
+        details: { rotatedFrom: before.id, scopes: successor.scopes, environment: successor.environment },
+        at: now,
+      });
+      const previous = await tx.apiKey.findUniqueOrThrow({ where: { id: before.id } });
+      return { successor, previous, secret };
+    });
+    this.rt.cache.forgetDigest(result.successor.digest);
+    await this.rt.bus.publish({ kind: "key", id: result.previous.id });
+    return { key: this.info(result.successor), secret: result.secret, previous: this.info(result.previous) };
+  }
+
+  /** @internal Used by KeyBuilder. */
+  async issue(spec: KeySpec): Promise<IssuedKey> {
+    const prefix = this.rt.options.keyPrefix;
+    const nowMs = this.rt.now();
+    if (spec.expiresAt && spec.expiresAt.getTime() <= nowMs) {
+      throw new FluxError("invalid_request", { detail: "expiresAt must be in the future." });
+    }
+    const { secret } = generateKey(prefix, spec.environment);
+    const digest = this.digest(secret);
+    const actor = spec.actor ?? SYSTEM_ACTOR;
+    const row = await this.transaction(async (tx) => {
+      const org = await tx.org.findUnique({ where: { id: spec.orgId }, include: { plan: true } });
+      if (org === null) throw new FluxError("not_found", { detail: "No such org." });
+      assertWithinPlan(spec.scopes, org.plan?.scopes ?? []);
+      const created = await tx.apiKey.create({
+        data: {
+          id: randomId("key"),
+          orgId: org.id,
+          name: spec.name,
+          digest,
+          ...displayParts(secret, prefix),
+          environment: spec.environment,
+          scopes: spec.scopes,
+          rateLimits: jsonOrNull(spec.rateLimits),
+          quota: jsonOrNull(spec.quota),
+          metadata: spec.metadata as Prisma.InputJsonValue,
+          expiresAt: spec.expiresAt,
+          createdByType: actor.type,
+          createdById: actor.id ?? null,
+          createdAt: new Date(nowMs),
+        },
+      });
+      await writeAudit(tx, {
+        action: "key.created",
+        actor,
+        orgId: org.id,
+        keyId: created.id,
+        details: {
+          name: created.name,
+          scopes: created.scopes,
+          environment: created.environment,
+          expiresAt: created.expiresAt?.toISOString() ?? null,
+        },
+        at: new Date(nowMs),
+      });
+      return created;
+    });
+    // Nobody can have presented this secret before, but drop any "unknown" entry all the same.
+    this.rt.cache.forgetDigest(digest);
+    return { key: this.info(row), secret };
+  }
+
+  private async transaction<T>(fn: (tx: Prisma.TransactionClient) => Promise<T>): Promise<T> {
+    try {
+      return await this.rt.prisma.$transaction(fn);
+    } catch (error) {
+      if (isUniqueViolation(error)) throw new FluxError("key_conflict");
+      throw toStoreError(error);
+    }
+  }
+
+  private info(row: ApiKeyRow): ApiKeyInfo {
+    return {
+      id: row.id,
+      orgId: row.orgId,
+      name: row.name,
+      start: row.start,
+      last4: row.last4,
+      environment: row.environment as KeyEnvironment,
+      scopes: row.scopes,
+      rateLimits: (row.rateLimits ?? null) as RateLimitWindow[] | null,
+      quota: (row.quota ?? null) as Quota | null,
+      metadata: (row.metadata ?? {}) as Record<string, unknown>,
+      status: keyStatus(row, this.rt.now()),
+      expiresAt: row.expiresAt,
+      revokedAt: row.revokedAt,
+      revokedReason: row.revokedReason,
+      replacedById: row.replacedById,
+      sunsetAt: row.sunsetAt,
+      createdBy: { type: row.createdByType as Actor["type"], id: row.createdById },
+      lastUsedAt: row.lastUsedAt,
+      createdAt: row.createdAt,
+      updatedAt: row.updatedAt,
+    };
+  }
+}
+
+export interface KeySpec {
+  orgId: string;
+  name: string;
+  scopes: string[];
+  environment: KeyEnvironment;
+  expiresAt: Date | null;
+  rateLimits: RateLimitWindow[] | null;
+  quota: Quota | null;
+  metadata: Record<string, unknown>;
+  actor: Actor | undefined;
+}
+
+/** Fluent key issuance. Validation happens in `issue()`, which also reports the first problem. */
+export class KeyBuilder {
+  private orgId: string | undefined;
+  private name = "API key";
+  private scopes: unknown = [];
+  private expiry: Date | null = null;
+  private expiryDays: number | undefined;
+  private rateLimits: unknown = null;
+  private quota: unknown = null;
+  private metadata: unknown = {};
+  private env: unknown = "live";
+  private actor: Actor | undefined;
+  private problem: FluxError | undefined;
+
+  constructor(private readonly keys: Keys) {}
+
+  forOrg(orgId: string): this {
+    this.orgId = orgId;
+    return this;
+  }
+  named(name: string): this {
+    this.name = name;
+    return this;
+  }
+  withScopes(scopes: string[]): this {
+    this.scopes = scopes;
+    return this;
+  }
+  expiresInDays(days: number): this {
+    if (!(typeof days === "number" && Number.isFinite(days) && days > 0 && days <= 3650)) {
+      this.problem ??= new FluxError("invalid_request", { detail: "expiresInDays takes 0 < days <= 3650." });
+      return this;
+    }
+    this.expiryDays = days;
+    this.expiry = null;
+    return this;
+  }
+  expiresAt(date: Date | null): this {
+    this.expiry = date;
+    this.expiryDays = undefined;
+    return this;
+  }
+  withRateLimits(windows: RateLimitWindow[]): this {
+    this.rateLimits = windows;
+    return this;
+  }
+  withQuota(quota: Quota | null): this {
+    this.quota = quota;
+    return this;
+  }
+  withMetadata(metadata: Record<string, unknown>): this {
+    this.metadata = metadata;
+    return this;
+  }
+  environment(environment: KeyEnvironment): this {
+    this.env = environment;
+    return this;
+  }
+  createdBy(actor: Actor): this {
+    this.actor = actor;
+    return this;
+  }
+
+  async issue(): Promise<IssuedKey> {
+    if (this.problem) throw this.problem;
+    if (this.orgId === undefined) {
+      throw new FluxError("invalid_request", { detail: "Call forOrg(orgId) before issue()." });
+    }
+    const spec = parseInput(
+      z.object({
+        orgId: identifier,
+        name: displayName,
+        scopes: z.array(z.string()),
+        environment: z.enum(["live", "test"]),
+        expiresAt: z.date().nullable(),
+        rateLimits: rateLimitsSchema.nullable(),
+        quota: quotaSchema.nullable(),
+        metadata: metadataSchema,
+      }),
+      {
+        orgId: this.orgId,
+        name: this.name,
+        scopes: this.scopes,
+        environment: this.env,
+        expiresAt:
+          this.expiryDays === undefined
+            ? this.expiry
+            : new Date(this.keys.now() + this.expiryDays * 86_400_000),
+        rateLimits: this.rateLimits,
+        quota: this.quota,
+        metadata: this.metadata,
+      },
+      "key",
+    );
+    return this.keys.issue({ ...spec, scopes: normalizeScopes(spec.scopes), actor: this.actor });
+  }
+}
+
+function jsonOrNull(value: unknown): Prisma.InputJsonValue | typeof Prisma.DbNull {
+  return value === null || value === undefined ? Prisma.DbNull : (value as Prisma.InputJsonValue);
+}
+
+function statusFilter(status: KeyStatus | undefined, now: Date): Prisma.ApiKeyWhereInput {
+  const notExpired = { OR: [{ expiresAt: null }, { expiresAt: { gt: now } }] };
+  switch (status) {
+    case undefined:
+      return {};
+    case "revoked":
+      return { revokedAt: { not: null } };
+    case "active":
+      return { revokedAt: null, sunsetAt: null, AND: [notExpired] };
+    case "grace":
+      return { revokedAt: null, sunsetAt: { gt: now }, AND: [notExpired] };
+    case "expired":
+      return { revokedAt: null, AND: [{ OR: [{ expiresAt: { lte: now } }, { sunsetAt: { lte: now } }] }] };
+    default:
+      throw new FluxError("invalid_request", { detail: "status must be active, grace, expired or revoked." });
+  }
+}
+
+function encodeCursor(createdAt: Date, id: string): string {
+  return Buffer.from(`${createdAt.getTime()}|${id}`).toString("base64url");
+}
+
+function decodeCursor(cursor: string): { createdAt: Date; id: string } {
+  const [ms, id] = Buffer.from(String(cursor), "base64url").toString("utf8").split("|");
+  if (!ms || !id || !/^\d{1,15}$/.test(ms)) {
+    throw new FluxError("invalid_request", { detail: "cursor is not valid." });
+  }
+  return { createdAt: new Date(Number(ms)), id };
+}
+
+export type { FluxErrorCode };

@@ -1,0 +1,142 @@
+/**
+ * The one options object of `createFlux`, resolved once into an internal config. The caller's
+ * object is never mutated; unknown options are reported; every default is documented here.
+ */
+import type { Redis } from "ioredis";
+import type { DatabaseConfig } from "./database.js";
+import { type Duration, toMs } from "./duration.js";
+import { FluxConfigError } from "./errors.js";
+import { isValidPrefix } from "./key-format.js";
+
+/** pino-style logger: any of these methods, called as `(fields, message)`. */
+export interface Logger {
+  debug?(fields: Record<string, unknown>, message?: string): void;
+  info?(fields: Record<string, unknown>, message?: string): void;
+  warn?(fields: Record<string, unknown>, message?: string): void;
+  error?(fields: Record<string, unknown>, message?: string): void;
+}
+
+export interface FluxOptions {
+  /**
+   * Where keys live.
+   * - `{ pglite: 'memory://' }` or `{ pglite: true }`: embedded PGlite in memory;
+   * - `{ pglite: './folder' }`: embedded PGlite persisted in a folder;
+   * - `{ url }`: PostgreSQL through `@prisma/adapter-pg` (`schema` sets the search path).
+   * @default `DATABASE_URL` when set, else embedded PGlite in memory
+   */
+  database?: { pglite: string | true } | { url: string; schema?: string; poolSize?: number };
+  /**
+   * Redis for cache invalidation across instances (and shared limits). Either a URL, or an
+   * ioredis client you own (Flux Keys will not close it).
+   * @default `REDIS_URL` when set, else none (single-process invalidation)
+   */
+  redis?: { url: string; keyPrefix?: string } | { client: Redis; keyPrefix?: string } | null;
+  /** Apply the SQL migrations on start. @default true */
+  migrate?: boolean;
+  /** Key prefix: keys look like `<prefix>_live_…`. Lowercase letters and digits. @default 'flux' */
+  keyPrefix?: string;
+  /** Server-side secret; when set keys are stored as HMAC-SHA-256 instead of SHA-256. @default none */
+  pepper?: string;
+  cache?: {
+    /** Most verification records kept in memory. @default 10000 */
+    max?: number;
+    /** How long a known key is served from memory (bounds revocation delay without Redis). @default '30s' */
+    ttl?: Duration;
+    /** How long an unknown key is remembered as unknown. @default '2s' */
+    negativeTtl?: Duration;
+  };
+  /** Milliseconds since the epoch; injectable for tests. @default Date.now */
+  clock?: () => number;
+  /** pino-style logger for operational events (never given secrets or digests). @default none */
+  logger?: Logger;
+}
+
+export interface ResolvedOptions {
+  database: DatabaseConfig;
+  redis: { url: string; keyPrefix: string } | { client: Redis; keyPrefix: string } | null;
+  migrate: boolean;
+  keyPrefix: string;
+  pepper: string | undefined;
+  cache: { max: number; ttlMs: number; negativeTtlMs: number };
+  clock: () => number;
+  logger: Logger;
+}
+
+const KNOWN = new Set(["database", "redis", "migrate", "keyPrefix", "pepper", "cache", "clock", "logger"]);
+
+export function resolveOptions(
+  options: FluxOptions = {},
+  env: NodeJS.ProcessEnv = process.env,
+): ResolvedOptions {
+  for (const name of Object.keys(options)) {
+    if (!KNOWN.has(name)) {
+      throw new FluxConfigError("unknown_option", `Unknown option '${name}' for createFlux().`);
+    }
+  }
+  const keyPrefix = options.keyPrefix ?? "flux";
+  if (!isValidPrefix(keyPrefix)) {
+    throw new FluxConfigError(
+      "invalid_option",
+      "keyPrefix must be 1-16 lowercase letters or digits, starting with a letter.",
+    );
+  }
+  if (options.pepper !== undefined && options.pepper.length < 16) {
+    throw new FluxConfigError("invalid_option", "pepper must be at least 16 characters.");
+  }
+  const redisPrefix = options.redis?.keyPrefix ?? "flux:";
+  let redis: ResolvedOptions["redis"] = null;
+  if (options.redis === undefined) {
+    if (env.REDIS_URL) redis = { url: env.REDIS_URL, keyPrefix: redisPrefix };
+  } else if (options.redis !== null) {
+    redis =
+      "client" in options.redis
+        ? { client: options.redis.client, keyPrefix: redisPrefix }
+        : { url: options.redis.url, keyPrefix: redisPrefix };
+  }
+  const cacheMax = options.cache?.max ?? 10_000;
+  if (!Number.isInteger(cacheMax) || cacheMax < 1) {
+    throw new FluxConfigError("invalid_option", "cache.max must be a positive integer.");
+  }
+  return {
+    database: resolveDatabase(options.database, env),
+    redis,
+    migrate: options.migrate ?? true,
+    keyPrefix,
+    pepper: options.pepper,
+    cache: {
+      max: cacheMax,
+      ttlMs: configMs(options.cache?.ttl ?? "30s", "cache.ttl"),
+      negativeTtlMs: configMs(options.cache?.negativeTtl ?? "2s", "cache.negativeTtl"),
+    },
+    clock: options.clock ?? Date.now,
+    logger: options.logger ?? {},
+  };
+}
+
+function resolveDatabase(database: FluxOptions["database"], env: NodeJS.ProcessEnv): DatabaseConfig {
+  if (database === undefined) {
+    if (env.DATABASE_URL) return { kind: "postgres", url: env.DATABASE_URL, schema: undefined, poolSize: 10 };
+    return { kind: "pglite", dataDir: undefined };
+  }
+  if ("pglite" in database) {
+    const dir = database.pglite;
+    return { kind: "pglite", dataDir: dir === true || dir === "memory://" ? undefined : dir };
+  }
+  if ("url" in database && typeof database.url === "string" && database.url.length > 0) {
+    return {
+      kind: "postgres",
+      url: database.url,
+      schema: database.schema,
+      poolSize: database.poolSize ?? 10,
+    };
+  }
+  throw new FluxConfigError("invalid_option", "database must be { pglite } or { url }.");
+}
+
+function configMs(value: Duration, name: string): number {
+  try {
+    return toMs(value, name);
+  } catch {
+    throw new FluxConfigError("invalid_option", `${name} must be a duration such as '30s'.`);
+  }
+}

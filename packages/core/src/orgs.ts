@@ -1,0 +1,184 @@
+import { z } from "zod";
+import { writeAudit } from "./audit.js";
+import { guard, isUniqueViolation, toStoreError } from "./database.js";
+import { FluxError } from "./errors.js";
+import type { Org as OrgRow, Prisma } from "./generated/prisma/client.js";
+import { randomId } from "./key-format.js";
+import type { Runtime } from "./runtime.js";
+import { SYSTEM_ACTOR } from "./runtime.js";
+import type { Actor, EntitlementOverride, Org, Page } from "./types.js";
+import { displayName, identifier, metadataSchema, parseInput } from "./validation.js";
+
+const createSchema = z
+  .object({
+    id: identifier.optional(),
+    name: displayName,
+    planId: identifier.nullable().optional(),
+    metadata: metadataSchema.optional(),
+  })
+  .strict();
+
+const updateSchema = z
+  .object({
+    name: displayName.optional(),
+    planId: identifier.nullable().optional(),
+    metadata: metadataSchema.optional(),
+  })
+  .strict();
+
+const entitlementSchema = z
+  .object({ granted: z.boolean(), expiresAt: z.date().nullable().optional() })
+  .strict();
+
+export function toOrg(row: OrgRow): Org {
+  return {
+    id: row.id,
+    name: row.name,
+    planId: row.planId,
+    metadata: (row.metadata ?? {}) as Record<string, unknown>,
+    createdAt: row.createdAt,
+    updatedAt: row.updatedAt,
+  };
+}
+
+export class Orgs {
+  constructor(private readonly rt: Runtime) {}
+
+  async create(
+    input: { id?: string; name: string; planId?: string | null; metadata?: Record<string, unknown> },
+    options: { actor?: Actor } = {},
+  ): Promise<Org> {
+    const parsed = parseInput(createSchema, input, "org");
+    const id = parsed.id ?? randomId("org");
+    try {
+      const row = await this.rt.prisma.$transaction(async (tx) => {
+        if (parsed.planId) await this.assertPlan(tx, parsed.planId);
+        const org = await tx.org.create({
+          data: {
+            id,
+            name: parsed.name,
+            planId: parsed.planId ?? null,
+            metadata: (parsed.metadata ?? {}) as Prisma.InputJsonValue,
+          },
+        });
+        await writeAudit(tx, {
+          action: "org.created",
+          actor: options.actor ?? SYSTEM_ACTOR,
+          orgId: org.id,
+          details: { name: org.name, planId: org.planId },
+          at: new Date(this.rt.now()),
+        });
+        return org;
+      });
+      return toOrg(row);
+    } catch (error) {
+      if (isUniqueViolation(error)) {
+        throw new FluxError("key_conflict", { detail: "An org with this id already exists." });
+      }
+      throw toStoreError(error);
+    }
+  }
+
+  async get(id: string): Promise<Org> {
+    const row = await guard(() => this.rt.prisma.org.findUnique({ where: { id } }));
+    if (row === null) throw new FluxError("not_found", { detail: "No such org." });
+    return toOrg(row);
+  }
+
+  /** Orgs by id, `limit` per page (default 50, at most 500). */
+  async list(query: { cursor?: string | null; limit?: number; planId?: string } = {}): Promise<Page<Org>> {
+    const limit = Math.min(Math.max(query.limit ?? 50, 1), 500);
+    const rows = await guard(() =>
+      this.rt.prisma.org.findMany({
+        where: {
+          ...(query.planId !== undefined ? { planId: query.planId } : {}),
+          ...(query.cursor ? { id: { gt: query.cursor } } : {}),
+        },
+        orderBy: { id: "asc" },
+        take: limit + 1,
+      }),
+    );
+    const items = rows.slice(0, limit).map(toOrg);
+    const last = items[items.length - 1];
+    return { items, nextCursor: rows.length > limit && last ? last.id : null };
+  }
+
+  async update(
+    id: string,
+    changes: { name?: string; planId?: string | null; metadata?: Record<string, unknown> },
+    options: { actor?: Actor } = {},
+  ): Promise<Org> {
+    const parsed = parseInput(updateSchema, changes, "changes");
+    const row = await guard(() =>
+      this.rt.prisma.$transaction(async (tx) => {
+        const before = await tx.org.findUnique({ where: { id } });
+        if (before === null) throw new FluxError("not_found", { detail: "No such org." });
+        if (parsed.planId) await this.assertPlan(tx, parsed.planId);
+        const org = await tx.org.update({
+          where: { id },
+          data: {
+            ...(parsed.name !== undefined ? { name: parsed.name } : {}),
+            ...(parsed.planId !== undefined ? { planId: parsed.planId } : {}),
+            ...(parsed.metadata !== undefined ? { metadata: parsed.metadata as Prisma.InputJsonValue } : {}),
+          },
+        });
+        await writeAudit(tx, {
+          action:
+            parsed.planId !== undefined && parsed.planId !== before.planId
+              ? "org.plan_changed"
+              : "org.updated",
+          actor: options.actor ?? SYSTEM_ACTOR,
+          orgId: id,
+          details: {
+            changed: Object.keys(parsed),
+            ...(parsed.planId !== undefined ? { planId: { from: before.planId, to: parsed.planId } } : {}),
+          },
+          at: new Date(this.rt.now()),
+        });
+        return org;
+      }),
+    );
+    await this.rt.bus.publish({ kind: "org", id });
+    return toOrg(row);
+  }
+
+  /**
+   * Grants (or, with `granted: false`, withdraws) an entitlement for one org, overriding its plan,
+   * optionally until `expiresAt`.
+   */
+  async setEntitlement(
+    orgId: string,
+    name: string,
+    value: { granted: boolean; expiresAt?: Date | null },
+    options: { actor?: Actor } = {},
+  ): Promise<EntitlementOverride> {
+    const entitlement = parseInput(identifier, name, "name");
+    const parsed = parseInput(entitlementSchema, value, "entitlement");
+    const row = await guard(() =>
+      this.rt.prisma.$transaction(async (tx) => {
+        const org = await tx.org.findUnique({ where: { id: orgId }, select: { id: true } });
+        if (org === null) throw new FluxError("not_found", { detail: "No such org." });
+        const saved = await tx.orgEntitlement.upsert({
+          where: { orgId_name: { orgId, name: entitlement } },
+          create: { orgId, name: entitlement, granted: parsed.granted, expiresAt: parsed.expiresAt ?? null },
+          update: { granted: parsed.granted, expiresAt: parsed.expiresAt ?? null },
+        });
+        await writeAudit(tx, {
+          action: "org.entitlement_set",
+          actor: options.actor ?? SYSTEM_ACTOR,
+          orgId,
+          details: { name: entitlement, granted: parsed.granted, expiresAt: parsed.expiresAt ?? null },
+          at: new Date(this.rt.now()),
+        });
+        return saved;
+      }),
+    );
+    await this.rt.bus.publish({ kind: "org", id: orgId });
+    return { name: row.name, granted: row.granted, expiresAt: row.expiresAt };
+  }
+
+  private async assertPlan(tx: Pick<Prisma.TransactionClient, "plan">, planId: string): Promise<void> {
+    const plan = await tx.plan.findUnique({ where: { id: planId }, select: { id: true } });
+    if (plan === null) throw new FluxError("not_found", { detail: "No such plan." });
+  }
+}

@@ -1,0 +1,16 @@
+import type { PrismaClient } from "./database.js";
+import type { InvalidationBus } from "./invalidation-bus.js";
+import type { KeyCache } from "./key-cache.js";
+import type { ResolvedOptions } from "./options.js";
+import type { Actor } from "./types.js";
+
+/** What the services of one Flux instance share. Internal. */
+export interface Runtime {
+  prisma: PrismaClient;
+  options: ResolvedOptions;
+  cache: KeyCache;
+  bus: InvalidationBus;
+  now(): number;
+}
+
+export const SYSTEM_ACTOR: Actor = Object.freeze({ type: "system" });

@@ -1,0 +1,135 @@
+import type { KeyEnvironment } from "./key-format.js";
+
+/** Who made a change: an operator, a customer's user (portal), or Flux Keys itself. */
+export interface Actor {
+  type: "admin" | "user" | "system";
+  id?: string;
+  /** Where the change came from (client address), when known. */
+  ip?: string;
+}
+
+/** A named limit window, e.g. `{ name: 'burst', limit: 10, window: '1s' }`. */
+export interface RateLimitWindow {
+  name: string;
+  limit: number;
+  /** Seconds, or `'1s' | '1m' | '1h' | '1d'`. */
+  window: number | "1s" | "1m" | "1h" | "1d";
+  /** `'org'` pools the window across all keys of the org. @default 'key' */
+  per?: "key" | "org";
+}
+
+export interface Quota {
+  limit: number;
+  period: "day" | "month" | "total";
+}
+
+export interface PlanInput {
+  id: string;
+  name: string;
+  /** Scopes keys of this plan may hold; empty means unrestricted. */
+  scopes?: string[];
+  rateLimits?: RateLimitWindow[];
+  quota?: Quota | null;
+  entitlements?: string[];
+}
+
+export interface Plan {
+  id: string;
+  name: string;
+  scopes: string[];
+  rateLimits: RateLimitWindow[];
+  quota: Quota | null;
+  entitlements: string[];
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export interface Org {
+  id: string;
+  name: string;
+  planId: string | null;
+  metadata: Record<string, unknown>;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export interface EntitlementOverride {
+  name: string;
+  granted: boolean;
+  expiresAt: Date | null;
+}
+
+export type KeyStatus = "active" | "grace" | "expired" | "revoked";
+
+/** A key as management code sees it: never the secret, never the digest. */
+export interface ApiKeyInfo {
+  id: string;
+  orgId: string;
+  name: string;
+  /** Display only: prefix and first characters, and the last four. */
+  start: string;
+  last4: string;
+  environment: KeyEnvironment;
+  scopes: string[];
+  rateLimits: RateLimitWindow[] | null;
+  quota: Quota | null;
+  metadata: Record<string, unknown>;
+  status: KeyStatus;
+  expiresAt: Date | null;
+  revokedAt: Date | null;
+  revokedReason: string | null;
+  replacedById: string | null;
+  sunsetAt: Date | null;
+  createdBy: { type: Actor["type"]; id: string | null };
+  lastUsedAt: Date | null;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+/** Everything a request handler needs about the key that authenticated it, with no extra lookup. */
+export interface KeyContext {
+  keyId: string;
+  name: string;
+  orgId: string;
+  plan: { id: string; name: string } | null;
+  scopes: readonly string[];
+  /** Entitlements in force now: the plan's, plus org grants, minus org withdrawals. */
+  entitlements: readonly string[];
+  environment: KeyEnvironment;
+  expiresAt: Date | null;
+  metadata: Readonly<Record<string, unknown>>;
+  /** Set while the key is in a rotation grace period. */
+  rotation: { replacedBy: string; sunsetAt: Date } | null;
+  /** Rate limit decision of this request (null when no limits apply). */
+  rateLimit: RateLimitState | null;
+}
+
+export interface RateLimitWindowState {
+  name: string;
+  limit: number;
+  remaining: number;
+  /** Window length in seconds. */
+  window: number;
+  /** Seconds until the window resets. */
+  resetIn: number;
+}
+
+export interface RateLimitState {
+  windows: RateLimitWindowState[];
+}
+
+export interface Page<T> {
+  items: T[];
+  /** Pass back as `cursor` for the next page; null on the last one. */
+  nextCursor: string | null;
+}
+
+export interface AuditEvent {
+  id: string;
+  at: Date;
+  orgId: string | null;
+  keyId: string | null;
+  action: string;
+  actor: Actor;
+  details: Record<string, unknown>;
+}

@@ -1,0 +1,66 @@
+/** Input schemas for the management API. Failures become `invalid_request` naming the field. */
+import { z } from "zod";
+import { FluxError } from "./errors.js";
+
+const WINDOW_SHORTHAND = { "1s": 1, "1m": 60, "1h": 3600, "1d": 86400 } as const;
+
+export const identifier = z
+  .string()
+  .min(1)
+  .max(128)
+  .regex(/^[A-Za-z0-9_.:-]+$/, "letters, digits, _ . : -");
+export const displayName = z.string().trim().min(1).max(200);
+
+export const rateLimitWindowSchema = z
+  .object({
+    name: z
+      .string()
+      .min(1)
+      .max(64)
+      .regex(/^[A-Za-z0-9_-]+$/, "letters, digits, _ -"),
+    limit: z.number().int().positive().max(1_000_000_000),
+    window: z.union([
+      z
+        .number()
+        .int()
+        .positive()
+        .max(31 * 86400),
+      z.enum(["1s", "1m", "1h", "1d"]),
+    ]),
+    per: z.enum(["key", "org"]).optional(),
+  })
+  .strict();
+
+export const rateLimitsSchema = z
+  .array(rateLimitWindowSchema)
+  .max(10)
+  .refine((windows) => new Set(windows.map((w) => w.name)).size === windows.length, {
+    message: "window names must be unique",
+  });
+
+export const quotaSchema = z
+  .object({
+    limit: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
+    period: z.enum(["day", "month", "total"]),
+  })
+  .strict();
+
+export const metadataSchema = z
+  .record(z.string(), z.unknown())
+  .refine((value) => JSON.stringify(value).length <= 8192, { message: "at most 8 KiB as JSON" });
+
+/** Seconds of a window given as a number or shorthand. */
+export function windowSeconds(window: number | keyof typeof WINDOW_SHORTHAND): number {
+  return typeof window === "number" ? window : WINDOW_SHORTHAND[window];
+}
+
+export function parseInput<T>(schema: z.ZodType<T>, input: unknown, what: string): T {
+  const result = schema.safeParse(input);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0];
+  const path = issue && issue.path.length > 0 ? `${what}.${issue.path.join(".")}` : what;
+  throw new FluxError("invalid_request", {
+    detail: `${path}: ${issue?.message ?? "invalid"}.`,
+    extensions: { field: path },
+  });
+}

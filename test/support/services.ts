@@ -3,9 +3,9 @@
  * it; under CI (CI=true) a missing service fails the run instead.
  */
 import { randomBytes } from "node:crypto";
+import type { FluxOptions } from "@flux-keys/core";
 import { Redis } from "ioredis";
 import pg from "pg";
-import type { FluxOptions } from "@flux-keys/core";
 
 export const DATABASE_URL = process.env.FLUX_TEST_DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test";
 export const REDIS_URL = process.env.FLUX_TEST_REDIS_URL ?? "redis://127.0.0.1:6379";

@@ -60,6 +60,7 @@ export async function createFlux(options: FluxOptions = {}): Promise<Flux> {
         });
       }
       try {
+        await whenReady(redis, 5_000);
         await redis.ping();
       } catch {
         throw new FluxError("store_unavailable", { detail: "Redis could not be reached." });
@@ -93,6 +94,22 @@ export async function createFlux(options: FluxOptions = {}): Promise<Flux> {
     if (error instanceof FluxError || error instanceof FluxConfigError) throw error;
     throw new FluxError("store_unavailable");
   }
+}
+
+/** Resolves once the client is connected (commands fail fast before that: no offline queue). */
+function whenReady(redis: Redis, timeoutMs: number): Promise<void> {
+  if (redis.status === "ready") return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      redis.off("ready", onReady);
+      reject(new Error("timeout"));
+    }, timeoutMs);
+    const onReady = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    redis.once("ready", onReady);
+  });
 }
 
 function connectRedis(url: string): Redis {

@@ -65,7 +65,9 @@ function decode(message: string): { origin: string; change: Invalidation } | nul
   try {
     const parsed = JSON.parse(message) as { origin?: unknown; kind?: unknown; id?: unknown };
     if (typeof parsed.origin !== "string") return null;
-    if (parsed.kind === "all") return { origin: parsed.origin, change: { kind: "all" } };
+    if (parsed.kind === "all" || parsed.kind === "unknown-keys") {
+      return { origin: parsed.origin, change: { kind: parsed.kind } };
+    }
     if (
       (parsed.kind === "key" || parsed.kind === "org" || parsed.kind === "plan") &&
       typeof parsed.id === "string"

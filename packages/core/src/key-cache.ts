@@ -20,9 +20,16 @@ export type Invalidation =
   | { kind: "key"; id: string }
   | { kind: "org"; id: string }
   | { kind: "plan"; id: string }
+  /** A key was issued: forget every "unknown key" entry, on every instance. */
+  | { kind: "unknown-keys" }
   | { kind: "all" };
 
 const NEGATIVE = Symbol("unknown key");
+
+export interface CacheEpoch {
+  epoch: number;
+  unknownEpoch: number;
+}
 
 export class KeyCache {
   private readonly lru: LRUCache<string, KeyRecord | typeof NEGATIVE>;
@@ -33,6 +40,8 @@ export class KeyCache {
    * fill the cache with what it read: `set` refuses records read under an older epoch.
    */
   private epoch = 0;
+  /** Bumped when keys are issued: refuses "unknown" fills read before, but not known records. */
+  private unknownEpoch = 0;
 
   constructor(options: KeyCacheOptions) {
     this.negativeTtlMs = options.negativeTtlMs;
@@ -56,13 +65,15 @@ export class KeyCache {
     return value === NEGATIVE ? null : value;
   }
 
-  currentEpoch(): number {
-    return this.epoch;
+  /** Taken before a database read and handed back to `set` with what it read. */
+  currentEpoch(): CacheEpoch {
+    return { epoch: this.epoch, unknownEpoch: this.unknownEpoch };
   }
 
-  set(digest: string, record: CachedRecord, readAtEpoch: number): void {
-    if (readAtEpoch !== this.epoch) return;
+  set(digest: string, record: CachedRecord, readAt: CacheEpoch): void {
+    if (readAt.epoch !== this.epoch) return;
     if (record === null) {
+      if (readAt.unknownEpoch !== this.unknownEpoch) return;
       this.lru.set(digest, NEGATIVE, { ttl: this.negativeTtlMs });
     } else {
       this.lru.set(digest, record);
@@ -70,14 +81,9 @@ export class KeyCache {
     }
   }
 
-  /** Forgets a digest, e.g. a "no such key" entry for a key that now exists. */
-  forgetDigest(digest: string): void {
-    this.epoch++;
-    this.lru.delete(digest);
-  }
-
   apply(change: Invalidation): void {
-    this.epoch++;
+    if (change.kind === "unknown-keys") this.unknownEpoch++;
+    else this.epoch++;
     switch (change.kind) {
       case "key": {
         const digest = this.digestByKeyId.get(change.id);
@@ -94,6 +100,12 @@ export class KeyCache {
           }
         }
         for (const digest of stale) this.lru.delete(digest);
+        return;
+      }
+      case "unknown-keys": {
+        const negatives: string[] = [];
+        for (const [digest, value] of this.lru.entries()) if (value === NEGATIVE) negatives.push(digest);
+        for (const digest of negatives) this.lru.delete(digest);
         return;
       }
       case "all":

@@ -385,8 +385,8 @@ export class Keys {
       const previous = await tx.apiKey.findUniqueOrThrow({ where: { id: before.id } });
       return { successor, previous, secret };
     });
-    this.rt.cache.forgetDigest(result.successor.digest);
     await this.rt.bus.publish({ kind: "key", id: result.previous.id });
+    await this.rt.bus.publish({ kind: "unknown-keys" });
     return { key: this.info(result.successor), secret: result.secret, previous: this.info(result.previous) };
   }
 
@@ -437,8 +437,10 @@ export class Keys {
       });
       return created;
     });
-    // Nobody can have presented this secret before, but drop any "unknown" entry all the same.
-    this.rt.cache.forgetDigest(digest);
+    // Nobody should have presented this secret before, but if someone did, no instance may keep
+    // answering "unknown" for it. Entries are keyed by digest, which never leaves the process,
+    // so every instance drops all of its unknown-key entries.
+    await this.rt.bus.publish({ kind: "unknown-keys" });
     return { key: this.info(row), secret };
   }
 

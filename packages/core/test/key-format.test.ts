@@ -44,7 +44,9 @@ describe("key format", () => {
     fc.assert(
       fc.property(fc.oneof(fc.string(), fc.string({ unit: "binary" }), fc.anything()), (input) => {
         const result = parse(input);
-        expect(result.ok === true || result.code === "key_missing" || result.code === "key_malformed").toBe(true);
+        expect(result.ok === true || result.code === "key_missing" || result.code === "key_malformed").toBe(
+          true,
+        );
       }),
       { numRuns: 2_000 },
     );

@@ -8,7 +8,12 @@ import { createFlux, type Flux, FluxError } from "../src/index.js";
 /** A clock the test moves by hand. */
 function manualClock(start = Date.parse("2026-06-01T12:00:00Z")) {
   let now = start;
-  return { now: () => now, advance: (ms: number) => void (now += ms) };
+  return {
+    now: () => now,
+    advance: (ms: number) => {
+      now += ms;
+    },
+  };
 }
 
 async function expectCode(promise: Promise<unknown>, code: string) {
@@ -111,13 +116,21 @@ describe.each(STORES)("key lifecycle on $name", (store) => {
       "scope_not_allowed",
     );
     expect(error.status).toBe(422);
-    expect(error.toProblem()).toMatchObject({ code: "scope_not_allowed", status: 422, scopes: ["billing:write"] });
+    expect(error.toProblem()).toMatchObject({
+      code: "scope_not_allowed",
+      status: 422,
+      scopes: ["billing:write"],
+    });
     await expectCode(flux.keys.create().issue(), "invalid_request");
     await expectCode(flux.keys.create().forOrg("nope").issue(), "not_found");
     await expectCode(flux.keys.create().forOrg("acme").withScopes(["bad scope"]).issue(), "invalid_request");
     await expectCode(flux.keys.create().forOrg("acme").expiresInDays(-1).issue(), "invalid_request");
     await expectCode(
-      flux.keys.create().forOrg("acme").expiresAt(new Date(clock.now() - 1)).issue(),
+      flux.keys
+        .create()
+        .forOrg("acme")
+        .expiresAt(new Date(clock.now() - 1))
+        .issue(),
       "invalid_request",
     );
     expect((await flux.keys.list({ orgId: "acme", limit: 500 })).items.length).toBe(before);
@@ -125,7 +138,10 @@ describe.each(STORES)("key lifecycle on $name", (store) => {
 
   it.skipIf(!store.available)("denies missing, malformed, unknown, revoked and expired keys", async () => {
     expect(await flux.keys.check(undefined)).toMatchObject({ valid: false, error: { code: "key_missing" } });
-    expect(await flux.keys.check("flux_live_nope")).toMatchObject({ valid: false, error: { code: "key_malformed" } });
+    expect(await flux.keys.check("flux_live_nope")).toMatchObject({
+      valid: false,
+      error: { code: "key_malformed" },
+    });
     const unknown = await flux.keys.create().forOrg("acme").issue();
     const forged = `${unknown.secret.slice(0, 20)}${"A".repeat(unknown.secret.length - 20)}`;
     expect((await flux.keys.check(forged)).valid).toBe(false);
@@ -138,14 +154,20 @@ describe.each(STORES)("key lifecycle on $name", (store) => {
     expect((await flux.keys.get(key.id)).status).toBe("expired");
     clock.advance(-86_400_000);
 
-    await flux.keys.revoke(key.id, { reason: "leaked", actor: { type: "user", id: "u1", ip: "203.0.113.9" } });
+    await flux.keys.revoke(key.id, {
+      reason: "leaked",
+      actor: { type: "user", id: "u1", ip: "203.0.113.9" },
+    });
     const revoked = await expectCode(flux.keys.verify(secret), "key_revoked");
     expect(revoked.message).not.toContain(secret);
     const again = await flux.keys.revoke(key.id, { reason: "twice" });
     expect(again.revokedReason).toBe("leaked");
     const events = (await flux.audit.list({ keyId: key.id })).items;
     expect(events.map((e) => e.action)).toEqual(["key.revoked", "key.created"]);
-    expect(events[0]).toMatchObject({ actor: { type: "user", id: "u1", ip: "203.0.113.9" }, details: { reason: "leaked" } });
+    expect(events[0]).toMatchObject({
+      actor: { type: "user", id: "u1", ip: "203.0.113.9" },
+      details: { reason: "leaked" },
+    });
   });
 
   it.skipIf(!store.available)("rejects garbage without touching the database", async () => {
@@ -187,7 +209,11 @@ describe.each(STORES)("key lifecycle on $name", (store) => {
       { name: "renamed", scopes: ["read:events", "write:events"], metadata: { v: 2 } },
       { actor: { type: "admin", id: "root" } },
     );
-    expect(updated).toMatchObject({ name: "renamed", scopes: ["read:events", "write:events"], metadata: { v: 2 } });
+    expect(updated).toMatchObject({
+      name: "renamed",
+      scopes: ["read:events", "write:events"],
+      metadata: { v: 2 },
+    });
     // The cached context is dropped at once.
     expect((await flux.keys.verify(secret)).scopes).toEqual(["read:events", "write:events"]);
     await expectCode(flux.keys.update(key.id, { scopes: ["billing:write"] }), "scope_not_allowed");
@@ -207,7 +233,10 @@ describe.each(STORES)("key lifecycle on $name", (store) => {
       .withMetadata({ app: "billing" })
       .withRateLimits([{ name: "burst", limit: 10, window: "1s" }])
       .issue();
-    const rotated = await flux.keys.rotate(key.id, { gracePeriod: "24h", actor: { type: "admin", id: "root" } });
+    const rotated = await flux.keys.rotate(key.id, {
+      gracePeriod: "24h",
+      actor: { type: "admin", id: "root" },
+    });
     expect(rotated.secret).not.toBe(secret);
     expect(rotated.key).toMatchObject({
       orgId: "acme",
@@ -219,9 +248,14 @@ describe.each(STORES)("key lifecycle on $name", (store) => {
     expect(rotated.previous).toMatchObject({ id: key.id, status: "grace", replacedById: rotated.key.id });
 
     const old = await flux.keys.verify(secret);
-    expect(old.rotation).toEqual({ replacedBy: rotated.key.id, sunsetAt: new Date(clock.now() + 86_400_000) });
+    expect(old.rotation).toEqual({
+      replacedBy: rotated.key.id,
+      sunsetAt: new Date(clock.now() + 86_400_000),
+    });
     expect((await flux.keys.verify(rotated.secret)).rotation).toBeNull();
-    expect((await flux.keys.list({ orgId: "acme", status: "grace" })).items.map((k) => k.id)).toContain(key.id);
+    expect((await flux.keys.list({ orgId: "acme", status: "grace" })).items.map((k) => k.id)).toContain(
+      key.id,
+    );
 
     clock.advance(86_400_000);
     await expectCode(flux.keys.verify(secret), "key_expired");
@@ -229,8 +263,14 @@ describe.each(STORES)("key lifecycle on $name", (store) => {
     clock.advance(-86_400_000);
 
     await expectCode(flux.keys.rotate(key.id, { gracePeriod: "1h" }), "key_conflict");
-    await expectCode(flux.keys.rotate(rotated.key.id, { gracePeriod: "forever" as never }), "invalid_request");
-    const actions = (await flux.audit.list({ orgId: "acme", limit: 5 })).items.map((e) => [e.action, e.keyId]);
+    await expectCode(
+      flux.keys.rotate(rotated.key.id, { gracePeriod: "forever" as never }),
+      "invalid_request",
+    );
+    const actions = (await flux.audit.list({ orgId: "acme", limit: 5 })).items.map((e) => [
+      e.action,
+      e.keyId,
+    ]);
     expect(actions).toContainEqual(["key.rotated", key.id]);
     expect(actions).toContainEqual(["key.created", rotated.key.id]);
   });
@@ -242,18 +282,24 @@ describe.each(STORES)("key lifecycle on $name", (store) => {
     await flux.keys.verify(rotated.secret);
   });
 
-  it.skipIf(!store.available)("concurrent rotations leave one successor; the losers get key_conflict", async () => {
-    const { key } = await flux.keys.create().forOrg("acme").issue();
-    const results = await Promise.allSettled(
-      Array.from({ length: 5 }, () => flux.keys.rotate(key.id, { gracePeriod: "1h" })),
-    );
-    const won = results.filter((r) => r.status === "fulfilled");
-    const lost = results.filter((r) => r.status === "rejected");
-    expect(won).toHaveLength(1);
-    for (const r of lost) expect((r as PromiseRejectedResult).reason).toMatchObject({ code: "key_conflict" });
-    const successors = await flux.internals.database.prisma.apiKey.count({ where: { replaces: { id: key.id } } });
-    expect(successors).toBe(1);
-  });
+  it.skipIf(!store.available)(
+    "concurrent rotations leave one successor; the losers get key_conflict",
+    async () => {
+      const { key } = await flux.keys.create().forOrg("acme").issue();
+      const results = await Promise.allSettled(
+        Array.from({ length: 5 }, () => flux.keys.rotate(key.id, { gracePeriod: "1h" })),
+      );
+      const won = results.filter((r) => r.status === "fulfilled");
+      const lost = results.filter((r) => r.status === "rejected");
+      expect(won).toHaveLength(1);
+      for (const r of lost)
+        expect((r as PromiseRejectedResult).reason).toMatchObject({ code: "key_conflict" });
+      const successors = await flux.internals.database.prisma.apiKey.count({
+        where: { replaces: { id: key.id } },
+      });
+      expect(successors).toBe(1);
+    },
+  );
 
   it.skipIf(!store.available)("concurrent rotate and revoke end in one consistent state", async () => {
     const { key } = await flux.keys.create().forOrg("acme").issue();
@@ -268,7 +314,9 @@ describe.each(STORES)("key lifecycle on $name", (store) => {
     expect(rotation.status === "fulfilled" || revocation.status === "fulfilled").toBe(true);
     if (rotation.status === "rejected") expect(final.replacedById).toBeNull();
     if (revocation.status === "rejected") expect(final.revokedAt).toBeNull();
-    const successors = await flux.internals.database.prisma.apiKey.count({ where: { replaces: { id: key.id } } });
+    const successors = await flux.internals.database.prisma.apiKey.count({
+      where: { replaces: { id: key.id } },
+    });
     expect(successors).toBe(rotation.status === "fulfilled" ? 1 : 0);
   });
 
@@ -283,38 +331,47 @@ describe.each(STORES)("key lifecycle on $name", (store) => {
     const seen: string[] = [];
     let cursor: string | null = null;
     do {
-      const page: Awaited<ReturnType<Flux["keys"]["list"]>> = await flux.keys.list({ orgId: "paging", limit: 3, cursor });
+      const page: Awaited<ReturnType<Flux["keys"]["list"]>> = await flux.keys.list({
+        orgId: "paging",
+        limit: 3,
+        cursor,
+      });
       expect(page.items.length).toBeLessThanOrEqual(3);
       seen.push(...page.items.map((k) => k.id));
       cursor = page.nextCursor;
     } while (cursor);
     expect(seen).toEqual([...ids].reverse());
-    expect((await flux.keys.list({ orgId: "paging", status: "revoked" })).items.map((k) => k.id)).toEqual([ids[3]]);
+    expect((await flux.keys.list({ orgId: "paging", status: "revoked" })).items.map((k) => k.id)).toEqual([
+      ids[3],
+    ]);
     expect((await flux.keys.list({ orgId: "paging", status: "active" })).items).toHaveLength(6);
     expect((await flux.keys.list({ orgId: "acme" })).items.every((k) => k.orgId === "acme")).toBe(true);
     await expectCode(flux.keys.list({ orgId: "paging", cursor: "garbage!" }), "invalid_request");
   });
 
-  it.skipIf(!store.available)("applies plan entitlements with org overrides; expired overrides are ignored", async () => {
-    await flux.orgs.create({ id: "ent", name: "Ent", planId: "pro" });
-    const { secret } = await flux.keys.create().forOrg("ent").issue();
-    expect((await flux.keys.verify(secret)).entitlements).toEqual(["bulk_export", "sso"]);
+  it.skipIf(!store.available)(
+    "applies plan entitlements with org overrides; expired overrides are ignored",
+    async () => {
+      await flux.orgs.create({ id: "ent", name: "Ent", planId: "pro" });
+      const { secret } = await flux.keys.create().forOrg("ent").issue();
+      expect((await flux.keys.verify(secret)).entitlements).toEqual(["bulk_export", "sso"]);
 
-    await flux.orgs.setEntitlement("ent", "sso", { granted: false });
-    await flux.orgs.setEntitlement("ent", "audit_export", {
-      granted: true,
-      expiresAt: new Date(clock.now() + 3_600_000),
-    });
-    const context = await flux.keys.verify(secret);
-    expect(context.entitlements).toEqual(["audit_export", "bulk_export"]);
-    expect(flux.entitlements.checkForKey(context, "sso")).toBe(false);
+      await flux.orgs.setEntitlement("ent", "sso", { granted: false });
+      await flux.orgs.setEntitlement("ent", "audit_export", {
+        granted: true,
+        expiresAt: new Date(clock.now() + 3_600_000),
+      });
+      const context = await flux.keys.verify(secret);
+      expect(context.entitlements).toEqual(["audit_export", "bulk_export"]);
+      expect(flux.entitlements.checkForKey(context, "sso")).toBe(false);
 
-    clock.advance(3_600_000);
-    expect((await flux.keys.verify(secret)).entitlements).toEqual(["bulk_export"]);
-    clock.advance(-3_600_000);
+      clock.advance(3_600_000);
+      expect((await flux.keys.verify(secret)).entitlements).toEqual(["bulk_export"]);
+      clock.advance(-3_600_000);
 
-    await expectCode(flux.orgs.setEntitlement("nope", "sso", { granted: true }), "not_found");
-  });
+      await expectCode(flux.orgs.setEntitlement("nope", "sso", { granted: true }), "not_found");
+    },
+  );
 
   it.skipIf(!store.available)("manages plans and orgs; a plan change reaches cached keys", async () => {
     await flux.plans.upsert({ id: "free", name: "Free", entitlements: [] });
@@ -325,7 +382,12 @@ describe.each(STORES)("key lifecycle on $name", (store) => {
 
     await flux.orgs.update(org.id, { planId: "pro" });
     expect((await flux.keys.verify(secret)).plan).toEqual({ id: "pro", name: "Pro" });
-    await flux.plans.upsert({ id: "pro", name: "Pro 2", scopes: ["read:events", "write:events", "write:configs", "admin:*"], entitlements: ["bulk_export"] });
+    await flux.plans.upsert({
+      id: "pro",
+      name: "Pro 2",
+      scopes: ["read:events", "write:events", "write:configs", "admin:*"],
+      entitlements: ["bulk_export"],
+    });
     expect((await flux.keys.verify(secret)).entitlements).toEqual(["bulk_export"]);
     expect((await flux.keys.verify(secret)).plan?.name).toBe("Pro 2");
 

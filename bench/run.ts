@@ -1,0 +1,28 @@
+/**
+ * `pnpm bench [name]`: runs every bench/*.bench.ts (or the one named) in its own process, one after
+ * the other, so they do not compete for the two cores.
+ */
+import { spawnSync } from "node:child_process";
+import { readdirSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const wanted = process.argv[2];
+const files = readdirSync(here)
+  .filter((file) => file.endsWith(".bench.ts"))
+  .filter((file) => !wanted || file === `${wanted}.bench.ts`)
+  .sort();
+if (files.length === 0) {
+  console.error(`no benchmark named ${wanted}`);
+  process.exit(1);
+}
+let failed = false;
+for (const file of files) {
+  console.log(`\n# ${file}`);
+  const result = spawnSync(process.execPath, ["--import", "tsx", "--conditions=source", join(here, file), ...process.argv.slice(3)], {
+    stdio: "inherit",
+  });
+  failed ||= result.status !== 0;
+}
+process.exit(failed ? 1 : 0);

@@ -20,9 +20,13 @@ if (files.length === 0) {
 let failed = false;
 for (const file of files) {
   console.log(`\n# ${file}`);
-  const result = spawnSync(process.execPath, ["--import", "tsx", "--conditions=source", join(here, file), ...process.argv.slice(3)], {
-    stdio: "inherit",
-  });
+  const result = spawnSync(
+    process.execPath,
+    ["--import", "tsx", "--conditions=source", join(here, file), ...process.argv.slice(3)],
+    {
+      stdio: "inherit",
+    },
+  );
   failed ||= result.status !== 0;
 }
 process.exit(failed ? 1 : 0);

@@ -10,7 +10,7 @@ import { randomBytes } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { createFlux, type Flux } from "@flux-keys/core";
 import pg from "pg";
-import { generateKey, displayParts } from "../packages/core/src/key-format.js";
+import { displayParts, generateKey } from "../packages/core/src/key-format.js";
 
 const DATABASE_URL = process.env.BENCH_DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test";
 const TABLE_KEYS = Number(process.env.BENCH_KEYS ?? 100_000);
@@ -69,7 +69,12 @@ async function coldLatency(flux: Flux, secrets: string[]) {
     if (!result.valid) throw new Error(`bench key did not verify: ${result.error.code}`);
   }
   samples.sort((a, b) => a - b);
-  return { p50: percentile(samples, 50), p90: percentile(samples, 90), p99: percentile(samples, 99), n: samples.length };
+  return {
+    p50: percentile(samples, 50),
+    p90: percentile(samples, 90),
+    p99: percentile(samples, 99),
+    n: samples.length,
+  };
 }
 
 async function scenario(name: string, flux: Flux) {
@@ -86,7 +91,12 @@ async function scenario(name: string, flux: Flux) {
       store: name,
       keysInTable: TABLE_KEYS,
       fillSeconds: +fillSeconds.toFixed(1),
-      coldVerifyMs: { p50: +cold.p50.toFixed(3), p90: +cold.p90.toFixed(3), p99: +cold.p99.toFixed(3), samples: cold.n },
+      coldVerifyMs: {
+        p50: +cold.p50.toFixed(3),
+        p90: +cold.p90.toFixed(3),
+        p99: +cold.p99.toFixed(3),
+        samples: cold.n,
+      },
       cachedVerifyPerSecond: Math.round(cached),
     }),
   );

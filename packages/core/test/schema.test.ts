@@ -7,12 +7,15 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DATABASE_URL, freshSchema, hasPostgres, STORES } from "../../../test/support/services.js";
-import { createFlux, type Flux, migrate } from "../src/index.js";
 import { openDatabase } from "../src/database.js";
+import { createFlux, type Flux, migrate } from "../src/index.js";
 
 const at = new Date("2026-05-04T03:02:01.123Z");
 
-type Delegate = { create(args: { data: unknown }): Promise<unknown>; findUniqueOrThrow(args: { where: unknown }): Promise<unknown> };
+type Delegate = {
+  create(args: { data: unknown }): Promise<unknown>;
+  findUniqueOrThrow(args: { where: unknown }): Promise<unknown>;
+};
 
 /**
  * One row per model with every column set to a non-default value. Order matters (foreign keys).
@@ -120,8 +123,11 @@ interface RuntimeModel {
 }
 
 function runtimeModels(flux: Flux): Record<string, RuntimeModel> {
-  return (flux.internals.database.prisma as unknown as { _runtimeDataModel: { models: Record<string, RuntimeModel> } })
-    ._runtimeDataModel.models;
+  return (
+    flux.internals.database.prisma as unknown as {
+      _runtimeDataModel: { models: Record<string, RuntimeModel> };
+    }
+  )._runtimeDataModel.models;
 }
 
 function delegate(flux: Flux, model: string): Delegate {
@@ -166,7 +172,9 @@ describe.each(STORES)("schema and migrations on $name", (store) => {
       const scalars = model.fields.filter((f) => f.kind === "scalar");
       expect([...columns.keys()].sort(), name).toEqual(scalars.map((f) => f.dbName ?? f.name).sort());
       for (const field of scalars) {
-        expect(SQL_TYPES[field.type], `${name}.${field.name}`).toContain(columns.get(field.dbName ?? field.name));
+        expect(SQL_TYPES[field.type], `${name}.${field.name}`).toContain(
+          columns.get(field.dbName ?? field.name),
+        );
       }
     }
   });
@@ -174,7 +182,10 @@ describe.each(STORES)("schema and migrations on $name", (store) => {
   it.skipIf(!store.available)("round-trips every model with every field set", async () => {
     for (const sample of SAMPLES) {
       await delegate(flux, sample.model).create({ data: sample.data });
-      const read = (await delegate(flux, sample.model).findUniqueOrThrow({ where: sample.where })) as Record<string, unknown>;
+      const read = (await delegate(flux, sample.model).findUniqueOrThrow({ where: sample.where })) as Record<
+        string,
+        unknown
+      >;
       expect(read, sample.model).toMatchObject(sample.data);
     }
   });

@@ -1,0 +1,49 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { createFlux } from "../src/index.js";
+import { resolveOptions } from "../src/options.js";
+
+describe("resolveOptions", () => {
+  it("defaults to embedded PGlite in memory and no Redis", () => {
+    const resolved = resolveOptions({}, {});
+    expect(resolved.database).toEqual({ kind: "pglite", dataDir: undefined });
+    expect(resolved.redis).toBeNull();
+    expect(resolved.migrate).toBe(true);
+    expect(resolved.cache).toEqual({ max: 10_000, ttlMs: 30_000, negativeTtlMs: 2_000 });
+  });
+
+  it("takes DATABASE_URL and REDIS_URL from the environment when no option is given", () => {
+    const env = { DATABASE_URL: "postgresql://u@h/db", REDIS_URL: "redis://h:1" };
+    const resolved = resolveOptions({}, env);
+    expect(resolved.database).toMatchObject({ kind: "postgres", url: "postgresql://u@h/db" });
+    expect(resolved.redis).toMatchObject({ url: "redis://h:1", keyPrefix: "flux:" });
+    // An explicit option wins over the environment.
+    expect(resolveOptions({ database: { pglite: true }, redis: null }, env)).toMatchObject({
+      database: { kind: "pglite" },
+      redis: null,
+    });
+  });
+});
+
+describe("embedded PGlite in a folder", () => {
+  it("persists keys across instances", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "flux-pglite-"));
+    try {
+      const first = await createFlux({ database: { pglite: dir }, redis: null });
+      await first.orgs.create({ id: "acme", name: "Acme" });
+      const { secret } = await first.keys.create().forOrg("acme").issue();
+      await first.close();
+
+      const second = await createFlux({ database: { pglite: dir }, redis: null });
+      try {
+        expect((await second.keys.verify(secret)).orgId).toBe("acme");
+      } finally {
+        await second.close();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

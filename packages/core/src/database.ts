@@ -74,6 +74,9 @@ export async function openDatabase(config: DatabaseConfig): Promise<Database> {
   const driver: SqlDriver = {
     withSession: async (fn) => {
       const client = await pool.connect();
+      // A checked-out client whose server goes away emits 'error' besides failing its query; with
+      // no listener (the pool's is detached while checked out) that would crash the process.
+      client.on("error", ignoreError);
       try {
         return await fn({
           query: async (sql, params) => (await client.query(sql, params)).rows as never,
@@ -82,6 +85,8 @@ export async function openDatabase(config: DatabaseConfig): Promise<Database> {
           },
         });
       } finally {
+        client.removeListener("error", ignoreError);
+        // A client that lost its connection is not queryable: the pool discards it on release.
         client.release();
       }
     },
@@ -97,6 +102,8 @@ export async function openDatabase(config: DatabaseConfig): Promise<Database> {
     },
   };
 }
+
+function ignoreError(): void {}
 
 export function quoteIdent(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;

@@ -10,23 +10,37 @@ import { FluxConfigError, FluxError } from "./errors.js";
 import { type InvalidationBus, localBus, redisBus } from "./invalidation-bus.js";
 import { KeyCache } from "./key-cache.js";
 import { Keys } from "./keys.js";
+import { type ClientAddressSource, clientAddress } from "./limits/client-address.js";
+import { checkEntitlement, type EntitlementEntry, listEntitlements } from "./limits/entitlement-queries.js";
+import { Limits } from "./limits/limits.js";
 import { migrate } from "./migrator.js";
 import { type FluxOptions, type ResolvedOptions, resolveOptions } from "./options.js";
 import { Orgs } from "./orgs.js";
 import { Plans } from "./plans.js";
 import type { Runtime } from "./runtime.js";
 import type { KeyContext } from "./types.js";
+import { Usage } from "./usage/usage.js";
 
 export interface Flux {
   readonly plans: Plans;
   readonly orgs: Orgs;
   readonly keys: Keys;
   readonly audit: AuditLog;
+  /** Usage tracking: `record()` per call (in memory), `query()`, `top()`, `prune()`, `rollup()`. */
+  readonly usage: Usage;
   readonly entitlements: {
     /** Pure: answers from the context, with no I/O. */
     checkForKey(context: Pick<KeyContext, "entitlements">, name: string): boolean;
+    /** Whether an entitlement is in force for an org now (reads the database). */
+    check(orgId: string, name: string): Promise<boolean>;
+    /** The org's entitlements with their source (plan or override, with the override's expiry). */
+    list(orgId: string): Promise<EntitlementEntry[]>;
   };
-  /** Releases the database, Redis and timers. Safe to call twice. */
+  readonly limits: {
+    /** The client address of a request, trusting forwarded-for hops as `limits.trustProxy` says. */
+    clientAddress(source: ClientAddressSource): string | null;
+  };
+  /** Flushes usage, then releases the database, Redis and timers. Safe to call twice. */
   close(): Promise<void>;
   /** @internal For tests and adapters: resolved options and the store. */
   readonly internals: { options: ResolvedOptions; database: Database; cache: KeyCache; redis: Redis | null };
@@ -75,14 +89,40 @@ export async function createFlux(options: FluxOptions = {}): Promise<Flux> {
       cleanup.push(() => opened.close());
     }
 
-    const rt: Runtime = { prisma: database.prisma, options: resolved, cache, bus, now: resolved.clock };
+    const limits = await Limits.open({
+      options: resolved.limits,
+      prisma: database.prisma,
+      redis,
+      redisPrefix: resolved.redis?.keyPrefix ?? "flux:",
+      logger: resolved.logger,
+      now: resolved.clock,
+    });
+    cleanup.push(() => limits.close());
+    const rt: Runtime = {
+      prisma: database.prisma,
+      options: resolved,
+      cache,
+      bus,
+      limits,
+      now: resolved.clock,
+    };
+    // Pushed last so that it runs first: usage is flushed while the database is still open.
+    const usage = new Usage(database.driver, resolved.usage, resolved.clock, resolved.logger);
+    cleanup.push(() => usage.close());
+    usage.start();
     let closed: Promise<void> | null = null;
     return {
       plans: new Plans(rt),
       orgs: new Orgs(rt),
       keys: new Keys(rt),
       audit: new AuditLog(database.prisma),
-      entitlements: { checkForKey },
+      usage,
+      entitlements: {
+        checkForKey,
+        check: (orgId, name) => checkEntitlement(database.prisma, orgId, name, resolved.clock()),
+        list: (orgId) => listEntitlements(database.prisma, orgId, resolved.clock()),
+      },
+      limits: { clientAddress: (source) => clientAddress(source, resolved.limits.trust) },
       close: () => {
         closed ??= closeAll();
         return closed;
@@ -116,6 +156,8 @@ function connectRedis(url: string): Redis {
   const redis = new Redis(url, {
     // Never hang a request on a dead Redis: fail commands fast and let the caller's policy decide.
     enableOfflineQueue: false,
+    // Commands issued in one tick go out in one write: a verify with several windows is one round trip.
+    enableAutoPipelining: true,
     maxRetriesPerRequest: 1,
     commandTimeout: 1_000,
     connectTimeout: 2_000,

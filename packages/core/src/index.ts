@@ -28,3 +28,30 @@ export { Orgs } from "./orgs.js";
 export { Plans } from "./plans.js";
 export { hasScopes, missingScopes, scopeCovers } from "./scopes.js";
 export type * from "./types.js";
+export type { UsageOptions } from "./usage/usage-options.js";
+export {
+  type Granularity,
+  type GroupDimension,
+  type StatusClass,
+  Usage,
+  type UsageFlushReport,
+  type UsageGroup,
+  type UsagePoint,
+  type UsageQuery,
+  type UsageQueryResult,
+  type UsageRecord,
+  type UsageSeries,
+  type UsageStats,
+  type UsageTopEntry,
+  type UsageTopQuery,
+  type UsageTotals,
+} from "./usage/usage.js";
+export {
+  addressBucket,
+  type ClientAddressSource,
+  clientAddress,
+  type TrustProxy,
+} from "./limits/client-address.js";
+export type { EntitlementEntry } from "./limits/entitlement-queries.js";
+export { type RateLimitHeaderSource, rateLimitHeaders } from "./limits/headers.js";
+export type { LimitOptions } from "./limits/limit-options.js";

@@ -37,6 +37,12 @@ import {
 export interface VerifyOptions {
   /** Units this request consumes from the key's limits and quota. `0` only reads. @default 1 */
   cost?: number;
+  /**
+   * The client's address (see `clientAddress()`), for the pre-authentication limiter: failed
+   * authentications from it are counted and, past `limits.preAuth`, every attempt from it is
+   * refused with `rate_limited` before any database read. Omit it to skip that limiter.
+   */
+  clientAddress?: string;
 }
 
 export type CheckResult = { valid: true; context: KeyContext } | { valid: false; error: FluxError };
@@ -119,13 +125,21 @@ export class Keys {
   async verify(secret: unknown, options?: VerifyOptions): Promise<KeyContext> {
     const result = await this.check(secret, options);
     if (result.valid) return result.context;
-    throw new FluxError(result.error.code, { detail: result.error.detail });
+    throw new FluxError(result.error.code, {
+      detail: result.error.detail,
+      extensions: result.error.extensions,
+    });
   }
 
   /** Like `verify()`, without throwing: `{ valid: true, context } | { valid: false, error }`. */
   async check(secret: unknown, options?: VerifyOptions): Promise<CheckResult> {
+    const address = options?.clientAddress;
+    if (address !== undefined) {
+      const refused = this.rt.limits.refusedAddress(address);
+      if (refused !== null) return refused;
+    }
     const parsed = this.parse(secret);
-    if (!parsed.ok) return DENIALS[parsed.code];
+    if (!parsed.ok) return this.failed(DENIALS[parsed.code], address);
     if (options?.cost !== undefined && !(Number.isInteger(options.cost) && options.cost >= 0)) {
       return {
         valid: false,
@@ -141,13 +155,29 @@ export class Keys {
         return DENIALS.store_unavailable;
       }
     }
-    if (record === null) return DENIALS.key_invalid;
+    if (record === null) return this.failed(DENIALS.key_invalid, address);
     const now = this.rt.now();
-    if (record.revokedAt !== null) return DENIALS.key_revoked;
-    if (record.expiresAt !== null && record.expiresAt.getTime() <= now) return DENIALS.key_expired;
-    if (record.sunsetAt !== null && record.sunsetAt.getTime() <= now) return DENIALS.key_expired;
+    if (record.revokedAt !== null) return this.failed(DENIALS.key_revoked, address);
+    if (record.expiresAt !== null && record.expiresAt.getTime() <= now) {
+      return this.failed(DENIALS.key_expired, address);
+    }
+    if (record.sunsetAt !== null && record.sunsetAt.getTime() <= now) {
+      return this.failed(DENIALS.key_expired, address);
+    }
     const base = baseContext(record, now);
-    return { valid: true, context: { ...base, rateLimit: null } };
+    // Keys without limits never touch the limiter.
+    const limits = this.rt.limits.applicable(record);
+    if (limits === null) return { valid: true, context: { ...base, rateLimit: null } };
+    // `return await`: one microtask instead of the three of returning a promise from an async function.
+    return await this.rt.limits.decide(limits, options?.cost ?? 1, base);
+  }
+
+  /** A failed authentication, counted against the client address when there is one. */
+  private failed(
+    denial: CheckResult & { valid: false },
+    address: string | undefined,
+  ): CheckResult | Promise<CheckResult> {
+    return address === undefined ? denial : this.rt.limits.authFailed(address, denial);
   }
 
   /** One database read per digest at a time, however many requests miss the cache together. */

@@ -7,6 +7,8 @@ import type { DatabaseConfig } from "./database.js";
 import { type Duration, toMs } from "./duration.js";
 import { FluxConfigError } from "./errors.js";
 import { isValidPrefix } from "./key-format.js";
+import { type LimitOptions, type ResolvedLimitOptions, resolveLimitOptions } from "./limits/limit-options.js";
+import { type ResolvedUsageOptions, resolveUsageOptions, type UsageOptions } from "./usage/usage-options.js";
 
 /** pino-style logger: any of these methods, called as `(fields, message)`. */
 export interface Logger {
@@ -49,6 +51,19 @@ export interface FluxOptions {
   clock?: () => number;
   /** pino-style logger for operational events (never given secrets or digests). @default none */
   logger?: Logger;
+  /**
+   * Usage tracking (`flux.usage`): flush cadence, buffer bound, rollup and retention. Every
+   * default is a `@default` tag on `UsageOptions`.
+   * @default { flushInterval: '5s', maxBufferedBuckets: 100000, flushAt: 10000, batchSize: 5000, rollupAfter: '7d', retention: null, maintenanceInterval: '1h' }
+   */
+  usage?: UsageOptions;
+  /**
+   * Rate limits and quotas: what happens when the limit store fails, the pre-authentication
+   * limiter, and which proxies `clientAddress()` trusts. Every default is a `@default` tag on
+   * `LimitOptions`.
+   * @default { onStoreError: 'insurance', preAuth: { limit: 30, window: '1m' }, trustProxy: false }
+   */
+  limits?: LimitOptions;
 }
 
 export interface ResolvedOptions {
@@ -60,9 +75,22 @@ export interface ResolvedOptions {
   cache: { max: number; ttlMs: number; negativeTtlMs: number };
   clock: () => number;
   logger: Logger;
+  usage: ResolvedUsageOptions;
+  limits: ResolvedLimitOptions;
 }
 
-const KNOWN = new Set(["database", "redis", "migrate", "keyPrefix", "pepper", "cache", "clock", "logger"]);
+const KNOWN = new Set([
+  "database",
+  "redis",
+  "migrate",
+  "keyPrefix",
+  "pepper",
+  "cache",
+  "clock",
+  "logger",
+  "usage",
+  "limits",
+]);
 
 export function resolveOptions(
   options: FluxOptions = {},
@@ -110,6 +138,8 @@ export function resolveOptions(
     },
     clock: options.clock ?? Date.now,
     logger: options.logger ?? {},
+    usage: resolveUsageOptions(options.usage),
+    limits: resolveLimitOptions(options.limits),
   };
 }
 

@@ -1,6 +1,7 @@
 import type { PrismaClient } from "./database.js";
 import type { InvalidationBus } from "./invalidation-bus.js";
 import type { KeyCache } from "./key-cache.js";
+import type { Limits } from "./limits/limits.js";
 import type { ResolvedOptions } from "./options.js";
 import type { Actor } from "./types.js";
 
@@ -10,6 +11,8 @@ export interface Runtime {
   options: ResolvedOptions;
   cache: KeyCache;
   bus: InvalidationBus;
+  /** Rate limits, quotas and the pre-authentication limiter. */
+  limits: Limits;
   now(): number;
 }
 

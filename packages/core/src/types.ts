@@ -112,10 +112,22 @@ export interface RateLimitWindowState {
   window: number;
   /** Seconds until the window resets. */
   resetIn: number;
+  /** Whose counter: this key's, the org's pooled one, or (pre-auth) the client address's. */
+  per: "key" | "org" | "address";
+}
+
+export interface QuotaState {
+  limit: number;
+  remaining: number;
+  period: Quota["period"];
+  /** Seconds until the UTC calendar period ends; null for `total`, which never refills. */
+  resetIn: number | null;
 }
 
 export interface RateLimitState {
   windows: RateLimitWindowState[];
+  /** The key's quota (its own, else its plan's), when one applies. */
+  quota: QuotaState | null;
 }
 
 export interface Page<T> {

@@ -105,6 +105,30 @@ const SAMPLES: Array<{ model: string; data: Record<string, unknown>; where: Reco
     },
     where: { id: 9_007_199_254_740_993n },
   },
+  ...(["UsageMinute", "UsageHour"] as const).map((model) => ({
+    model,
+    data: {
+      keyId: "k1",
+      at,
+      method: "GET",
+      endpoint: "/v1/events/:id",
+      statusClass: 4,
+      orgId: "o1",
+      count: 9_007_199_254_740_993n,
+      latencySum: 1234.5,
+      latencyMax: 99.25,
+    },
+    where: {
+      keyId_at_method_endpoint_statusClass: {
+        keyId: "k1",
+        at,
+        method: "GET",
+        endpoint: "/v1/events/:id",
+        statusClass: 4,
+      },
+    },
+  })),
+  { model: "UsageBatch", data: { id: "b1", appliedAt: at }, where: { id: "b1" } },
 ];
 
 const SQL_TYPES: Record<string, string[]> = {

@@ -1,0 +1,87 @@
+/**
+ * The `limits` option of `createFlux`: every default of rate limiting lives here, written once in
+ * the `@default` tags and once in `resolveLimitOptions`.
+ */
+import { FluxConfigError } from "../errors.js";
+import { compileTrust, type TrustProxy } from "./client-address.js";
+
+export type WindowLength = number | "1s" | "1m" | "1h" | "1d";
+
+export interface LimitOptions {
+  /**
+   * What verification does when the limit store fails (Redis down, or the database for quotas
+   * kept there):
+   * - `'insurance'`: an in-memory limiter per process keeps enforcing the same windows until the
+   *   store is back (each process then admits up to the full limit on its own);
+   * - `'fail-closed'`: requests of keys with limits are refused with `store_unavailable` (503,
+   *   `Retry-After`).
+   * @default 'insurance'
+   */
+  onStoreError?: "insurance" | "fail-closed";
+  /**
+   * Failed authentications allowed per client address (IPv6 grouped by /64) per window, counted
+   * only when the adapter passes `clientAddress`. Past it, every attempt from that address is
+   * refused with `rate_limited` before any database read. `false` turns it off.
+   * @default { limit: 30, window: '1m' }
+   */
+  preAuth?: { limit: number; window: WindowLength } | false;
+  /**
+   * Which `X-Forwarded-For` hops `clientAddress()` trusts: `false` (only the socket address),
+   * `true` (all: the leftmost entry), a hop count, or addresses / CIDRs of your proxies
+   * (also `'loopback'`, `'linklocal'`, `'uniquelocal'`), as an array or a comma-separated string.
+   * @default false
+   */
+  trustProxy?: TrustProxy;
+}
+
+export interface ResolvedLimitOptions {
+  onStoreError: "insurance" | "fail-closed";
+  preAuth: { limit: number; windowSeconds: number } | null;
+  trustProxy: TrustProxy;
+  /** `trustProxy` compiled once. */
+  trust: (address: string, hop: number) => boolean;
+}
+
+const KNOWN = new Set(["onStoreError", "preAuth", "trustProxy"]);
+const SHORTHAND: Record<string, number> = { "1s": 1, "1m": 60, "1h": 3600, "1d": 86400 };
+
+export function resolveLimitOptions(limits: LimitOptions | undefined): ResolvedLimitOptions {
+  const input = limits ?? {};
+  if (typeof input !== "object" || input === null) {
+    throw new FluxConfigError("invalid_option", "limits must be an object.");
+  }
+  for (const name of Object.keys(input)) {
+    if (!KNOWN.has(name)) throw new FluxConfigError("unknown_option", `Unknown option 'limits.${name}'.`);
+  }
+  const onStoreError = input.onStoreError ?? "insurance";
+  if (onStoreError !== "insurance" && onStoreError !== "fail-closed") {
+    throw new FluxConfigError("invalid_option", "limits.onStoreError must be 'insurance' or 'fail-closed'.");
+  }
+  const preAuthInput = input.preAuth ?? { limit: 30, window: "1m" };
+  let preAuth: ResolvedLimitOptions["preAuth"] = null;
+  if (preAuthInput !== false) {
+    const windowSeconds = windowLength(preAuthInput.window);
+    if (!(Number.isInteger(preAuthInput.limit) && preAuthInput.limit > 0) || windowSeconds === null) {
+      throw new FluxConfigError(
+        "invalid_option",
+        "limits.preAuth must be { limit: positive integer, window: seconds or '1s' | '1m' | '1h' | '1d' } or false.",
+      );
+    }
+    preAuth = { limit: preAuthInput.limit, windowSeconds };
+  }
+  const trustProxy = input.trustProxy ?? false;
+  let trust: ResolvedLimitOptions["trust"];
+  try {
+    trust = compileTrust(trustProxy);
+  } catch (error) {
+    throw new FluxConfigError("invalid_option", `limits.trustProxy: ${(error as Error).message}`);
+  }
+  return { onStoreError, preAuth, trustProxy, trust };
+}
+
+/** Seconds of a window given as a positive integer or a shorthand; null when invalid. */
+export function windowLength(window: unknown): number | null {
+  if (typeof window === "number") return Number.isInteger(window) && window > 0 ? window : null;
+  if (typeof window === "string") return SHORTHAND[window] ?? null;
+  return null;
+}

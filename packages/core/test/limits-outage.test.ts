@@ -1,0 +1,151 @@
+/**
+ * A real Redis outage: a throwaway redis-server on its own port is killed mid-run and restarted.
+ * No request hangs, none becomes a 500 or an unhandled rejection; the insurance limiter keeps
+ * enforcing per process (or, with `onStoreError: 'fail-closed'`, requests get store_unavailable
+ * with Retry-After); Redis is used again after it comes back, without a restart.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { createServer } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createFlux, type Flux, rateLimitHeaders } from "../src/index.js";
+
+const REDIS_SERVER = "/usr/bin/redis-server";
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === "object" && address ? address.port : 0));
+    });
+  });
+}
+
+async function startRedis(port: number): Promise<ChildProcess> {
+  const child = spawn(REDIS_SERVER, ["--port", String(port), "--save", "", "--appendonly", "no"], {
+    stdio: "ignore",
+  });
+  const probe = new Redis({ port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  probe.on("error", () => {});
+  for (let i = 0; i < 100; i++) {
+    try {
+      await probe.connect();
+      await probe.ping();
+      probe.disconnect();
+      return child;
+    } catch {
+      await sleep(50);
+    }
+  }
+  probe.disconnect();
+  throw new Error("redis-server did not start");
+}
+
+async function stopRedis(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  child.kill("SIGKILL");
+  await exited;
+}
+
+async function until(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await sleep(25);
+  }
+}
+
+describe.skipIf(!existsSync(REDIS_SERVER))("limits through a Redis outage", () => {
+  let port: number;
+  let server: ChildProcess;
+  let insured: Flux;
+  let closed: Flux;
+  let insuredSecret: string;
+  let closedSecret: string;
+  const rejections: unknown[] = [];
+  const onRejection = (reason: unknown) => rejections.push(reason);
+  const warnings: Array<Record<string, unknown>> = [];
+
+  beforeAll(async () => {
+    process.on("unhandledRejection", onRejection);
+    port = await freePort();
+    server = await startRedis(port);
+    const url = `redis://127.0.0.1:${port}`;
+    insured = await createFlux({
+      database: { pglite: true },
+      redis: { url, keyPrefix: "insured:" },
+      logger: { warn: (fields) => warnings.push(fields) },
+    });
+    closed = await createFlux({
+      database: { pglite: true },
+      redis: { url, keyPrefix: "closed:" },
+      limits: { onStoreError: "fail-closed" },
+    });
+    for (const flux of [insured, closed]) {
+      await flux.plans.upsert({ id: "p", name: "p", rateLimits: [{ name: "rpm", limit: 3, window: "1m" }] });
+      await flux.orgs.create({ id: "o", name: "o", planId: "p" });
+    }
+    insuredSecret = (await insured.keys.create().forOrg("o").issue()).secret;
+    closedSecret = (await closed.keys.create().forOrg("o").issue()).secret;
+  });
+
+  afterAll(async () => {
+    await insured?.close();
+    await closed?.close();
+    if (server) await stopRedis(server);
+    process.off("unhandledRejection", onRejection);
+  });
+
+  it("keeps answering through the outage and recovers without a restart", async () => {
+    // Healthy: counted in Redis.
+    expect((await insured.keys.check(insuredSecret)).valid).toBe(true);
+    expect((await closed.keys.check(closedSecret)).valid).toBe(true);
+
+    await stopRedis(server);
+    await until(() => insured.internals.redis?.status !== "ready" && closed.internals.redis?.status !== "ready");
+
+    // Insurance: a fresh in-memory limiter enforces the same window in this process.
+    const insuredCodes: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const result = await insured.keys.check(insuredSecret);
+      insuredCodes.push(result.valid ? "valid" : result.error.code);
+    }
+    expect(insuredCodes).toEqual(["valid", "valid", "valid", "rate_limited", "rate_limited"]);
+    expect(warnings.some((w) => w.event === "flux.limits.insurance")).toBe(true);
+    await expect(insured.keys.verify(insuredSecret)).rejects.toMatchObject({ code: "rate_limited" });
+
+    // Fail closed: 503 with Retry-After, never a thrown non-FluxError.
+    const refused = await closed.keys.check(closedSecret);
+    expect(refused.valid).toBe(false);
+    if (refused.valid) return;
+    expect(refused.error.code).toBe("store_unavailable");
+    expect(refused.error.status).toBe(503);
+    expect(rateLimitHeaders(refused)).toEqual({ "Retry-After": "1" });
+    await expect(closed.keys.verify(closedSecret)).rejects.toMatchObject({ code: "store_unavailable" });
+    const reads = await closed.keys.check(closedSecret, { cost: 0 });
+    expect(reads.valid ? "valid" : reads.error.code).toBe("store_unavailable");
+
+    // Back: both instances reconnect on their own and count in Redis again.
+    server = await startRedis(port);
+    await until(() => insured.internals.redis?.status === "ready" && closed.internals.redis?.status === "ready");
+    const recovered = await closed.keys.check(closedSecret);
+    expect(recovered.valid).toBe(true);
+    const inspector = new Redis({ port });
+    try {
+      // The server restarted empty: the counter it holds now was written after the outage.
+      const keys = await inspector.keys("closed:rl:*");
+      expect(keys).toHaveLength(1);
+      expect(await inspector.get(keys[0] as string)).toBe("1");
+    } finally {
+      inspector.disconnect();
+    }
+    const insuredAgain = await insured.keys.check(insuredSecret);
+    expect(insuredAgain.valid).toBe(true);
+    expect(rejections).toEqual([]);
+  });
+});

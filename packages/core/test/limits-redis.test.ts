@@ -1,0 +1,215 @@
+/**
+ * Limits with Redis: one round trip per request however many windows apply, exact admission across
+ * instances, and the fixed-window edge bound (also on the memory store).
+ */
+import { setTimeout as sleep } from "node:timers/promises";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  freshSchema,
+  DATABASE_URL,
+  hasPostgres,
+  hasRedis,
+  REDIS_URL,
+  uniqueName,
+} from "../../../test/support/services.js";
+import { createFlux, type Flux } from "../src/index.js";
+
+/** Counts writes to a client's socket: one write is one round trip of a pipeline. */
+function countWrites(redis: Redis): { count(): number; restore(): void } {
+  const stream = (redis as unknown as { stream: { write: (...args: unknown[]) => boolean } }).stream;
+  const original = stream.write;
+  let writes = 0;
+  stream.write = function (this: unknown, ...args: unknown[]) {
+    writes++;
+    return original.apply(this, args);
+  };
+  return {
+    count: () => writes,
+    restore: () => {
+      stream.write = original;
+    },
+  };
+}
+
+describe.skipIf(!hasRedis)("limits on Redis", () => {
+  let flux: Flux;
+  let inspector: Redis;
+  const prefix = `${uniqueName("limits")}:`;
+
+  beforeAll(async () => {
+    flux = await createFlux({ database: { pglite: true }, redis: { url: REDIS_URL, keyPrefix: prefix } });
+    inspector = new Redis(REDIS_URL);
+  });
+
+  afterAll(async () => {
+    const keys = await inspector.keys(`${prefix}*`);
+    if (keys.length > 0) await inspector.del(...keys);
+    inspector.disconnect();
+    await flux?.close();
+  });
+
+  it("costs one round trip per request for three windows and a quota", async () => {
+    await flux.plans.upsert({
+      id: "rt",
+      name: "rt",
+      rateLimits: [
+        { name: "burst", limit: 10, window: "1s" },
+        { name: "sustained", limit: 1000, window: "1h" },
+        { name: "org", limit: 5000, window: "1d", per: "org" },
+      ],
+      quota: { limit: 100, period: "day" },
+    });
+    await flux.orgs.create({ id: "rt-org", name: "rt", planId: "rt" });
+    const { secret } = await flux.keys.create().forOrg("rt-org").issue();
+    // Warm: the key record is cached and the Lua script is loaded.
+    await flux.keys.verify(secret);
+    await flux.keys.verify(secret);
+    const redis = flux.internals.redis as Redis;
+    const writes = countWrites(redis);
+    try {
+      for (let i = 0; i < 5; i++) {
+        const before = writes.count();
+        const context = await flux.keys.verify(secret);
+        expect(writes.count() - before).toBe(1);
+        expect(context.rateLimit?.windows).toHaveLength(3);
+        expect(context.rateLimit?.quota?.remaining).toBe(100 - 3 - i);
+      }
+    } finally {
+      writes.restore();
+    }
+    // Four counters, all in Redis under the configured prefix.
+    expect((await inspector.keys(`${prefix}rl:*`)).length).toBe(4);
+  });
+
+  it("answers an exhausted window from the process without a round trip", async () => {
+    await flux.plans.upsert({ id: "tiny", name: "tiny", rateLimits: [{ name: "rpm", limit: 2, window: "1m" }] });
+    await flux.orgs.create({ id: "tiny-org", name: "tiny", planId: "tiny" });
+    const { secret } = await flux.keys.create().forOrg("tiny-org").issue();
+    await flux.keys.verify(secret);
+    await flux.keys.verify(secret);
+    expect((await flux.keys.check(secret)).valid).toBe(false);
+    const writes = countWrites(flux.internals.redis as Redis);
+    try {
+      for (let i = 0; i < 20; i++) {
+        const result = await flux.keys.check(secret);
+        expect(result.valid ? "valid" : result.error.code).toBe("rate_limited");
+      }
+      expect(writes.count()).toBe(0);
+    } finally {
+      writes.restore();
+    }
+  });
+});
+
+describe.skipIf(!hasRedis || !hasPostgres)("limits across instances", () => {
+  const instances: Flux[] = [];
+  let drop: () => Promise<void>;
+  const prefix = `${uniqueName("limits")}:`;
+
+  beforeAll(async () => {
+    const schema = await freshSchema();
+    drop = schema.drop;
+    for (let i = 0; i < 4; i++) {
+      instances.push(
+        await createFlux({
+          database: { url: DATABASE_URL, schema: schema.schema, poolSize: 3 },
+          redis: { url: REDIS_URL, keyPrefix: prefix },
+        }),
+      );
+    }
+  });
+
+  afterAll(async () => {
+    const inspector = new Redis(REDIS_URL);
+    const keys = await inspector.keys(`${prefix}*`);
+    if (keys.length > 0) await inspector.del(...keys);
+    inspector.disconnect();
+    for (const flux of instances) await flux.close();
+    await drop?.();
+  });
+
+  it("admits exactly the limit when four instances race 500 requests", async () => {
+    const [first] = instances as [Flux];
+    await first.plans.upsert({ id: "hundred", name: "hundred", rateLimits: [{ name: "w", limit: 100, window: "1h" }] });
+    await first.orgs.create({ id: "race", name: "race", planId: "hundred" });
+    const { secret } = await first.keys.create().forOrg("race").issue();
+    const results = await Promise.all(
+      Array.from({ length: 500 }, (_, i) => (instances[i % 4] as Flux).keys.check(secret)),
+    );
+    expect(results.filter((r) => r.valid)).toHaveLength(100);
+    const codes = new Set(results.filter((r) => !r.valid).map((r) => (r.valid ? "" : r.error.code)));
+    expect([...codes]).toEqual(["rate_limited"]);
+    // Each instance answers from the same counter.
+    for (const flux of instances) {
+      const read = await flux.keys.check(secret, { cost: 0 });
+      expect(read.valid && read.context.rateLimit?.windows[0]?.remaining).toBe(0);
+    }
+  });
+});
+
+/**
+ * The fixed-window edge bound: windows start at the first request and last W seconds, so any span
+ * of W seconds overlaps at most two windows and passes at most 2L (L late in one window, L early in
+ * the next). The test builds that worst case on purpose and checks the bound over every span.
+ */
+async function edgeBound(flux: Flux, secret: string, limit: number) {
+  const admittedAt: number[] = [];
+  const attempt = async () => {
+    const result = await flux.keys.check(secret);
+    if (result.valid) admittedAt.push(Date.now());
+    return result;
+  };
+  const opened = await attempt();
+  expect(opened.valid).toBe(true);
+  const windowStart = Date.now();
+  // Late in the first window: use up the rest of it.
+  await sleep(Math.max(0, windowStart + 850 - Date.now()));
+  for (let i = 1; i < limit; i++) expect((await attempt()).valid).toBe(true);
+  expect((await attempt()).valid).toBe(false);
+  // Hammer through the boundary and on for a while.
+  const until = windowStart + 2_300;
+  while (Date.now() < until) {
+    await attempt();
+    await sleep(2);
+  }
+  let worst = 0;
+  for (let i = 0; i < admittedAt.length; i++) {
+    let count = 0;
+    for (let j = i; j < admittedAt.length && (admittedAt[j] as number) - (admittedAt[i] as number) < 1_000; j++) {
+      count++;
+    }
+    worst = Math.max(worst, count);
+  }
+  // The edge is real (more than L passed within one second)...
+  expect(worst).toBeGreaterThan(limit);
+  // ...and bounded: never more than 2L in any one-second span.
+  expect(worst).toBeLessThanOrEqual(2 * limit);
+}
+
+describe("the fixed-window edge bound", () => {
+  it("holds on the memory store", async () => {
+    const flux = await createFlux({ database: { pglite: true }, redis: null });
+    try {
+      await flux.plans.upsert({ id: "edge", name: "edge", rateLimits: [{ name: "s", limit: 5, window: "1s" }] });
+      await flux.orgs.create({ id: "edge", name: "edge", planId: "edge" });
+      const { secret } = await flux.keys.create().forOrg("edge").issue();
+      await edgeBound(flux, secret, 5);
+    } finally {
+      await flux.close();
+    }
+  });
+
+  it.skipIf(!hasRedis)("holds on Redis", async () => {
+    const prefix = `${uniqueName("edge")}:`;
+    const flux = await createFlux({ database: { pglite: true }, redis: { url: REDIS_URL, keyPrefix: prefix } });
+    try {
+      await flux.plans.upsert({ id: "edge", name: "edge", rateLimits: [{ name: "s", limit: 5, window: "1s" }] });
+      await flux.orgs.create({ id: "edge", name: "edge", planId: "edge" });
+      const { secret } = await flux.keys.create().forOrg("edge").issue();
+      await edgeBound(flux, secret, 5);
+    } finally {
+      await flux.close();
+    }
+  });
+});

@@ -7,8 +7,8 @@
  * REDIS_URL (default redis://127.0.0.1:6379) is used for the Redis part when reachable.
  */
 import { performance } from "node:perf_hooks";
-import { Redis } from "ioredis";
 import { createFlux, type Flux } from "@flux-keys/core";
+import { Redis } from "ioredis";
 
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 
@@ -79,7 +79,10 @@ const report = (name: string, value: string) => {
       memPerSecond = memory.perSecond;
     }
   }
-  report("verify, cached key, no limits", `${basePerSecond.toLocaleString("en")} /s (${baseBest.toFixed(0)} ns)`);
+  report(
+    "verify, cached key, no limits",
+    `${basePerSecond.toLocaleString("en")} /s (${baseBest.toFixed(0)} ns)`,
+  );
   report(
     "verify, cached key, memory limiter (2 windows)",
     `${memPerSecond.toLocaleString("en")} /s (${memBest.toFixed(0)} ns)`,

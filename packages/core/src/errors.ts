@@ -37,6 +37,17 @@ export const ERROR_CODES = {
     detail: "The key was changed concurrently; reload it and try again.",
   },
   not_found: { status: 404, title: "Not found", detail: "The resource does not exist." },
+  session_required: {
+    status: 401,
+    title: "Sign-in required",
+    detail: "Open the portal from your account to sign in, or sign in again.",
+  },
+  role_denied: { status: 403, title: "Not allowed", detail: "Your role does not allow this action." },
+  csrf_rejected: {
+    status: 403,
+    title: "Cross-site request refused",
+    detail: "The request did not come from the portal itself.",
+  },
   invalid_request: { status: 400, title: "Invalid request", detail: "The request is not valid." },
   store_unavailable: {
     status: 503,

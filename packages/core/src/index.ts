@@ -11,6 +11,16 @@ export {
   type ProblemDetails,
 } from "./errors.js";
 export { createFlux, type Flux } from "./flux.js";
+export { extractCredential, type HeaderBag } from "./http/credentials.js";
+export {
+  createHttpAuth,
+  HttpAuth,
+  type HttpAuthOptions,
+  type HttpAuthResult,
+  type HttpRequestLike,
+  type RouteRequirements,
+} from "./http/http-auth.js";
+export { type DenialResponse, denialResponse, PROBLEM_CONTENT_TYPE } from "./http/problem.js";
 export { createKeyParser, type KeyEnvironment, type ParsedKey } from "./key-format.js";
 export {
   type CheckResult,
@@ -22,13 +32,21 @@ export {
   type RotatedKey,
   type VerifyOptions,
 } from "./keys.js";
+export {
+  addressBucket,
+  type ClientAddressSource,
+  clientAddress,
+  type TrustProxy,
+} from "./limits/client-address.js";
+export type { EntitlementEntry } from "./limits/entitlement-queries.js";
+export { type RateLimitHeaderSource, rateLimitHeaders } from "./limits/headers.js";
+export type { LimitOptions } from "./limits/limit-options.js";
 export { loadMigrations, type MigrationReport, migrate } from "./migrator.js";
 export type { FluxOptions, Logger } from "./options.js";
 export { Orgs } from "./orgs.js";
 export { Plans } from "./plans.js";
-export { hasScopes, missingScopes, scopeCovers } from "./scopes.js";
+export { hasScopes, missingScopes, requirementError, scopeCovers } from "./scopes.js";
 export type * from "./types.js";
-export type { UsageOptions } from "./usage/usage-options.js";
 export {
   type Granularity,
   type GroupDimension,
@@ -46,12 +64,4 @@ export {
   type UsageTopQuery,
   type UsageTotals,
 } from "./usage/usage.js";
-export {
-  addressBucket,
-  type ClientAddressSource,
-  clientAddress,
-  type TrustProxy,
-} from "./limits/client-address.js";
-export type { EntitlementEntry } from "./limits/entitlement-queries.js";
-export { type RateLimitHeaderSource, rateLimitHeaders } from "./limits/headers.js";
-export type { LimitOptions } from "./limits/limit-options.js";
+export type { UsageOptions } from "./usage/usage-options.js";

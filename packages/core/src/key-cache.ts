@@ -65,6 +65,14 @@ export class KeyCache {
     return value === NEGATIVE ? null : value;
   }
 
+  /** The cached record of a key id, without refreshing its recency. */
+  recordOf(keyId: string): KeyRecord | undefined {
+    const digest = this.digestByKeyId.get(keyId);
+    if (digest === undefined) return undefined;
+    const value = this.lru.peek(digest);
+    return value === undefined || value === NEGATIVE ? undefined : value;
+  }
+
   /** Taken before a database read and handed back to `set` with what it read. */
   currentEpoch(): CacheEpoch {
     return { epoch: this.epoch, unknownEpoch: this.unknownEpoch };

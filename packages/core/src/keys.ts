@@ -23,7 +23,7 @@ import {
 import { baseContext, type KeyRecord, keyStatus, loadKeyRecord } from "./key-record.js";
 import type { Runtime } from "./runtime.js";
 import { SYSTEM_ACTOR } from "./runtime.js";
-import { assertWithinPlan, normalizeScopes } from "./scopes.js";
+import { assertWithinPlan, normalizeScopes, requirementError } from "./scopes.js";
 import type { Actor, ApiKeyInfo, KeyContext, KeyStatus, Page, Quota, RateLimitWindow } from "./types.js";
 import {
   displayName,
@@ -43,6 +43,10 @@ export interface VerifyOptions {
    * refused with `rate_limited` before any database read. Omit it to skip that limiter.
    */
   clientAddress?: string;
+  /** Scopes the request needs: refused with `scope_denied` (before any limit is consumed). */
+  scopes?: readonly string[];
+  /** Entitlements the request needs: refused with `entitlement_denied` (nothing consumed). */
+  entitlements?: readonly string[];
 }
 
 export type CheckResult = { valid: true; context: KeyContext } | { valid: false; error: FluxError };
@@ -165,6 +169,11 @@ export class Keys {
       return this.failed(DENIALS.key_expired, address);
     }
     const base = baseContext(record, now);
+    // A request the key is not allowed to make is refused before it consumes anything.
+    if (options?.scopes !== undefined || options?.entitlements !== undefined) {
+      const denied = requirementError(base, options.scopes, options.entitlements);
+      if (denied !== null) return { valid: false, error: denied };
+    }
     // Keys without limits never touch the limiter.
     const limits = this.rt.limits.applicable(record);
     if (limits === null) return { valid: true, context: { ...base, rateLimit: null } };
@@ -178,6 +187,19 @@ export class Keys {
     address: string | undefined,
   ): CheckResult | Promise<CheckResult> {
     return address === undefined ? denial : this.rt.limits.authFailed(address, denial);
+  }
+
+  /**
+   * Gives back what a verified request consumed, when it is denied after verification (e.g. by a
+   * route-level scope guard that runs later). A no-op for keys without limits, or whose record
+   * has left the cache since (then the units stay consumed).
+   */
+  async release(context: KeyContext, cost = 1): Promise<void> {
+    if (context.rateLimit === null || !(Number.isInteger(cost) && cost > 0)) return;
+    const record = this.rt.cache.recordOf(context.keyId);
+    if (record === undefined) return;
+    const bound = this.rt.limits.applicable(record);
+    if (bound !== null) await this.rt.limits.giveBack(bound, cost);
   }
 
   /** One database read per digest at a time, however many requests miss the cache together. */

@@ -62,3 +62,33 @@ export function assertWithinPlan(requested: readonly string[], planScopes: reado
     });
   }
 }
+
+/**
+ * The denial for a request whose key lacks a required scope or entitlement, or null. Pure: the
+ * one place adapters' requirements are decided.
+ */
+export function requirementError(
+  context: { scopes: readonly string[]; entitlements: readonly string[] },
+  scopes: readonly string[] | undefined,
+  entitlements: readonly string[] | undefined,
+): FluxError | null {
+  if (scopes !== undefined && scopes.length > 0) {
+    const missing = missingScopes(context, scopes);
+    if (missing.length > 0) {
+      return new FluxError("scope_denied", {
+        detail: `This request needs the scope${missing.length > 1 ? "s" : ""} ${missing.join(", ")}.`,
+        extensions: { requiredScopes: [...scopes] },
+      });
+    }
+  }
+  if (entitlements !== undefined) {
+    const lacking = entitlements.filter((name) => !context.entitlements.includes(name));
+    if (lacking.length > 0) {
+      return new FluxError("entitlement_denied", {
+        detail: `The organization's plan does not include ${lacking.map((name) => `'${name}'`).join(", ")}.`,
+        extensions: { entitlements: lacking },
+      });
+    }
+  }
+  return null;
+}

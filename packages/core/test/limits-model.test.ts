@@ -4,9 +4,26 @@
  * live plan changes, cost, read-only checks, quotas by UTC calendar period, and that denials and
  * failed authentications never consume a quota.
  */
+
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { STORES, uniqueName } from "../../../test/support/services.js";
-import { createFlux, type Flux, FluxConfigError, FluxError, type KeyContext, type PlanInput } from "../src/index.js";
+import {
+  DATABASE_URL,
+  freshSchema,
+  hasPostgres,
+  STORES,
+  uniqueName,
+} from "../../../test/support/services.js";
+import {
+  createFlux,
+  type Flux,
+  FluxConfigError,
+  FluxError,
+  type KeyContext,
+  type PlanInput,
+} from "../src/index.js";
 
 function manualClock(start: number) {
   let now = start;
@@ -34,7 +51,6 @@ describe.each(STORES)("limits and quotas on $name (no Redis)", (store) => {
   const clock = manualClock(Date.parse("2026-06-01T12:00:00Z"));
   let flux: Flux;
   let teardown: () => Promise<void>;
-  let options: (extra?: object) => object;
 
   /** A fresh plan + org, so tests do not share counters. */
   async function org(plan: Omit<PlanInput, "id" | "name">) {
@@ -49,7 +65,6 @@ describe.each(STORES)("limits and quotas on $name (no Redis)", (store) => {
     if (!store.available) return;
     const target = await store.setup();
     teardown = target.teardown;
-    options = target.options as (extra?: object) => object;
     flux = await createFlux(target.options({ clock: clock.now }));
   });
 
@@ -101,32 +116,35 @@ describe.each(STORES)("limits and quotas on $name (no Redis)", (store) => {
     expect(JSON.stringify(thrown.toProblem())).not.toContain(secret);
   });
 
-  it.skipIf(!store.available)("a key's own windows replace the plan's; pooled org windows still apply", async () => {
-    const { orgId } = await org({
-      rateLimits: [
-        { name: "burst", limit: 100, window: "1m" },
-        { name: "org-pool", limit: 4, window: "1h", per: "org" },
-      ],
-    });
-    const own = await flux.keys
-      .create()
-      .forOrg(orgId)
-      .withRateLimits([{ name: "tight", limit: 2, window: "1m" }])
-      .issue();
-    const other = await flux.keys.create().forOrg(orgId).issue();
-    const context = await admitted(flux, own.secret);
-    expect(context.rateLimit?.windows.map((w) => `${w.name}:${w.limit}:${w.per}`)).toEqual([
-      "tight:2:key",
-      "org-pool:4:org",
-    ]);
-    // The pool is shared by every key of the org.
-    await admitted(flux, other.secret);
-    await admitted(flux, other.secret);
-    await admitted(flux, own.secret);
-    const pooled = await refused(flux, other.secret);
-    expect(pooled.extensions.window).toBe("org-pool");
-    expect(pooled.code).toBe("rate_limited");
-  });
+  it.skipIf(!store.available)(
+    "a key's own windows replace the plan's; pooled org windows still apply",
+    async () => {
+      const { orgId } = await org({
+        rateLimits: [
+          { name: "burst", limit: 100, window: "1m" },
+          { name: "org-pool", limit: 4, window: "1h", per: "org" },
+        ],
+      });
+      const own = await flux.keys
+        .create()
+        .forOrg(orgId)
+        .withRateLimits([{ name: "tight", limit: 2, window: "1m" }])
+        .issue();
+      const other = await flux.keys.create().forOrg(orgId).issue();
+      const context = await admitted(flux, own.secret);
+      expect(context.rateLimit?.windows.map((w) => `${w.name}:${w.limit}:${w.per}`)).toEqual([
+        "tight:2:key",
+        "org-pool:4:org",
+      ]);
+      // The pool is shared by every key of the org.
+      await admitted(flux, other.secret);
+      await admitted(flux, other.secret);
+      await admitted(flux, own.secret);
+      const pooled = await refused(flux, other.secret);
+      expect(pooled.extensions.window).toBe("org-pool");
+      expect(pooled.code).toBe("rate_limited");
+    },
+  );
 
   it.skipIf(!store.available)("a plan change reaches every key of the org on its next request", async () => {
     const { planId, orgId } = await org({ rateLimits: [{ name: "rpm", limit: 2, window: "1m" }] });
@@ -134,7 +152,11 @@ describe.each(STORES)("limits and quotas on $name (no Redis)", (store) => {
     await admitted(flux, secret);
     await admitted(flux, secret);
     expect((await refused(flux, secret)).code).toBe("rate_limited");
-    await flux.plans.upsert({ id: planId, name: planId, rateLimits: [{ name: "rpm", limit: 50, window: "1m" }] });
+    await flux.plans.upsert({
+      id: planId,
+      name: planId,
+      rateLimits: [{ name: "rpm", limit: 50, window: "1m" }],
+    });
     const context = await admitted(flux, secret);
     expect(context.rateLimit?.windows[0]?.limit).toBe(50);
     // Switching the org to a plan without limits lifts them, again without touching the key.
@@ -160,7 +182,11 @@ describe.each(STORES)("limits and quotas on $name (no Redis)", (store) => {
 
   it.skipIf(!store.available)("a total quota is a credit balance that never refills", async () => {
     const { orgId } = await org({});
-    const { secret } = await flux.keys.create().forOrg(orgId).withQuota({ limit: 3, period: "total" }).issue();
+    const { secret } = await flux.keys
+      .create()
+      .forOrg(orgId)
+      .withQuota({ limit: 3, period: "total" })
+      .issue();
     for (const remaining of [2, 1, 0]) {
       expect((await admitted(flux, secret)).rateLimit?.quota).toEqual({
         limit: 3,
@@ -198,22 +224,25 @@ describe.each(STORES)("limits and quotas on $name (no Redis)", (store) => {
     clock.set(Date.parse("2026-06-01T12:00:00Z"));
   });
 
-  it.skipIf(!store.available)("denied requests and failed authentications never consume the quota", async () => {
-    const { orgId } = await org({
-      rateLimits: [{ name: "rpm", limit: 1, window: "1m" }],
-      quota: { limit: 5, period: "total" },
-    });
-    const { key, secret } = await flux.keys.create().forOrg(orgId).issue();
-    expect((await admitted(flux, secret)).rateLimit?.quota?.remaining).toBe(4);
-    for (let i = 0; i < 5; i++) expect((await refused(flux, secret)).code).toBe("rate_limited");
-    expect((await admitted(flux, secret, 0)).rateLimit?.quota?.remaining).toBe(4);
-    // A revoked key fails authentication and leaves its counters alone.
-    const prisma = flux.internals.database.prisma;
-    const before = await prisma.limitCounter.findMany({ orderBy: { key: "asc" } });
-    await flux.keys.revoke(key.id);
-    expect((await refused(flux, secret)).code).toBe("key_revoked");
-    expect(await prisma.limitCounter.findMany({ orderBy: { key: "asc" } })).toEqual(before);
-  });
+  it.skipIf(!store.available)(
+    "denied requests and failed authentications never consume the quota",
+    async () => {
+      const { orgId } = await org({
+        rateLimits: [{ name: "rpm", limit: 1, window: "1m" }],
+        quota: { limit: 5, period: "total" },
+      });
+      const { key, secret } = await flux.keys.create().forOrg(orgId).issue();
+      expect((await admitted(flux, secret)).rateLimit?.quota?.remaining).toBe(4);
+      for (let i = 0; i < 5; i++) expect((await refused(flux, secret)).code).toBe("rate_limited");
+      expect((await admitted(flux, secret, 0)).rateLimit?.quota?.remaining).toBe(4);
+      // A revoked key fails authentication and leaves its counters alone.
+      const prisma = flux.internals.database.prisma;
+      const before = await prisma.limitCounter.findMany({ orderBy: { key: "asc" } });
+      await flux.keys.revoke(key.id);
+      expect((await refused(flux, secret)).code).toBe("key_revoked");
+      expect(await prisma.limitCounter.findMany({ orderBy: { key: "asc" } })).toEqual(before);
+    },
+  );
 
   it.skipIf(!store.available)("a quota denial gives back what the windows took", async () => {
     const { orgId } = await org({
@@ -229,26 +258,59 @@ describe.each(STORES)("limits and quotas on $name (no Redis)", (store) => {
     expect((await admitted(flux, secret, 0)).rateLimit?.windows[0]?.remaining).toBe(9);
   });
 
-  it.skipIf(store.name !== "postgres" || !store.available)("quotas survive a restart", async () => {
-    const { orgId } = await org({ quota: { limit: 3, period: "total" } });
-    const { secret } = await flux.keys.create().forOrg(orgId).issue();
-    await admitted(flux, secret);
-    await admitted(flux, secret);
-    const second = await createFlux(options({ clock: clock.now }) as never);
-    try {
-      expect((await admitted(second, secret)).rateLimit?.quota?.remaining).toBe(0);
-      expect((await refused(second, secret)).code).toBe("quota_exceeded");
-    } finally {
-      await second.close();
-    }
-  });
-
   it.skipIf(!store.available)("concurrent first requests of a quota are all counted", async () => {
     const { orgId } = await org({ quota: { limit: 20, period: "day" } });
     const { secret } = await flux.keys.create().forOrg(orgId).issue();
     const results = await Promise.all(Array.from({ length: 30 }, () => flux.keys.check(secret)));
     expect(results.filter((r) => r.valid)).toHaveLength(20);
     expect(results.filter((r) => !r.valid && r.error.code === "quota_exceeded")).toHaveLength(10);
+  });
+});
+
+describe("durable quotas", () => {
+  it("survive a restart of an embedded PGlite kept in a folder", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "flux-quota-"));
+    try {
+      const first = await createFlux({ database: { pglite: dir }, redis: null });
+      await first.plans.upsert({ id: "trial", name: "Trial", quota: { limit: 3, period: "total" } });
+      await first.orgs.create({ id: "o", name: "O", planId: "trial" });
+      const { secret } = await first.keys.create().forOrg("o").issue();
+      await admitted(first, secret);
+      await admitted(first, secret);
+      await first.close();
+      const second = await createFlux({ database: { pglite: dir }, redis: null });
+      try {
+        expect((await admitted(second, secret)).rateLimit?.quota?.remaining).toBe(0);
+        expect((await refused(second, secret)).code).toBe("quota_exceeded");
+      } finally {
+        await second.close();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it.skipIf(!hasPostgres)("survive a restart on PostgreSQL", async () => {
+    const { schema, drop } = await freshSchema();
+    const options = { database: { url: DATABASE_URL, schema, poolSize: 2 }, redis: null } as const;
+    try {
+      const first = await createFlux(options);
+      await first.plans.upsert({ id: "trial", name: "Trial", quota: { limit: 3, period: "total" } });
+      await first.orgs.create({ id: "o", name: "O", planId: "trial" });
+      const { secret } = await first.keys.create().forOrg("o").issue();
+      await admitted(first, secret);
+      await admitted(first, secret);
+      await first.close();
+      const second = await createFlux(options);
+      try {
+        expect((await admitted(second, secret)).rateLimit?.quota?.remaining).toBe(0);
+        expect((await refused(second, secret)).code).toBe("quota_exceeded");
+      } finally {
+        await second.close();
+      }
+    } finally {
+      await drop();
+    }
   });
 });
 

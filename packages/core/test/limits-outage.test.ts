@@ -107,7 +107,9 @@ describe.skipIf(!existsSync(REDIS_SERVER))("limits through a Redis outage", () =
     expect((await closed.keys.check(closedSecret)).valid).toBe(true);
 
     await stopRedis(server);
-    await until(() => insured.internals.redis?.status !== "ready" && closed.internals.redis?.status !== "ready");
+    await until(
+      () => insured.internals.redis?.status !== "ready" && closed.internals.redis?.status !== "ready",
+    );
 
     // Insurance: a fresh in-memory limiter enforces the same window in this process.
     const insuredCodes: string[] = [];
@@ -132,7 +134,9 @@ describe.skipIf(!existsSync(REDIS_SERVER))("limits through a Redis outage", () =
 
     // Back: both instances reconnect on their own and count in Redis again.
     server = await startRedis(port);
-    await until(() => insured.internals.redis?.status === "ready" && closed.internals.redis?.status === "ready");
+    await until(
+      () => insured.internals.redis?.status === "ready" && closed.internals.redis?.status === "ready",
+    );
     const recovered = await closed.keys.check(closedSecret);
     expect(recovered.valid).toBe(true);
     const inspector = new Redis({ port });

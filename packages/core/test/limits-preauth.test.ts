@@ -99,8 +99,16 @@ describe("pre-authentication limiter", () => {
   });
 
   it("can be turned off", async () => {
-    const open = await createFlux({ database: { pglite: true }, redis: null, limits: { preAuth: false } });
+    const open = await createFlux({
+      database: { pglite: true },
+      redis: null,
+      limits: { preAuth: false, trustProxy: "loopback" },
+    });
     try {
+      // The instance's clientAddress() uses its trustProxy option.
+      const request = { remoteAddress: "::1", headers: { "x-forwarded-for": "198.51.100.9" } };
+      expect(open.limits.clientAddress(request)).toBe("198.51.100.9");
+      expect(flux.limits.clientAddress(request)).toBe("0:0:0:0:0:0:0:1");
       for (let i = 0; i < 50; i++) {
         const result = await open.keys.check("flux_live_x", { clientAddress: "198.51.100.1" });
         expect(result.valid ? "valid" : result.error.code).toBe("key_malformed");
@@ -120,7 +128,10 @@ describe("entitlements with I/O", () => {
     await flux.plans.upsert({ id: "pro", name: "Pro", entitlements: ["bulk_export", "sso", "audit_log"] });
     await flux.orgs.create({ id: "acme", name: "Acme", planId: "pro" });
     await flux.orgs.setEntitlement("acme", "sso", { granted: false });
-    await flux.orgs.setEntitlement("acme", "beta_ui", { granted: true, expiresAt: new Date(at + 86_400_000) });
+    await flux.orgs.setEntitlement("acme", "beta_ui", {
+      granted: true,
+      expiresAt: new Date(at + 86_400_000),
+    });
     await flux.orgs.setEntitlement("acme", "old_trial", { granted: true, expiresAt: new Date(at - 1) });
   });
 

@@ -6,8 +6,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
-  freshSchema,
   DATABASE_URL,
+  freshSchema,
   hasPostgres,
   hasRedis,
   REDIS_URL,
@@ -83,7 +83,11 @@ describe.skipIf(!hasRedis)("limits on Redis", () => {
   });
 
   it("answers an exhausted window from the process without a round trip", async () => {
-    await flux.plans.upsert({ id: "tiny", name: "tiny", rateLimits: [{ name: "rpm", limit: 2, window: "1m" }] });
+    await flux.plans.upsert({
+      id: "tiny",
+      name: "tiny",
+      rateLimits: [{ name: "rpm", limit: 2, window: "1m" }],
+    });
     await flux.orgs.create({ id: "tiny-org", name: "tiny", planId: "tiny" });
     const { secret } = await flux.keys.create().forOrg("tiny-org").issue();
     await flux.keys.verify(secret);
@@ -131,7 +135,11 @@ describe.skipIf(!hasRedis || !hasPostgres)("limits across instances", () => {
 
   it("admits exactly the limit when four instances race 500 requests", async () => {
     const [first] = instances as [Flux];
-    await first.plans.upsert({ id: "hundred", name: "hundred", rateLimits: [{ name: "w", limit: 100, window: "1h" }] });
+    await first.plans.upsert({
+      id: "hundred",
+      name: "hundred",
+      rateLimits: [{ name: "w", limit: 100, window: "1h" }],
+    });
     await first.orgs.create({ id: "race", name: "race", planId: "hundred" });
     const { secret } = await first.keys.create().forOrg("race").issue();
     const results = await Promise.all(
@@ -176,7 +184,11 @@ async function edgeBound(flux: Flux, secret: string, limit: number) {
   let worst = 0;
   for (let i = 0; i < admittedAt.length; i++) {
     let count = 0;
-    for (let j = i; j < admittedAt.length && (admittedAt[j] as number) - (admittedAt[i] as number) < 1_000; j++) {
+    for (
+      let j = i;
+      j < admittedAt.length && (admittedAt[j] as number) - (admittedAt[i] as number) < 1_000;
+      j++
+    ) {
       count++;
     }
     worst = Math.max(worst, count);
@@ -191,7 +203,11 @@ describe("the fixed-window edge bound", () => {
   it("holds on the memory store", async () => {
     const flux = await createFlux({ database: { pglite: true }, redis: null });
     try {
-      await flux.plans.upsert({ id: "edge", name: "edge", rateLimits: [{ name: "s", limit: 5, window: "1s" }] });
+      await flux.plans.upsert({
+        id: "edge",
+        name: "edge",
+        rateLimits: [{ name: "s", limit: 5, window: "1s" }],
+      });
       await flux.orgs.create({ id: "edge", name: "edge", planId: "edge" });
       const { secret } = await flux.keys.create().forOrg("edge").issue();
       await edgeBound(flux, secret, 5);
@@ -202,9 +218,16 @@ describe("the fixed-window edge bound", () => {
 
   it.skipIf(!hasRedis)("holds on Redis", async () => {
     const prefix = `${uniqueName("edge")}:`;
-    const flux = await createFlux({ database: { pglite: true }, redis: { url: REDIS_URL, keyPrefix: prefix } });
+    const flux = await createFlux({
+      database: { pglite: true },
+      redis: { url: REDIS_URL, keyPrefix: prefix },
+    });
     try {
-      await flux.plans.upsert({ id: "edge", name: "edge", rateLimits: [{ name: "s", limit: 5, window: "1s" }] });
+      await flux.plans.upsert({
+        id: "edge",
+        name: "edge",
+        rateLimits: [{ name: "s", limit: 5, window: "1s" }],
+      });
       await flux.orgs.create({ id: "edge", name: "edge", planId: "edge" });
       const { secret } = await flux.keys.create().forOrg("edge").issue();
       await edgeBound(flux, secret, 5);

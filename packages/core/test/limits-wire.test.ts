@@ -4,7 +4,13 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { addressBucket, clientAddress, FluxError, type RateLimitState, rateLimitHeaders } from "../src/index.js";
+import {
+  addressBucket,
+  clientAddress,
+  FluxError,
+  type RateLimitState,
+  rateLimitHeaders,
+} from "../src/index.js";
 
 const state: RateLimitState = {
   windows: [
@@ -26,7 +32,10 @@ describe("rateLimitHeaders", () => {
   });
 
   it("omits the window and reset of a total quota", () => {
-    const headers = rateLimitHeaders({ windows: [], quota: { limit: 1000, remaining: 7, period: "total", resetIn: null } });
+    const headers = rateLimitHeaders({
+      windows: [],
+      quota: { limit: 1000, remaining: 7, period: "total", resetIn: null },
+    });
     expect(headers).toEqual({ "RateLimit-Policy": '"quota";q=1000', RateLimit: '"quota";r=7' });
   });
 
@@ -85,9 +94,9 @@ describe("clientAddress", () => {
 
   it("reads Web Headers and canonicalises IPv4-mapped and bracketed addresses", () => {
     const web = new Headers({ "x-forwarded-for": "[2001:DB8::1]:443" });
-    expect(clientAddress({ remoteAddress: "::ffff:127.0.0.1", headers: web }, { trustProxy: "loopback" })).toBe(
-      "2001:db8:0:0:0:0:0:1",
-    );
+    expect(
+      clientAddress({ remoteAddress: "::ffff:127.0.0.1", headers: web }, { trustProxy: "loopback" }),
+    ).toBe("2001:db8:0:0:0:0:0:1");
     expect(clientAddress({ remoteAddress: "::ffff:192.0.2.1" })).toBe("192.0.2.1");
     expect(clientAddress({ remoteAddress: null })).toBeNull();
   });
@@ -95,7 +104,10 @@ describe("clientAddress", () => {
   it("never throws, whatever the headers say", () => {
     fc.assert(
       fc.property(fc.string(), fc.string(), fc.oneof(fc.boolean(), fc.nat(5)), (remote, forwarded, trust) => {
-        const result = clientAddress({ remoteAddress: remote, headers: { "x-forwarded-for": forwarded } }, { trustProxy: trust });
+        const result = clientAddress(
+          { remoteAddress: remote, headers: { "x-forwarded-for": forwarded } },
+          { trustProxy: trust },
+        );
         expect(result === null || typeof result === "string").toBe(true);
         if (result !== null) expect(typeof addressBucket(result)).toBe("string");
       }),

@@ -129,6 +129,34 @@ const SAMPLES: Array<{ model: string; data: Record<string, unknown>; where: Reco
     },
   })),
   { model: "UsageBatch", data: { id: "b1", appliedAt: at }, where: { id: "b1" } },
+  { model: "LimitCounter", data: { key: "rl:q:k1:t", points: 7, expire: at }, where: { key: "rl:q:k1:t" } },
+  {
+    model: "PortalLink",
+    data: {
+      id: "l1",
+      orgId: "o1",
+      userId: "u1",
+      role: "admin",
+      returnUrl: "https://app.example/settings",
+      expiresAt: at,
+      usedAt: at,
+      createdAt: at,
+    },
+    where: { id: "l1" },
+  },
+  {
+    model: "PortalSession",
+    data: {
+      id: "s1",
+      orgId: "o1",
+      userId: "u1",
+      role: "member",
+      returnUrl: "/back",
+      expiresAt: at,
+      createdAt: at,
+    },
+    where: { id: "s1" },
+  },
 ];
 
 const SQL_TYPES: Record<string, string[]> = {

@@ -463,6 +463,27 @@ export class Limits {
     });
   }
 
+  /**
+   * Gives `cost` back to every window and to the quota of a key: for a request admitted here but
+   * denied afterwards (a route-level guard that runs after verification).
+   */
+  async giveBack(bound: BoundLimits, cost: number): Promise<void> {
+    const refunds: Array<Promise<unknown>> = bound.windows.map((window) =>
+      window.limiter.reward(window.counter, cost).catch(() => {}),
+    );
+    const quota = bound.quota;
+    if (quota !== null) {
+      const now = this.deps.now();
+      const period = periodAt(quota.period, now);
+      refunds.push(
+        quota.limiter
+          .reward(`q:${quota.keyId}:${period.id}`, cost, { customDuration: quotaTtl(period.endsAt, now) })
+          .catch(() => {}),
+      );
+    }
+    await Promise.all(refunds);
+  }
+
   async close(): Promise<void> {
     if (this.cleanup !== null) clearInterval(this.cleanup);
     this.cleanup = null;

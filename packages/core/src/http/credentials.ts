@@ -1,0 +1,78 @@
+/**
+ * Reads the presented API key from a request's headers (and, only when allowed, its query), the
+ * same way for every framework. Anything ambiguous is refused rather than guessed at.
+ */
+import { FluxError } from "../errors.js";
+
+export type HeaderBag = Record<string, string | string[] | undefined>;
+
+export interface CredentialOptions {
+  /** Lowercase header carrying `Bearer <key>`. */
+  authorizationHeader: string;
+  /** Lowercase header carrying the bare key, or false. */
+  apiKeyHeader: string | false;
+  /** Query parameter allowed to carry the key, or false (keys in URLs end up in logs). */
+  queryParameter: string | false;
+  /** The key prefix, to spot keys in query strings under any parameter name. */
+  keyPrefix: string;
+}
+
+export type CredentialResult = { ok: true; key: string | undefined } | { ok: false; error: FluxError };
+
+const SUSPICIOUS_PARAMETERS = new Set(["api_key", "apikey", "api-key", "access_token", "x-api-key", "token"]);
+
+function refuse(detail: string): CredentialResult {
+  return { ok: false, error: new FluxError("invalid_request", { detail }) };
+}
+
+/** One header value: duplicates (an array, or a comma-joined repeat) are refused. */
+function single(headers: HeaderBag, name: string): string | undefined | null {
+  const value = headers[name];
+  if (value === undefined) return undefined;
+  if (Array.isArray(value)) return value.length === 1 ? value[0] : null;
+  return value;
+}
+
+export function extractCredential(
+  headers: HeaderBag,
+  url: string | undefined,
+  options: CredentialOptions,
+): CredentialResult {
+  const found: string[] = [];
+
+  const authorization = single(headers, options.authorizationHeader);
+  if (authorization === null) return refuse("Send one Authorization header.");
+  if (authorization !== undefined) {
+    const match = /^Bearer[ ]+(\S+)[ ]*$/i.exec(authorization);
+    // Another scheme (Basic, Digest…) is not ours: treat it as no API key rather than an error.
+    if (match?.[1] !== undefined) found.push(match[1]);
+    else if (/^Bearer\b/i.test(authorization)) return refuse("The Bearer credential is malformed.");
+  }
+
+  if (options.apiKeyHeader !== false) {
+    const header = single(headers, options.apiKeyHeader);
+    if (header === null) return refuse(`Send one ${options.apiKeyHeader} header.`);
+    if (header !== undefined) found.push(header.trim());
+  }
+
+  const queryIndex = url === undefined ? -1 : url.indexOf("?");
+  if (queryIndex !== -1) {
+    const params = new URLSearchParams((url as string).slice(queryIndex + 1));
+    const keyPrefix = `${options.keyPrefix}_`;
+    for (const [name, value] of params) {
+      const lower = name.toLowerCase();
+      if (options.queryParameter !== false && name === options.queryParameter) {
+        found.push(value);
+      } else if (SUSPICIOUS_PARAMETERS.has(lower) || value.startsWith(keyPrefix)) {
+        return refuse("API keys are not accepted in the URL; send them in the Authorization header.");
+      }
+    }
+  }
+
+  if (found.length === 0) return { ok: true, key: undefined };
+  const first = found[0] as string;
+  for (const other of found) {
+    if (other !== first) return refuse("Two different credentials were presented.");
+  }
+  return { ok: true, key: first };
+}

@@ -1,0 +1,130 @@
+/**
+ * Flux Keys for Express 5.
+ *
+ *   app.use(fluxKeys(flux));
+ *   app.get("/v1/events", requireScopes("read:events"), (req: ApiKeyRequest, res) => …);
+ *
+ * The middleware verifies the key (core decides everything), puts the context on `req.apiKey`,
+ * sends the RateLimit fields, and records the call in usage after the response. Denials are RFC 9457
+ * problem documents built by core: sent directly by default, or handed to `onDenied`, or passed to
+ * Express's error handlers with `next(err)` when `passToErrorHandler` is set.
+ */
+import {
+  createHttpAuth,
+  type DenialResponse,
+  type Flux,
+  FluxError,
+  type HttpAuth,
+  type HttpAuthOptions,
+  type KeyContext,
+  requirementError,
+} from "@flux-keys/core";
+import type { NextFunction, Request, RequestHandler, Response } from "express";
+
+/** An Express request that passed `fluxKeys()`: `req.apiKey` is the verified key's context. */
+export type ApiKeyRequest<P = Record<string, string>> = Request<P> & { apiKey: KeyContext };
+
+/** The error handed to `next(err)` / `onDenied`: status, headers and problem document from core. */
+export class FluxKeysHttpError extends FluxError {
+  readonly statusCode: number;
+  readonly headers: Record<string, string>;
+  readonly expose = true;
+  constructor(error: FluxError, headers: Record<string, string>) {
+    super(error.code, { detail: error.detail, extensions: error.extensions });
+    this.statusCode = error.status;
+    this.headers = headers;
+  }
+}
+
+export interface FluxKeysOptions extends HttpAuthOptions {
+  /** Units each request costs (a number, or computed from the request). @default 1 */
+  cost?: number | ((req: Request) => number);
+  /** Take over denial responses (call `next(error)` to reach your error handlers). @default none */
+  onDenied?: (error: FluxKeysHttpError, req: Request, res: Response, next: NextFunction) => void;
+  /** Hand denials to Express's error handlers with `next(err)` instead of answering. @default false */
+  passToErrorHandler?: boolean;
+}
+
+interface Attached {
+  auth: HttpAuth;
+  options: FluxKeysOptions;
+  cost: number;
+}
+
+const attached = new WeakMap<Request, Attached>();
+
+function deny(
+  attachment: Pick<Attached, "options">,
+  denial: { error: FluxError; response: DenialResponse },
+  req: Request,
+  res: Response,
+  next: NextFunction,
+): void {
+  const { error, response } = denial;
+  const httpError = new FluxKeysHttpError(error, response.headers);
+  if (attachment.options.onDenied) {
+    attachment.options.onDenied(httpError, req, res, next);
+  } else if (attachment.options.passToErrorHandler) {
+    next(httpError);
+  } else {
+    res.status(response.status).set(response.headers).send(JSON.stringify(response.body));
+  }
+}
+
+/** Verifies the API key of every request that reaches it. */
+export function fluxKeys(flux: Flux, options: FluxKeysOptions = {}): RequestHandler {
+  const { cost, onDenied: _onDenied, passToErrorHandler: _pass, ...authOptions } = options;
+  const auth = createHttpAuth(flux, authOptions);
+  return async (req, res, next) => {
+    const startedAt = performance.now();
+    const units = typeof cost === "function" ? cost(req) : (cost ?? 1);
+    const result = await auth.authenticate(
+      {
+        method: req.method,
+        url: req.originalUrl,
+        headers: req.headers,
+        remoteAddress: req.socket.remoteAddress,
+      },
+      { cost: units },
+    );
+    if (!result.ok) return deny({ options }, result, req, res, next);
+    (req as ApiKeyRequest).apiKey = result.context;
+    attached.set(req, { auth, options, cost: units });
+    res.set(result.headers);
+    res.once("finish", () => {
+      const route = (req as Request & { route?: { path?: unknown } }).route;
+      const endpoint = typeof route?.path === "string" ? `${req.baseUrl}${route.path}` : undefined;
+      auth.record(result.context, { method: req.method, endpoint, status: res.statusCode, startedAt });
+    });
+    next();
+  };
+}
+
+function guard(check: (context: KeyContext) => FluxError | null): RequestHandler {
+  return async (req, res, next) => {
+    const attachment = attached.get(req);
+    const context = (req as Partial<ApiKeyRequest>).apiKey;
+    if (attachment === undefined || context === undefined) {
+      // fluxKeys() did not run before this guard: refuse rather than let the request through.
+      return next(new Error("requireScopes/requireEntitlement need app.use(fluxKeys(flux)) first."));
+    }
+    const error = check(context);
+    if (error === null) return next();
+    // A denied request consumes nothing: give back what fluxKeys() took.
+    await attachment.auth.release(context, attachment.cost);
+    deny(attachment, attachment.auth.denied(error, true), req, res, next);
+  };
+}
+
+/** Lets the request through only when the key holds every one of these scopes. */
+export function requireScopes(...scopes: string[]): RequestHandler {
+  const required = scopes.flat();
+  return guard((context) => requirementError(context, required, undefined));
+}
+
+/** Lets the request through only when the key's org is entitled to this feature. */
+export function requireEntitlement(name: string): RequestHandler {
+  return guard((context) => requirementError(context, undefined, [name]));
+}
+
+export type { FluxError, KeyContext };

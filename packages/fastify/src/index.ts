@@ -1,0 +1,125 @@
+/**
+ * Flux Keys for Fastify 5.
+ *
+ *   await app.register(fluxKeys, { flux });
+ *   app.get("/v1/events", { config: { apiKey: { scopes: ["read:events"] } } }, (request) => request.apiKey);
+ *
+ * Every route is protected unless its config says `apiKey: { public: true }`. Core decides; this
+ * plugin reads the route's config, calls core before the handler, decorates `request.apiKey`, sends
+ * the RateLimit fields, and records usage after the response. Denials are thrown as `FluxKeysError`
+ * (with `statusCode` and `headers`) so your error handler can shape them; left to Fastify's default
+ * handler they are sent as RFC 9457 problem details.
+ */
+import {
+  createHttpAuth,
+  type DenialResponse,
+  type Flux,
+  FluxError,
+  type HttpAuthOptions,
+  type KeyContext,
+  type RouteRequirements,
+} from "@flux-keys/core";
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
+import fp from "fastify-plugin";
+
+declare module "fastify" {
+  interface FastifyRequest {
+    /** The verified key's context; null on public routes. */
+    apiKey: KeyContext | null;
+  }
+  interface FastifyContextConfig {
+    /** Flux Keys requirements of this route. */
+    apiKey?: RouteRequirements;
+  }
+}
+
+/** A denial: `statusCode`, `headers` and `toProblem()` for your error handler. */
+export class FluxKeysError extends FluxError {
+  readonly statusCode: number;
+  readonly headers: Record<string, string>;
+  constructor(error: FluxError, response: DenialResponse) {
+    super(error.code, { detail: error.detail, extensions: error.extensions });
+    this.statusCode = response.status;
+    this.headers = response.headers;
+  }
+}
+
+export interface FluxKeysPluginOptions extends HttpAuthOptions {
+  flux: Flux;
+  /** Units a route costs unless its config says otherwise. @default 1 */
+  cost?: number;
+}
+
+interface Pending {
+  context: KeyContext;
+  startedAt: number;
+}
+
+const DEFAULT_ERROR_KEYS = new Set(["statusCode", "code", "error", "message"]);
+const pending = new WeakMap<FastifyRequest, Pending>();
+const denials = new WeakMap<FastifyRequest, { error: FluxError; response: DenialResponse }>();
+
+const plugin: FastifyPluginAsync<FluxKeysPluginOptions> = async (fastify, options) => {
+  const { flux, cost, ...authOptions } = options;
+  if (!flux) throw new Error("@flux-keys/fastify: pass { flux } when registering the plugin.");
+  const auth = createHttpAuth(flux, authOptions);
+
+  fastify.decorateRequest("apiKey", null);
+
+  fastify.addHook("onRequest", async (request, reply) => {
+    const route = request.routeOptions.config?.apiKey ?? {};
+    if (route.public === true) return;
+    const startedAt = performance.now();
+    const result = await auth.authenticate(
+      {
+        method: request.method,
+        url: request.raw.url ?? "/",
+        headers: request.headers,
+        remoteAddress: request.socket.remoteAddress,
+      },
+      { ...route, cost: route.cost ?? cost ?? 1 },
+    );
+    if (!result.ok) {
+      denials.set(request, result);
+      throw new FluxKeysError(result.error, result.response);
+    }
+    request.apiKey = result.context;
+    pending.set(request, { context: result.context, startedAt });
+    reply.headers(result.headers);
+  });
+
+  // Left to Fastify's default error handler, a denial becomes problem details; an app's own
+  // handler that shapes the error differently is left alone.
+  fastify.addHook("onSend", async (request, reply, payload) => {
+    const denial = denials.get(request);
+    if (denial === undefined || reply.statusCode !== denial.response.status || typeof payload !== "string") {
+      return payload;
+    }
+    try {
+      const body = JSON.parse(payload) as Record<string, unknown>;
+      const isDefault =
+        Object.keys(body).every((key) => DEFAULT_ERROR_KEYS.has(key)) && body.code === denial.error.code;
+      if (!isDefault) return payload;
+    } catch {
+      return payload;
+    }
+    reply.header("content-type", "application/problem+json");
+    return JSON.stringify(denial.response.body);
+  });
+
+  fastify.addHook("onResponse", async (request: FastifyRequest, reply: FastifyReply) => {
+    const entry = pending.get(request);
+    if (entry === undefined) return;
+    auth.record(entry.context, {
+      method: request.method,
+      endpoint: request.routeOptions.url,
+      status: reply.statusCode,
+      startedAt: entry.startedAt,
+    });
+  });
+};
+
+/** The Flux Keys plugin: `app.register(fluxKeys, { flux, ...options })`. */
+export const fluxKeys = fp(plugin, { fastify: "5.x", name: "@flux-keys/fastify" });
+export default fluxKeys;
+export type { KeyContext, RouteRequirements };

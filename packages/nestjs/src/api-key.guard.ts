@@ -1,0 +1,114 @@
+import type { HttpAuth, KeyContext, RouteRequirements } from "@flux-keys/core";
+import { type CanActivate, type ExecutionContext, Inject, Injectable } from "@nestjs/common";
+import { Reflector } from "@nestjs/core";
+import { ApiKeyDeniedException } from "./api-key.exception.js";
+import {
+  COST_KEY,
+  ENTITLEMENT_KEY,
+  FLUX_KEYS_AUTH,
+  FLUX_KEYS_OPTIONS,
+  PUBLIC_KEY,
+  SCOPES_KEY,
+} from "./flux-keys.constants.js";
+import type { FluxKeysModuleOptions } from "./flux-keys.options.js";
+
+/** What the guard needs of a request, on either platform. */
+interface PlatformRequest {
+  method: string;
+  url: string;
+  originalUrl?: string;
+  raw?: { url?: string };
+  headers: Record<string, string | string[] | undefined>;
+  socket: { remoteAddress?: string };
+  route?: { path?: unknown };
+  baseUrl?: string;
+  routeOptions?: { url?: string };
+  apiKey?: KeyContext | null;
+}
+
+interface RawResponse {
+  statusCode: number;
+  setHeader(name: string, value: string): void;
+  once(event: "finish", listener: () => void): void;
+}
+
+/**
+ * Verifies the API key of every route it guards, unless the route or its controller is
+ * `@Public()`. Route requirements come from `@Scopes`, `@Entitlement` and `@RateLimitCost`.
+ * Extension points are protected: override `getRequirements`, `getRequest` or `onDenied`.
+ */
+@Injectable()
+export class ApiKeyGuard implements CanActivate {
+  constructor(
+    @Inject(Reflector) protected readonly reflector: Reflector,
+    @Inject(FLUX_KEYS_AUTH) protected readonly auth: HttpAuth,
+    @Inject(FLUX_KEYS_OPTIONS) protected readonly options: FluxKeysModuleOptions,
+  ) {}
+
+  async canActivate(context: ExecutionContext): Promise<boolean> {
+    if (context.getType() !== "http") return true;
+    const requirements = this.getRequirements(context);
+    const request = this.getRequest(context);
+    if (requirements.public === true) {
+      request.apiKey ??= null;
+      return true;
+    }
+    const response = this.getRawResponse(context);
+    const startedAt = performance.now();
+    const result = await this.auth.authenticate(
+      {
+        method: request.method,
+        url: request.originalUrl ?? request.raw?.url ?? request.url,
+        headers: request.headers,
+        remoteAddress: request.socket?.remoteAddress,
+      },
+      requirements,
+    );
+    if (!result.ok) return this.onDenied(new ApiKeyDeniedException(result.error, result.response), context);
+    request.apiKey = result.context;
+    for (const [name, value] of Object.entries(result.headers)) response.setHeader(name, value);
+    response.once("finish", () => {
+      this.auth.record(result.context, {
+        method: request.method,
+        endpoint: this.routeTemplate(request),
+        status: response.statusCode,
+        startedAt,
+      });
+    });
+    return true;
+  }
+
+  /** The route's requirements: handler metadata overrides the controller's. */
+  protected getRequirements(context: ExecutionContext): RouteRequirements {
+    const targets = [context.getHandler(), context.getClass()];
+    const scopes = this.reflector.getAllAndOverride<string[] | undefined>(SCOPES_KEY, targets);
+    const entitlement = this.reflector.getAllAndOverride<string[] | undefined>(ENTITLEMENT_KEY, targets);
+    const cost = this.reflector.getAllAndOverride<number | undefined>(COST_KEY, targets);
+    return {
+      public: this.reflector.getAllAndOverride<boolean | undefined>(PUBLIC_KEY, targets) === true,
+      ...(scopes ? { scopes } : {}),
+      ...(entitlement ? { entitlement } : {}),
+      cost: cost ?? this.options.cost ?? 1,
+    };
+  }
+
+  protected getRequest(context: ExecutionContext): PlatformRequest {
+    return context.switchToHttp().getRequest<PlatformRequest>();
+  }
+
+  protected getRawResponse(context: ExecutionContext): RawResponse {
+    const response = context.switchToHttp().getResponse<{ raw?: RawResponse } & RawResponse>();
+    return response.raw ?? response;
+  }
+
+  /** Throws the denial (handled by ApiKeyExceptionFilter unless you catch it yourself). */
+  protected onDenied(exception: ApiKeyDeniedException, _context: ExecutionContext): never {
+    throw exception;
+  }
+
+  private routeTemplate(request: PlatformRequest): string | undefined {
+    if (request.routeOptions?.url) return request.routeOptions.url;
+    const path = request.route?.path;
+    return typeof path === "string" ? `${request.baseUrl ?? ""}${path}` : undefined;
+  }
+}

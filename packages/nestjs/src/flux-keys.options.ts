@@ -1,0 +1,26 @@
+import type { Flux, HttpAuthOptions } from "@flux-keys/core";
+import type { InjectionToken, ModuleMetadata, OptionalFactoryDependency, Type } from "@nestjs/common";
+
+export interface FluxKeysModuleOptions extends HttpAuthOptions {
+  /** The instance from `createFlux()`; `close()` it on shutdown (or set `closeOnShutdown`). */
+  flux: Flux;
+  /** Guard every route of the app (`APP_GUARD`); else use `@UseGuards(ApiKeyGuard)`. @default true */
+  global?: boolean;
+  /** Units a route costs unless `@RateLimitCost()` says otherwise. @default 1 */
+  cost?: number;
+  /** Call `flux.close()` when the Nest app shuts down (flushes usage). @default false */
+  closeOnShutdown?: boolean;
+}
+
+export interface FluxKeysOptionsFactory {
+  createFluxKeysOptions(): Promise<FluxKeysModuleOptions> | FluxKeysModuleOptions;
+}
+
+export interface FluxKeysModuleAsyncOptions extends Pick<ModuleMetadata, "imports"> {
+  /** Guard every route (decided here, since the factory runs too late to register APP_GUARD). @default true */
+  global?: boolean;
+  useFactory?: (...args: never[]) => Promise<FluxKeysModuleOptions> | FluxKeysModuleOptions;
+  inject?: Array<InjectionToken | OptionalFactoryDependency>;
+  useClass?: Type<FluxKeysOptionsFactory>;
+  useExisting?: Type<FluxKeysOptionsFactory>;
+}

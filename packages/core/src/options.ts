@@ -145,7 +145,7 @@ export function resolveOptions(
 
 function resolveDatabase(database: FluxOptions["database"], env: NodeJS.ProcessEnv): DatabaseConfig {
   if (database === undefined) {
-    if (env.DATABASE_URL) return { kind: "postgres", url: env.DATABASE_URL, schema: undefined, poolSize: 10 };
+    if (env.DATABASE_URL) return postgres(env.DATABASE_URL, undefined, 10);
     return { kind: "pglite", dataDir: undefined };
   }
   if ("pglite" in database) {
@@ -153,14 +153,23 @@ function resolveDatabase(database: FluxOptions["database"], env: NodeJS.ProcessE
     return { kind: "pglite", dataDir: dir === true || dir === "memory://" ? undefined : dir };
   }
   if ("url" in database && typeof database.url === "string" && database.url.length > 0) {
-    return {
-      kind: "postgres",
-      url: database.url,
-      schema: database.schema,
-      poolSize: database.poolSize ?? 10,
-    };
+    return postgres(database.url, database.schema, database.poolSize ?? 10);
   }
   throw new FluxConfigError("invalid_option", "database must be { pglite } or { url }.");
+}
+
+/** Takes Prisma's `?schema=` convention out of the URL (the pg driver would send it to the server). */
+function postgres(url: string, schema: string | undefined, poolSize: number): DatabaseConfig {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new FluxConfigError("invalid_option", "database.url is not a valid PostgreSQL URL.");
+  }
+  const fromUrl = parsed.searchParams.get("schema");
+  if (fromUrl === null) return { kind: "postgres", url, schema, poolSize };
+  parsed.searchParams.delete("schema");
+  return { kind: "postgres", url: parsed.toString(), schema: schema ?? fromUrl, poolSize };
 }
 
 function configMs(value: Duration, name: string): number {

@@ -19,6 +19,15 @@ describe("resolveOptions", () => {
     const resolved = resolveOptions({}, env);
     expect(resolved.database).toMatchObject({ kind: "postgres", url: "postgresql://u@h/db" });
     expect(resolved.redis).toMatchObject({ url: "redis://h:1", keyPrefix: "flux:" });
+    // Prisma's ?schema= convention selects the schema and is not sent to the server.
+    expect(
+      resolveOptions({}, { DATABASE_URL: "postgresql://u@h/db?schema=tenant_1&sslmode=disable" }).database,
+    ).toEqual({
+      kind: "postgres",
+      url: "postgresql://u@h/db?sslmode=disable",
+      schema: "tenant_1",
+      poolSize: 10,
+    });
     // An explicit option wins over the environment.
     expect(resolveOptions({ database: { pglite: true }, redis: null }, env)).toMatchObject({
       database: { kind: "pglite" },

@@ -1,0 +1,164 @@
+/** Nest-specific API: forRootAsync (factory, class), per-controller guard, decorators, overrides. */
+import "reflect-metadata";
+import { createFlux, type Flux, type KeyContext } from "@flux-keys/core";
+import {
+  Controller,
+  type ExecutionContext,
+  Get,
+  type INestApplication,
+  Inject,
+  Injectable,
+  Module,
+  UseGuards,
+} from "@nestjs/common";
+import { NestFactory } from "@nestjs/core";
+import { ExpressAdapter } from "@nestjs/platform-express";
+import request from "supertest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  ApiKey,
+  type ApiKeyDeniedException,
+  ApiKeyGuard,
+  FLUX,
+  FluxKeysModule,
+  type FluxKeysModuleOptions,
+  type FluxKeysOptionsFactory,
+  Public,
+  RateLimitCost,
+  Scopes,
+} from "../src/index.js";
+
+let flux: Flux;
+let secret: string;
+
+@Controller("guarded")
+@UseGuards(ApiKeyGuard)
+class GuardedController {
+  @Get()
+  whoami(@ApiKey() key: KeyContext) {
+    return { org: key.orgId };
+  }
+
+  @Public()
+  @Get("open")
+  open(@ApiKey() key: KeyContext | null) {
+    return { key };
+  }
+
+  @Scopes("write:events")
+  @Get("write")
+  write() {
+    return "no";
+  }
+
+  @RateLimitCost(5)
+  @Get("bulk")
+  bulk() {
+    return "ok";
+  }
+}
+
+@Controller("unguarded")
+class UnguardedController {
+  constructor(@Inject(FLUX) private readonly injected: Flux) {}
+  @Get()
+  hello() {
+    return { same: this.injected === flux };
+  }
+}
+
+@Injectable()
+class OptionsFactory implements FluxKeysOptionsFactory {
+  createFluxKeysOptions(): FluxKeysModuleOptions {
+    return { flux, realm: "from-class" };
+  }
+}
+
+async function start(imports: unknown[], controllers: unknown[]): Promise<INestApplication> {
+  @Module({ imports: imports as never[], controllers: controllers as never[] })
+  class TestModule {}
+  const app = await NestFactory.create(TestModule, new ExpressAdapter(), { logger: false });
+  await app.init();
+  return app;
+}
+
+describe("@flux-keys/nestjs", () => {
+  beforeAll(async () => {
+    flux = await createFlux({ database: { pglite: true }, redis: null });
+    await flux.orgs.create({ id: "acme", name: "Acme" });
+    ({ secret } = await flux.keys
+      .create()
+      .forOrg("acme")
+      .withScopes(["read:events"])
+      .withRateLimits([{ name: "minute", limit: 20, window: "1m" }])
+      .issue());
+  });
+  afterAll(() => flux.close());
+
+  it("forRootAsync with useFactory and a per-controller guard (global: false)", async () => {
+    const app = await start(
+      [FluxKeysModule.forRootAsync({ global: false, useFactory: () => ({ flux, realm: "factory" }) })],
+      [GuardedController, UnguardedController],
+    );
+    try {
+      const server = app.getHttpServer();
+      expect((await request(server).get("/unguarded")).body).toEqual({ same: true });
+      const refused = await request(server).get("/guarded");
+      expect(refused.status).toBe(401);
+      expect(refused.headers["www-authenticate"]).toBe('Bearer realm="factory"');
+      expect((await request(server).get("/guarded").set("Authorization", `Bearer ${secret}`)).body).toEqual({
+        org: "acme",
+      });
+      expect((await request(server).get("/guarded/open")).body).toEqual({ key: null });
+      const write = await request(server).get("/guarded/write").set("Authorization", `Bearer ${secret}`);
+      expect(write.status).toBe(403);
+      expect(write.headers["content-type"]).toMatch(/^application\/problem\+json/);
+      const a = await request(server).get("/guarded").set("Authorization", `Bearer ${secret}`);
+      const b = await request(server).get("/guarded/bulk").set("Authorization", `Bearer ${secret}`);
+      const remaining = (r: request.Response) => Number(/r=(\d+)/.exec(r.headers.ratelimit)?.[1]);
+      expect(remaining(a) - remaining(b)).toBe(5);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it("forRootAsync with useClass guards globally", async () => {
+    const app = await start(
+      [FluxKeysModule.forRootAsync({ useClass: OptionsFactory })],
+      [UnguardedController],
+    );
+    try {
+      const refused = await request(app.getHttpServer()).get("/unguarded");
+      expect(refused.status).toBe(401);
+      expect(refused.headers["www-authenticate"]).toBe('Bearer realm="from-class"');
+    } finally {
+      await app.close();
+    }
+  });
+
+  it("lets a subclass override the guard's extension points", async () => {
+    @Injectable()
+    class LoggingGuard extends ApiKeyGuard {
+      static denied: string[] = [];
+      protected override onDenied(exception: ApiKeyDeniedException, context: ExecutionContext): never {
+        LoggingGuard.denied.push(`${exception.code} ${context.getHandler().name}`);
+        return super.onDenied(exception, context);
+      }
+    }
+    @Controller("custom")
+    @UseGuards(LoggingGuard)
+    class CustomController {
+      @Get()
+      handler() {
+        return "no";
+      }
+    }
+    const app = await start([FluxKeysModule.forRoot({ flux, global: false })], [CustomController]);
+    try {
+      expect((await request(app.getHttpServer()).get("/custom")).status).toBe(401);
+      expect(LoggingGuard.denied).toEqual(["key_missing handler"]);
+    } finally {
+      await app.close();
+    }
+  });
+});

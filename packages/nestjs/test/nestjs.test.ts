@@ -115,7 +115,7 @@ describe("@flux-keys/nestjs", () => {
       expect(write.headers["content-type"]).toMatch(/^application\/problem\+json/);
       const a = await request(server).get("/guarded").set("Authorization", `Bearer ${secret}`);
       const b = await request(server).get("/guarded/bulk").set("Authorization", `Bearer ${secret}`);
-      const remaining = (r: request.Response) => Number(/r=(\d+)/.exec(r.headers.ratelimit)?.[1]);
+      const remaining = (r: request.Response) => Number(/r=(\d+)/.exec(String(r.headers.ratelimit))?.[1]);
       expect(remaining(a) - remaining(b)).toBe(5);
     } finally {
       await app.close();

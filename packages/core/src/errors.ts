@@ -24,6 +24,11 @@ export const ERROR_CODES = {
     title: "Scope not allowed",
     detail: "A requested scope is not allowed by the organization's plan.",
   },
+  ip_not_allowed: {
+    status: 403,
+    title: "Network not allowed",
+    detail: "The API key may not be used from this network.",
+  },
   entitlement_denied: {
     status: 403,
     title: "Entitlement missing",

@@ -17,6 +17,7 @@ import { migrate } from "./migrator.js";
 import { type FluxOptions, type ResolvedOptions, resolveOptions } from "./options.js";
 import { Orgs } from "./orgs.js";
 import { Plans } from "./plans.js";
+import { Portal } from "./portal/portal.js";
 import type { Runtime } from "./runtime.js";
 import type { KeyContext } from "./types.js";
 import { Usage } from "./usage/usage.js";
@@ -40,6 +41,8 @@ export interface Flux {
     /** The client address of a request, trusting forwarded-for hops as `limits.trustProxy` says. */
     clientAddress(source: ClientAddressSource): string | null;
   };
+  /** The customer self-service portal: `handler(options)` (Web Request -> Response), `createSession()`. */
+  readonly portal: Portal;
   /** Flushes usage, then releases the database, Redis and timers. Safe to call twice. */
   close(): Promise<void>;
   /** @internal For tests and adapters: resolved options and the store. */
@@ -111,7 +114,8 @@ export async function createFlux(options: FluxOptions = {}): Promise<Flux> {
     cleanup.push(() => usage.close());
     usage.start();
     let closed: Promise<void> | null = null;
-    return {
+    let portal: Portal | undefined;
+    const flux: Flux = {
       plans: new Plans(rt),
       orgs: new Orgs(rt),
       keys: new Keys(rt),
@@ -128,7 +132,12 @@ export async function createFlux(options: FluxOptions = {}): Promise<Flux> {
         return closed;
       },
       internals: { options: resolved, database, cache, redis },
+      get portal() {
+        portal ??= new Portal(flux);
+        return portal;
+      },
     };
+    return flux;
   } catch (error) {
     await closeAll();
     if (error instanceof FluxError || error instanceof FluxConfigError) throw error;

@@ -33,6 +33,12 @@ export {
   type VerifyOptions,
 } from "./keys.js";
 export {
+  createSecretScanningHandler,
+  type GitHubPublicKey,
+  type SecretScanningOptions,
+} from "./leaks/github-alerts.js";
+export { findFluxKeys, fluxKeyPattern, isFluxKey } from "./leaks/secret-scanning.js";
+export {
   addressBucket,
   type ClientAddressSource,
   clientAddress,
@@ -45,6 +51,23 @@ export { loadMigrations, type MigrationReport, migrate } from "./migrator.js";
 export type { FluxOptions, Logger } from "./options.js";
 export { Orgs } from "./orgs.js";
 export { Plans } from "./plans.js";
+export {
+  type CreatePortalSessionInput,
+  type CreateSessionInput,
+  createPortalHandler,
+  Portal,
+  type PortalCustomer,
+  type PortalHandler,
+  type PortalOptions,
+  type PortalRequestContext,
+  type PortalRole,
+  type PortalScopeOption,
+  type PortalSessionLink,
+  sendWebResponse,
+  servePortal,
+  toNodeListener,
+  toWebRequest,
+} from "./portal/index.js";
 export { hasScopes, missingScopes, requirementError, scopeCovers } from "./scopes.js";
 export type * from "./types.js";
 export {

@@ -20,6 +20,10 @@ export interface KeyRecord {
   sunsetAt: Date | null;
   rateLimits: RateLimitWindow[] | null;
   quota: Quota | null;
+  /** Client networks the key may be used from; empty means anywhere. */
+  allowFrom: readonly string[];
+  /** `allowFrom` compiled, on first use. */
+  allowed: ((address: string, hop: number) => boolean) | null;
   plan: {
     id: string;
     name: string;
@@ -46,6 +50,7 @@ interface Row {
   sunset_at: Date | null;
   rate_limits: unknown;
   quota: unknown;
+  allow_from: string[] | null;
   plan_id: string | null;
   plan_name: string | null;
   plan_entitlements: string[] | null;
@@ -58,7 +63,7 @@ export async function loadKeyRecord(prisma: PrismaClient, digest: string): Promi
   const rows = await prisma.$queryRaw<Row[]>`
     SELECT k."id", k."org_id", k."name", k."environment", k."scopes", k."metadata",
            k."expires_at", k."revoked_at", k."replaced_by_id", k."sunset_at",
-           k."rate_limits", k."quota",
+           k."rate_limits", k."quota", k."allow_from",
            p."id" AS "plan_id", p."name" AS "plan_name", p."entitlements" AS "plan_entitlements",
            p."rate_limits" AS "plan_rate_limits", p."quota" AS "plan_quota",
            (SELECT COALESCE(json_agg(json_build_object(
@@ -84,6 +89,8 @@ export async function loadKeyRecord(prisma: PrismaClient, digest: string): Promi
     sunsetAt: toDate(row.sunset_at),
     rateLimits: (asJson(row.rate_limits) as RateLimitWindow[] | null) ?? null,
     quota: (asJson(row.quota) as Quota | null) ?? null,
+    allowFrom: Object.freeze([...(row.allow_from ?? [])]),
+    allowed: null,
     plan:
       row.plan_id === null
         ? null

@@ -21,6 +21,7 @@ import {
   randomId,
 } from "./key-format.js";
 import { baseContext, type KeyRecord, keyStatus, loadKeyRecord } from "./key-record.js";
+import { compileTrust } from "./limits/client-address.js";
 import type { Runtime } from "./runtime.js";
 import { SYSTEM_ACTOR } from "./runtime.js";
 import { assertWithinPlan, normalizeScopes, requirementError } from "./scopes.js";
@@ -77,6 +78,8 @@ export interface KeyChanges {
   rateLimits?: RateLimitWindow[] | null;
   quota?: Quota | null;
   expiresAt?: Date | null;
+  /** Client networks (CIDRs or addresses) the key may be used from; `[]` for anywhere. */
+  allowFrom?: string[];
 }
 
 const MAX_GRACE_MS = 90 * 86_400_000;
@@ -91,13 +94,20 @@ const DENIALS = Object.fromEntries(
       "key_revoked",
       "key_expired",
       "store_unavailable",
+      "ip_not_allowed",
     ] as const
   ).map((code) => [
     code,
     Object.freeze({ valid: false as const, error: Object.freeze(new FluxError(code)) }),
   ]),
 ) as Record<
-  "key_missing" | "key_malformed" | "key_invalid" | "key_revoked" | "key_expired" | "store_unavailable",
+  | "key_missing"
+  | "key_malformed"
+  | "key_invalid"
+  | "key_revoked"
+  | "key_expired"
+  | "store_unavailable"
+  | "ip_not_allowed",
   { valid: false; error: FluxError }
 >;
 
@@ -109,6 +119,7 @@ const changesSchema = z
     rateLimits: rateLimitsSchema.nullable().optional(),
     quota: quotaSchema.nullable().optional(),
     expiresAt: z.date().nullable().optional(),
+    allowFrom: z.array(z.string()).optional(),
   })
   .strict();
 
@@ -167,6 +178,14 @@ export class Keys {
     }
     if (record.sunsetAt !== null && record.sunsetAt.getTime() <= now) {
       return this.failed(DENIALS.key_expired, address);
+    }
+    if (record.allowFrom.length > 0) {
+      const address = options?.clientAddress;
+      record.allowed ??= compileTrust(record.allowFrom);
+      // No address to check (core called without one) is refused too: the rule fails closed.
+      if (address === undefined || !record.allowed(address, 0)) {
+        return this.failed(DENIALS.ip_not_allowed, address);
+      }
     }
     const base = baseContext(record, now);
     // A request the key is not allowed to make is refused before it consumes anything.
@@ -228,6 +247,18 @@ export class Keys {
     return (pepper === undefined ? createHash("sha256") : createHmac("sha256", pepper))
       .update(secret)
       .digest("hex");
+  }
+
+  /**
+   * The key a presented secret belongs to, whatever its state (revoked, expired…), or null; for
+   * leak reports and support tooling. Nothing is consumed and no cache is touched.
+   */
+  async findBySecret(secret: string): Promise<ApiKeyInfo | null> {
+    if (!this.parse(secret).ok) return null;
+    const row = await guard(() =>
+      this.rt.prisma.apiKey.findUnique({ where: { digest: this.digest(secret) } }),
+    );
+    return row === null ? null : this.info(row);
   }
 
   async get(id: string): Promise<ApiKeyInfo> {
@@ -296,6 +327,7 @@ export class Keys {
       if (parsed.rateLimits !== undefined) data.rateLimits = jsonOrNull(parsed.rateLimits);
       if (parsed.quota !== undefined) data.quota = jsonOrNull(parsed.quota);
       if (parsed.expiresAt !== undefined) data.expiresAt = parsed.expiresAt;
+      if (parsed.allowFrom !== undefined) data.allowFrom = normalizeNetworks(parsed.allowFrom);
       const { count } = await tx.apiKey.updateMany({
         where: { id: before.id, version: before.version },
         data,
@@ -404,6 +436,7 @@ export class Keys {
           environment: before.environment,
           scopes: before.scopes,
           rateLimits: jsonOrNull(before.rateLimits),
+          allowFrom: before.allowFrom,
           quota: jsonOrNull(before.quota),
           metadata: before.metadata as Prisma.InputJsonValue,
           expiresAt,
@@ -466,6 +499,7 @@ export class Keys {
           environment: spec.environment,
           scopes: spec.scopes,
           rateLimits: jsonOrNull(spec.rateLimits),
+          allowFrom: spec.allowFrom,
           quota: jsonOrNull(spec.quota),
           metadata: spec.metadata as Prisma.InputJsonValue,
           expiresAt: spec.expiresAt,
@@ -515,6 +549,7 @@ export class Keys {
       environment: row.environment as KeyEnvironment,
       scopes: row.scopes,
       rateLimits: (row.rateLimits ?? null) as RateLimitWindow[] | null,
+      allowFrom: row.allowFrom,
       quota: (row.quota ?? null) as Quota | null,
       metadata: (row.metadata ?? {}) as Record<string, unknown>,
       status: keyStatus(row, this.rt.now()),
@@ -540,6 +575,7 @@ export interface KeySpec {
   rateLimits: RateLimitWindow[] | null;
   quota: Quota | null;
   metadata: Record<string, unknown>;
+  allowFrom: string[];
   actor: Actor | undefined;
 }
 
@@ -551,6 +587,7 @@ export class KeyBuilder {
   private expiry: Date | null = null;
   private expiryDays: number | undefined;
   private rateLimits: unknown = null;
+  private networks: unknown = [];
   private quota: unknown = null;
   private metadata: unknown = {};
   private env: unknown = "live";
@@ -589,6 +626,11 @@ export class KeyBuilder {
     this.rateLimits = windows;
     return this;
   }
+  /** Client networks (`'203.0.113.0/24'`, `'2001:db8::/32'`, an address) the key may be used from. */
+  allowFrom(networks: string[]): this {
+    this.networks = networks;
+    return this;
+  }
   withQuota(quota: Quota | null): this {
     this.quota = quota;
     return this;
@@ -621,6 +663,7 @@ export class KeyBuilder {
         rateLimits: rateLimitsSchema.nullable(),
         quota: quotaSchema.nullable(),
         metadata: metadataSchema,
+        allowFrom: z.array(z.string()),
       }),
       {
         orgId: this.orgId,
@@ -634,11 +677,36 @@ export class KeyBuilder {
         rateLimits: this.rateLimits,
         quota: this.quota,
         metadata: this.metadata,
+        allowFrom: this.networks,
       },
       "key",
     );
-    return this.keys.issue({ ...spec, scopes: normalizeScopes(spec.scopes), actor: this.actor });
+    return this.keys.issue({
+      ...spec,
+      scopes: normalizeScopes(spec.scopes),
+      allowFrom: normalizeNetworks(spec.allowFrom),
+      actor: this.actor,
+    });
   }
+}
+
+/** Validates network rules (each must compile); at most 50. */
+function normalizeNetworks(networks: string[]): string[] {
+  if (networks.length > 50) {
+    throw new FluxError("invalid_request", { detail: "allowFrom may hold at most 50 networks." });
+  }
+  const out = [...new Set(networks.map((network) => network.trim()))];
+  for (const network of out) {
+    try {
+      compileTrust([network]);
+    } catch {
+      throw new FluxError("invalid_request", {
+        detail: "allowFrom entries are IP addresses or CIDRs such as '203.0.113.0/24'.",
+        extensions: { field: "allowFrom" },
+      });
+    }
+  }
+  return out;
 }
 
 function jsonOrNull(value: unknown): Prisma.InputJsonValue | typeof Prisma.DbNull {

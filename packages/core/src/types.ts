@@ -73,6 +73,8 @@ export interface ApiKeyInfo {
   scopes: string[];
   rateLimits: RateLimitWindow[] | null;
   quota: Quota | null;
+  /** Client networks the key may be used from; empty means anywhere. */
+  allowFrom: string[];
   metadata: Record<string, unknown>;
   status: KeyStatus;
   expiresAt: Date | null;

@@ -1,0 +1,180 @@
+/**
+ * The portal's HTTP manners: security headers on every response, cookies, problem details, and
+ * the cross-site request check (Fetch Metadata, then Origin, then a CSRF token in a header).
+ */
+import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { FluxError } from "../errors.js";
+
+export const CSP = [
+  "default-src 'none'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "img-src 'self' data:",
+  "connect-src 'self'",
+  "form-action 'self'",
+  "base-uri 'none'",
+  "frame-ancestors 'none'",
+].join("; ");
+
+/** Sent with every portal response: nothing here may be framed, sniffed, cached or leak a referrer. */
+export const SECURITY_HEADERS: Readonly<Record<string, string>> = Object.freeze({
+  "Content-Security-Policy": CSP,
+  "X-Frame-Options": "DENY",
+  "X-Content-Type-Options": "nosniff",
+  "Referrer-Policy": "no-referrer",
+  "Cross-Origin-Opener-Policy": "same-origin",
+  "Cross-Origin-Resource-Policy": "same-origin",
+  "Cache-Control": "no-store",
+});
+
+export function respond(
+  status: number,
+  body: string | null,
+  headers: Record<string, string> = {},
+  cookies: readonly string[] = [],
+): Response {
+  const h = new Headers({ ...SECURITY_HEADERS, ...headers });
+  for (const cookie of cookies) h.append("Set-Cookie", cookie);
+  return new Response(body, { status, headers: h });
+}
+
+export function json(status: number, value: unknown, cookies: readonly string[] = []): Response {
+  return respond(
+    status,
+    JSON.stringify(value),
+    { "Content-Type": "application/json; charset=utf-8" },
+    cookies,
+  );
+}
+
+export function problem(error: FluxError, instance?: string): Response {
+  return respond(status(error), JSON.stringify(error.toProblem(instance)), {
+    "Content-Type": "application/problem+json",
+  });
+}
+
+function status(error: FluxError): number {
+  return error.status;
+}
+
+/** An unexpected failure: a generic 500 problem, never the error's text. */
+export function internalProblem(): Response {
+  return respond(
+    500,
+    JSON.stringify({
+      type: "about:blank",
+      title: "Internal Server Error",
+      status: 500,
+      detail: "Something went wrong on our side.",
+    }),
+    { "Content-Type": "application/problem+json" },
+  );
+}
+
+export function readCookie(request: Request, name: string): string | undefined {
+  const header = request.headers.get("cookie");
+  if (!header) return undefined;
+  for (const part of header.split(";")) {
+    const eq = part.indexOf("=");
+    if (eq < 0) continue;
+    if (part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+  }
+  return undefined;
+}
+
+export interface CookieSettings {
+  path: string;
+  secure: boolean;
+}
+
+export function setCookie(name: string, value: string, settings: CookieSettings, maxAgeSeconds?: number) {
+  return [
+    `${name}=${value}`,
+    `Path=${settings.path || "/"}`,
+    "HttpOnly",
+    "SameSite=Lax",
+    ...(settings.secure ? ["Secure"] : []),
+    ...(maxAgeSeconds === undefined ? [] : [`Max-Age=${Math.max(0, Math.floor(maxAgeSeconds))}`]),
+  ].join("; ");
+}
+
+export function clearCookie(name: string, settings: CookieSettings): string {
+  return `${setCookie(name, "", settings, 0)}; Expires=Thu, 01 Jan 1970 00:00:00 GMT`;
+}
+
+export function newCsrfSeed(): string {
+  return `fpc_${randomBytes(32).toString("base64url")}`;
+}
+
+/**
+ * The CSRF token of a seed (the session token, or the CSRF cookie in `resolveCustomer` mode). It
+ * is derived rather than stored, so every instance computes the same one, and it cannot be made
+ * without the HttpOnly cookie it comes from.
+ */
+export function csrfToken(seed: string): string {
+  return createHmac("sha256", seed).update("flux-portal-csrf").digest("base64url");
+}
+
+/**
+ * Refuses a state-changing request that a browser marked as cross-site, whose Origin is not ours,
+ * or that lacks the page's CSRF token. SameSite=Lax already keeps the cookie off cross-site POSTs;
+ * this holds even for same-site siblings and browsers without SameSite.
+ */
+export function checkCrossSite(
+  request: Request,
+  url: URL,
+  seed: string | undefined,
+  allowedOrigins: ReadonlySet<string>,
+): FluxError | null {
+  const site = request.headers.get("sec-fetch-site");
+  if (site !== null && site !== "same-origin") return rejected("Sec-Fetch-Site");
+  const origin = request.headers.get("origin");
+  if (origin !== null && origin !== url.origin && !allowedOrigins.has(origin)) return rejected("Origin");
+  const presented = request.headers.get("x-csrf-token");
+  if (seed === undefined || presented === null) return rejected("token");
+  const expected = Buffer.from(csrfToken(seed));
+  const actual = Buffer.from(presented);
+  if (expected.length !== actual.length || !timingSafeEqual(expected, actual)) return rejected("token");
+  return null;
+}
+
+function rejected(reason: string): FluxError {
+  return new FluxError("csrf_rejected", { extensions: { reason } });
+}
+
+/** Reads a JSON object body of at most 64 KiB; anything else is `invalid_request`. */
+export async function readJson(request: Request): Promise<Record<string, unknown>> {
+  const type = request.headers.get("content-type") ?? "";
+  if (!/^application\/json\s*(;|$)/i.test(type)) {
+    throw new FluxError("invalid_request", { detail: "Send the body as application/json." });
+  }
+  const text = await readText(request, 65_536);
+  let value: unknown;
+  try {
+    value = text.length === 0 ? {} : JSON.parse(text);
+  } catch {
+    throw new FluxError("invalid_request", { detail: "The body is not valid JSON." });
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new FluxError("invalid_request", { detail: "The body must be a JSON object." });
+  }
+  return value as Record<string, unknown>;
+}
+
+async function readText(request: Request, limit: number): Promise<string> {
+  if (request.body === null) return "";
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel().catch(() => {});
+      throw new FluxError("invalid_request", { detail: "The body is too large." });
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}

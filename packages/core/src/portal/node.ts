@@ -1,0 +1,83 @@
+/**
+ * Serving the portal handler with node:http: the conversion every Node adapter needs (a full URL,
+ * the method, the headers, the body as a stream, the peer address), and a standalone server.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { Readable } from "node:stream";
+import type { TLSSocket } from "node:tls";
+import type { PortalRequestContext } from "./portal-options.js";
+
+export type WebHandler = (request: Request, context?: PortalRequestContext) => Promise<Response>;
+
+/** The Web Request of a Node request. `url` is the path as received (pass `originalUrl` under Express). */
+export function toWebRequest(req: IncomingMessage, url = req.url ?? "/"): Request {
+  const encrypted = Boolean((req.socket as TLSSocket).encrypted);
+  const host = req.headers.host ?? "localhost";
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (value === undefined) continue;
+    if (Array.isArray(value)) for (const v of value) headers.append(name, v);
+    else headers.set(name, value);
+  }
+  const method = req.method ?? "GET";
+  const hasBody = method !== "GET" && method !== "HEAD";
+  return new Request(`${encrypted ? "https" : "http"}://${host}${url}`, {
+    method,
+    headers,
+    ...(hasBody ? { body: Readable.toWeb(req) as ReadableStream<Uint8Array>, duplex: "half" } : {}),
+  } as RequestInit);
+}
+
+/** Writes a Web Response to a Node response (each Set-Cookie separately). */
+export async function sendWebResponse(response: Response, res: ServerResponse): Promise<void> {
+  const headers: Record<string, string | string[]> = {};
+  response.headers.forEach((value, name) => {
+    if (name !== "set-cookie") headers[name] = value;
+  });
+  const cookies = response.headers.getSetCookie();
+  if (cookies.length > 0) headers["set-cookie"] = cookies;
+  res.writeHead(response.status, headers);
+  if (response.body === null) {
+    res.end();
+    return;
+  }
+  const body = Buffer.from(await response.arrayBuffer());
+  res.end(body);
+}
+
+/** A node:http listener around a portal handler. */
+export function toNodeListener(handler: WebHandler) {
+  return (req: IncomingMessage, res: ServerResponse): void => {
+    handler(toWebRequest(req), { remoteAddress: req.socket.remoteAddress ?? null })
+      .then((response) => sendWebResponse(response, res))
+      .catch(() => {
+        if (!res.headersSent) res.writeHead(500, { "content-type": "text/plain" });
+        res.end("Internal Server Error");
+      });
+  };
+}
+
+/** Serves a portal handler on its own (loopback by default; port 0 picks a free one). */
+export async function servePortal(
+  handler: WebHandler,
+  options: { port?: number; host?: string } = {},
+): Promise<{ url: string; server: Server; close(): Promise<void> }> {
+  const host = options.host ?? "127.0.0.1";
+  const server = createServer(toNodeListener(handler));
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port ?? 0, host, () => resolve());
+  });
+  const address = server.address();
+  const port = typeof address === "object" && address !== null ? address.port : options.port;
+  const shown = host.includes(":") ? `[${host}]` : host;
+  return {
+    url: `http://${shown}:${port}`,
+    server,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}

@@ -309,6 +309,38 @@ describe.each(CASES)("adapter contract: $label", ({ target, store }) => {
     expect(Object.fromEntries(seen)).toEqual(Object.fromEntries(expected));
   });
 
+  run("shows who still uses a key in grace, and which scopes a key exercised", async () => {
+    const { key, secret } = await flux.keys
+      .create()
+      .forOrg("acme")
+      .withScopes(["read:events", "write:events"])
+      .issue();
+    const call = (agent: string) =>
+      api().get("/v1/events").set("Authorization", `Bearer ${secret}`).set("User-Agent", agent).expect(200);
+    for (const agent of ["billing-sync/1.2", "billing-sync/1.2", "cron/0.1"]) await call(agent);
+    const suggestion = await flux.keys.suggestScopes(key.id);
+    expect(suggestion).toMatchObject({
+      suggested: ["read:events"],
+      unused: ["write:events"],
+      narrower: true,
+    });
+    expect(suggestion.used).toEqual([expect.objectContaining({ scope: "read:events", calls: 3 })]);
+    expect((await flux.keys.graceUsage(key.id)).clients).toEqual([]);
+
+    await flux.keys.rotate(key.id, { gracePeriod: "1h" });
+    for (const agent of ["billing-sync/1.2", "billing-sync/1.2", "cron/0.1"]) await call(agent);
+    let grace = await flux.keys.graceUsage(key.id);
+    for (let i = 0; i < 50 && grace.calls < 3; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      grace = await flux.keys.graceUsage(key.id);
+    }
+    expect(grace).toMatchObject({ inGrace: true, calls: 3 });
+    expect(grace.clients.map((c) => [c.address, c.userAgent, c.calls]).sort()).toEqual([
+      ["127.0.0.1", "billing-sync/1.2", 2],
+      ["127.0.0.1", "cron/0.1", 1],
+    ]);
+  });
+
   run(
     "answers 503 store_unavailable when the key store is down (last: it takes the store away)",
     async () => {

@@ -7,6 +7,9 @@ import { AuditLog } from "./audit.js";
 import { type Database, guard, openDatabase } from "./database.js";
 import { checkForKey } from "./entitlements.js";
 import { FluxConfigError, FluxError } from "./errors.js";
+import type { LifecycleEventType, LifecycleHandler } from "./events/event-types.js";
+import { Events } from "./events/events.js";
+import { Webhooks } from "./events/webhooks.js";
 import { type InvalidationBus, localBus, redisBus } from "./invalidation-bus.js";
 import { KeyCache } from "./key-cache.js";
 import { Keys } from "./keys.js";
@@ -14,6 +17,7 @@ import { type ClientAddressSource, clientAddress } from "./limits/client-address
 import { checkEntitlement, type EntitlementEntry, listEntitlements } from "./limits/entitlement-queries.js";
 import { Limits } from "./limits/limits.js";
 import { migrate } from "./migrator.js";
+import { KeyObservations } from "./observations/key-observations.js";
 import { type FluxOptions, type ResolvedOptions, resolveOptions } from "./options.js";
 import { Orgs } from "./orgs.js";
 import { Plans } from "./plans.js";
@@ -43,10 +47,24 @@ export interface Flux {
   };
   /** The customer self-service portal: `handler(options)` (Web Request -> Response), `createSession()`. */
   readonly portal: Portal;
+  /**
+   * Listens to lifecycle events on this instance (`'*'` for all); returns the function that stops
+   * listening. Listeners run after the change is committed; their errors are logged, never thrown.
+   */
+  on<T extends LifecycleEventType>(type: T | "*", handler: LifecycleHandler<T>): () => void;
+  /** Signed webhooks of lifecycle events: `add`, `list`, `remove`, `deliveries`, `events`, `runOnce`. */
+  readonly webhooks: Webhooks;
   /** Flushes usage, then releases the database, Redis and timers. Safe to call twice. */
   close(): Promise<void>;
   /** @internal For tests and adapters: resolved options and the store. */
-  readonly internals: { options: ResolvedOptions; database: Database; cache: KeyCache; redis: Redis | null };
+  readonly internals: {
+    options: ResolvedOptions;
+    database: Database;
+    cache: KeyCache;
+    redis: Redis | null;
+    /** Lifecycle events: `publish({ type, orgId, keyId, data })` for events outside a transaction. */
+    events: Events;
+  };
 }
 
 export async function createFlux(options: FluxOptions = {}): Promise<Flux> {
@@ -92,7 +110,14 @@ export async function createFlux(options: FluxOptions = {}): Promise<Flux> {
       cleanup.push(() => opened.close());
     }
 
+    const events = new Events({
+      prisma: database.prisma,
+      logger: resolved.logger,
+      now: resolved.clock,
+      quotaThresholds: resolved.webhooks.quotaThresholds,
+    });
     const limits = await Limits.open({
+      observer: events.limitObserver,
       options: resolved.limits,
       prisma: database.prisma,
       redis,
@@ -101,12 +126,21 @@ export async function createFlux(options: FluxOptions = {}): Promise<Flux> {
       now: resolved.clock,
     });
     cleanup.push(() => limits.close());
+    // Closed before the limits and the database: stops the scheduler, writes queued events.
+    const webhooks = new Webhooks(database.prisma, events, resolved.webhooks, resolved.clock, resolved.logger);
+    cleanup.push(() => webhooks.close());
+    webhooks.start();
+    const observations = new KeyObservations(database.driver, resolved.clock, resolved.logger);
+    cleanup.push(() => observations.close());
+    observations.start(resolved.usage.flushIntervalMs);
     const rt: Runtime = {
       prisma: database.prisma,
       options: resolved,
       cache,
       bus,
       limits,
+      observations,
+      events,
       now: resolved.clock,
     };
     // Pushed last so that it runs first: usage is flushed while the database is still open.
@@ -127,11 +161,13 @@ export async function createFlux(options: FluxOptions = {}): Promise<Flux> {
         list: (orgId) => listEntitlements(database.prisma, orgId, resolved.clock()),
       },
       limits: { clientAddress: (source) => clientAddress(source, resolved.limits.trust) },
+      on: (type, handler) => events.on(type, handler),
+      webhooks,
       close: () => {
         closed ??= closeAll();
         return closed;
       },
-      internals: { options: resolved, database, cache, redis },
+      internals: { options: resolved, database, cache, redis, events },
       get portal() {
         portal ??= new Portal(flux);
         return portal;

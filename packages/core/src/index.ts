@@ -11,6 +11,28 @@ export {
   type ProblemDetails,
 } from "./errors.js";
 export { createFlux, type Flux } from "./flux.js";
+export {
+  type AddWebhookInput,
+  type EventData,
+  LIFECYCLE_EVENT_TYPES,
+  type LifecycleEvent,
+  type LifecycleEventType,
+  type LifecycleHandler,
+  type RecordedEvent,
+  type RecordedEventQuery,
+  SIGNATURE_HEADER,
+  signWebhookPayload,
+  type VerifyWebhookOptions,
+  verifyWebhookSignature,
+  type WebhookDeliveryInfo,
+  type WebhookDeliveryQuery,
+  type WebhookDeliveryStatus,
+  type WebhookEndpointInfo,
+  type WebhookEndpointOptions,
+  type WebhookOptions,
+  type WebhookRunReport,
+  type Webhooks,
+} from "./events/index.js";
 export { extractCredential, type HeaderBag } from "./http/credentials.js";
 export {
   createHttpAuth,

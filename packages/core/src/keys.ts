@@ -11,6 +11,7 @@ import { writeAudit } from "./audit.js";
 import { guard, isUniqueViolation, toStoreError } from "./database.js";
 import { type Duration, toMs } from "./duration.js";
 import { FluxError, type FluxErrorCode } from "./errors.js";
+import { keyCreated, keyRevoked, keyRotated } from "./events/key-events.js";
 import { type ApiKey as ApiKeyRow, Prisma } from "./generated/prisma/client.js";
 import {
   createKeyParser,
@@ -24,7 +25,7 @@ import { baseContext, type KeyRecord, keyStatus, loadKeyRecord } from "./key-rec
 import { compileTrust } from "./limits/client-address.js";
 import type { Runtime } from "./runtime.js";
 import { SYSTEM_ACTOR } from "./runtime.js";
-import { assertWithinPlan, normalizeScopes, requirementError } from "./scopes.js";
+import { assertWithinPlan, normalizeScopes, requirementError, scopeCovers } from "./scopes.js";
 import type { Actor, ApiKeyInfo, KeyContext, KeyStatus, Page, Quota, RateLimitWindow } from "./types.js";
 import {
   displayName,
@@ -61,6 +62,31 @@ export interface IssuedKey {
 export interface RotatedKey extends IssuedKey {
   /** The replaced key, now in its grace period (or expired when the grace is 0). */
   previous: ApiKeyInfo;
+}
+
+export interface GraceUsage {
+  keyId: string;
+  inGrace: boolean;
+  replacedBy: string | null;
+  sunsetAt: Date | null;
+  /** Calls seen while in grace (all clients). */
+  calls: number;
+  lastSeenAt: Date | null;
+  /** Most recent first. */
+  clients: Array<{ address: string; userAgent: string; firstSeenAt: Date; lastSeenAt: Date; calls: number }>;
+}
+
+export interface ScopeSuggestion {
+  keyId: string;
+  current: string[];
+  /** Scopes required by the routes the key called, with counts. */
+  used: Array<{ scope: string; calls: number; lastUsedAt: Date }>;
+  /** The narrower scope set that covers what the key did. */
+  suggested: string[];
+  /** Current scopes that covered none of the key's calls. */
+  unused: string[];
+  /** Whether `suggested` is narrower than `current`. */
+  narrower: boolean;
 }
 
 export interface KeyListQuery {
@@ -250,6 +276,87 @@ export class Keys {
   }
 
   /**
+   * Notes what an adapter saw of a verified request: the scopes its route required (for
+   * `suggestScopes`) and, while the key is in a rotation grace, the client that used it (for
+   * `graceUsage`). Buffered in memory; no I/O here.
+   */
+  observe(
+    context: KeyContext,
+    seen: { scopes?: readonly string[]; clientAddress?: string | null; userAgent?: string | null },
+  ): void {
+    if (seen.scopes !== undefined && seen.scopes.length > 0) {
+      this.rt.observations.noteScopes(context.keyId, seen.scopes);
+    }
+    if (context.rotation !== null) {
+      this.rt.observations.noteClient(context.keyId, seen.clientAddress, seen.userAgent);
+    }
+  }
+
+  /**
+   * Who still uses a key during its rotation grace: the clients (address and user agent, most
+   * recent first, at most `limit`) and their calls since the rotation.
+   */
+  async graceUsage(id: string, options: { limit?: number } = {}): Promise<GraceUsage> {
+    const key = await this.get(id);
+    await this.rt.observations.flush();
+    const limit = Math.min(Math.max(options.limit ?? 20, 1), 200);
+    const [rows, totals] = await guard(() =>
+      Promise.all([
+        this.rt.prisma.keyClient.findMany({
+          where: { keyId: key.id },
+          orderBy: { lastSeenAt: "desc" },
+          take: limit,
+        }),
+        this.rt.prisma.keyClient.aggregate({
+          where: { keyId: key.id },
+          _sum: { calls: true },
+          _max: { lastSeenAt: true },
+        }),
+      ]),
+    );
+    return {
+      keyId: key.id,
+      inGrace: key.status === "grace",
+      replacedBy: key.replacedById,
+      sunsetAt: key.sunsetAt,
+      calls: Number(totals._sum.calls ?? 0n),
+      lastSeenAt: totals._max.lastSeenAt ?? null,
+      clients: rows.map((row) => ({
+        address: row.address,
+        userAgent: row.userAgent,
+        firstSeenAt: row.firstSeenAt,
+        lastSeenAt: row.lastSeenAt,
+        calls: Number(row.calls),
+      })),
+    };
+  }
+
+  /**
+   * Least privilege: the scopes the key actually exercised (as required by the routes it called)
+   * since `since`, and the narrower set it could hold instead of its current scopes.
+   */
+  async suggestScopes(id: string, options: { since?: Date } = {}): Promise<ScopeSuggestion> {
+    const key = await this.get(id);
+    await this.rt.observations.flush();
+    const rows = await guard(() =>
+      this.rt.prisma.keyScopeUse.findMany({
+        where: { keyId: key.id, ...(options.since ? { lastUsedAt: { gte: options.since } } : {}) },
+        orderBy: { scope: "asc" },
+      }),
+    );
+    const used = rows.filter((row) => scopeCovers(key.scopes, row.scope));
+    const suggested = used.map((row) => row.scope);
+    return {
+      keyId: key.id,
+      current: key.scopes,
+      used: used.map((row) => ({ scope: row.scope, calls: Number(row.calls), lastUsedAt: row.lastUsedAt })),
+      suggested,
+      unused: key.scopes.filter((scope) => !used.some((row) => scopeCovers([scope], row.scope))),
+      narrower: suggested.length < key.scopes.length || key.scopes.some((scope) => scope.endsWith("*")),
+    };
+  }
+
+  /**
    * The key a presented secret belongs to, whatever its state (revoked, expired…), or null; for
    * leak reports and support tooling. Nothing is consumed and no cache is touched.
    */
@@ -388,6 +495,7 @@ export class Keys {
         details: { reason },
         at: now,
       });
+      await this.rt.events.record(tx, keyRevoked(before, reason, actor));
       return tx.apiKey.findUniqueOrThrow({ where: { id: before.id } });
     });
     await this.rt.bus.publish({ kind: "key", id: row.id });
@@ -467,6 +575,8 @@ export class Keys {
         details: { rotatedFrom: before.id, scopes: successor.scopes, environment: successor.environment },
         at: now,
       });
+      await this.rt.events.record(tx, keyRotated(before, successor.id, sunsetAt, actor));
+      await this.rt.events.record(tx, keyCreated(successor, actor, before.id));
       const previous = await tx.apiKey.findUniqueOrThrow({ where: { id: before.id } });
       return { successor, previous, secret };
     });
@@ -521,6 +631,7 @@ export class Keys {
         },
         at: new Date(nowMs),
       });
+      await this.rt.events.record(tx, keyCreated(created, actor));
       return created;
     });
     // Nobody should have presented this secret before, but if someone did, no instance may keep
@@ -532,7 +643,8 @@ export class Keys {
 
   private async transaction<T>(fn: (tx: Prisma.TransactionClient) => Promise<T>): Promise<T> {
     try {
-      return await this.rt.prisma.$transaction(fn);
+      // Lifecycle events recorded in `fn` reach in-process listeners once this commits.
+      return await this.rt.events.transaction(this.rt.prisma, fn);
     } catch (error) {
       if (isUniqueViolation(error)) throw new FluxError("key_conflict");
       throw toStoreError(error);

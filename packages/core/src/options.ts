@@ -9,6 +9,7 @@ import { FluxConfigError } from "./errors.js";
 import { isValidPrefix } from "./key-format.js";
 import { type LimitOptions, type ResolvedLimitOptions, resolveLimitOptions } from "./limits/limit-options.js";
 import { type ResolvedUsageOptions, resolveUsageOptions, type UsageOptions } from "./usage/usage-options.js";
+import { type ResolvedWebhookOptions, resolveWebhookOptions, type WebhookOptions } from "./events/webhook-options.js";
 
 /** pino-style logger: any of these methods, called as `(fields, message)`. */
 export interface Logger {
@@ -64,6 +65,13 @@ export interface FluxOptions {
    * @default { onStoreError: 'insurance', preAuth: { limit: 30, window: '1m' }, trustProxy: false }
    */
   limits?: LimitOptions;
+  /**
+   * Lifecycle events sent as signed webhooks: endpoints, retries, the `key.expiring` /
+   * `key.unused` checks and `quota.threshold` fractions. Every default is a `@default` tag on
+   * `WebhookOptions`.
+   * @default { endpoints: [], maxAttempts: 8, backoff: { initial: '10s', max: '1h' }, timeout: '5s', interval: '5s', checkInterval: '1h', expiringDays: 7, unusedDays: 30, quotaThresholds: [0.8, 1], retention: '90d' }
+   */
+  webhooks?: WebhookOptions;
 }
 
 export interface ResolvedOptions {
@@ -77,6 +85,7 @@ export interface ResolvedOptions {
   logger: Logger;
   usage: ResolvedUsageOptions;
   limits: ResolvedLimitOptions;
+  webhooks: ResolvedWebhookOptions;
 }
 
 const KNOWN = new Set([
@@ -90,6 +99,7 @@ const KNOWN = new Set([
   "logger",
   "usage",
   "limits",
+  "webhooks",
 ]);
 
 export function resolveOptions(
@@ -140,6 +150,7 @@ export function resolveOptions(
     logger: options.logger ?? {},
     usage: resolveUsageOptions(options.usage),
     limits: resolveLimitOptions(options.limits),
+    webhooks: resolveWebhookOptions(options.webhooks),
   };
 }
 

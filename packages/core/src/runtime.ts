@@ -1,7 +1,9 @@
 import type { PrismaClient } from "./database.js";
 import type { InvalidationBus } from "./invalidation-bus.js";
+import type { Events } from "./events/events.js";
 import type { KeyCache } from "./key-cache.js";
 import type { Limits } from "./limits/limits.js";
+import type { KeyObservations } from "./observations/key-observations.js";
 import type { ResolvedOptions } from "./options.js";
 import type { Actor } from "./types.js";
 
@@ -13,6 +15,10 @@ export interface Runtime {
   bus: InvalidationBus;
   /** Rate limits, quotas and the pre-authentication limiter. */
   limits: Limits;
+  /** Lifecycle events: `record(tx, …)` next to the audit write, listeners, webhook outbox. */
+  events: Events;
+  /** Clients of keys in grace and scopes exercised, buffered and flushed in batches. */
+  observations: KeyObservations;
   now(): number;
 }
 

@@ -540,13 +540,16 @@ describe.each(STORES)("portal handler on $name", (store) => {
           });
         }
         await flux.usage.flush();
+        // What an adapter notes for each call of a key in grace: who made it.
+        const inGrace = { keyId: key.id, rotation: { replacedBy: result.key.id, sunsetAt: new Date() } };
+        flux.keys.observe(inGrace as never, { clientAddress: "203.0.113.9", userAgent: "worker/2.1" });
         const detail = await (await call(`/portal/api/keys/${key.id}`, { as: admin })).json();
         expect(detail.key.status).toBe("grace");
         expect(detail.grace).toMatchObject({
           callsSinceRotation: 3,
           errorsSinceRotation: 1,
           replacedBy: { id: result.key.id },
-          addresses: null,
+          clients: [{ address: "203.0.113.9", userAgent: "worker/2.1", calls: 1 }],
           endpoints: [{ method: "GET", endpoint: "/v1/events", calls: 3, errors: 1 }],
         });
         const usage = await (await call(`/portal/api/usage?range=1h&keyId=${key.id}`, { as: admin })).json();

@@ -196,6 +196,16 @@ const SAMPLES: Array<{ model: string; data: Record<string, unknown>; where: Reco
     },
     where: { id: "wd1" },
   },
+  {
+    model: "KeyClient",
+    data: { keyId: "k1", address: "2001:db8::1", userAgent: "curl/8", firstSeenAt: at, lastSeenAt: at, calls: 3n },
+    where: { keyId_address_userAgent: { keyId: "k1", address: "2001:db8::1", userAgent: "curl/8" } },
+  },
+  {
+    model: "KeyScopeUse",
+    data: { keyId: "k1", scope: "read:events", firstUsedAt: at, lastUsedAt: at, calls: 5n },
+    where: { keyId_scope: { keyId: "k1", scope: "read:events" } },
+  },
 ];
 
 const SQL_TYPES: Record<string, string[]> = {

@@ -49,6 +49,8 @@ interface Attached {
   auth: HttpAuth;
   options: FluxKeysOptions;
   cost: number;
+  /** Scopes the route's guards required (recorded for least-privilege suggestions). */
+  scopes: string[];
 }
 
 const attached = new WeakMap<Request, Attached>();
@@ -78,29 +80,38 @@ export function fluxKeys(flux: Flux, options: FluxKeysOptions = {}): RequestHand
   return async (req, res, next) => {
     const startedAt = performance.now();
     const units = typeof cost === "function" ? cost(req) : (cost ?? 1);
-    const result = await auth.authenticate(
-      {
-        method: req.method,
-        url: req.originalUrl,
-        headers: req.headers,
-        remoteAddress: req.socket.remoteAddress,
-      },
-      { cost: units },
-    );
+    const httpRequest = {
+      method: req.method,
+      url: req.originalUrl,
+      headers: req.headers,
+      remoteAddress: req.socket.remoteAddress,
+    };
+    const result = await auth.authenticate(httpRequest, { cost: units });
     if (!result.ok) return deny({ options }, result, req, res, next);
     (req as ApiKeyRequest).apiKey = result.context;
-    attached.set(req, { auth, options, cost: units });
+    const attachment: Attached = { auth, options, cost: units, scopes: [] };
+    attached.set(req, attachment);
     res.set(result.headers);
     res.once("finish", () => {
       const route = (req as Request & { route?: { path?: unknown } }).route;
       const endpoint = typeof route?.path === "string" ? `${req.baseUrl}${route.path}` : undefined;
-      auth.record(result.context, { method: req.method, endpoint, status: res.statusCode, startedAt });
+      auth.record(result.context, {
+        method: req.method,
+        endpoint,
+        status: res.statusCode,
+        startedAt,
+        scopes: attachment.scopes,
+        request: httpRequest,
+      });
     });
     next();
   };
 }
 
-function guard(check: (context: KeyContext) => FluxError | null): RequestHandler {
+function guard(
+  check: (context: KeyContext) => FluxError | null,
+  scopes: readonly string[] = [],
+): RequestHandler {
   return async (req, res, next) => {
     const attachment = attached.get(req);
     const context = (req as Partial<ApiKeyRequest>).apiKey;
@@ -109,7 +120,10 @@ function guard(check: (context: KeyContext) => FluxError | null): RequestHandler
       return next(new Error("requireScopes/requireEntitlement need app.use(fluxKeys(flux)) first."));
     }
     const error = check(context);
-    if (error === null) return next();
+    if (error === null) {
+      attachment.scopes.push(...scopes);
+      return next();
+    }
     // A denied request consumes nothing: give back what fluxKeys() took.
     await attachment.auth.release(context, attachment.cost);
     deny(attachment, attachment.auth.denied(error, true), req, res, next);
@@ -119,7 +133,7 @@ function guard(check: (context: KeyContext) => FluxError | null): RequestHandler
 /** Lets the request through only when the key holds every one of these scopes. */
 export function requireScopes(...scopes: string[]): RequestHandler {
   const required = scopes.flat();
-  return guard((context) => requirementError(context, required, undefined));
+  return guard((context) => requirementError(context, required, undefined), required);
 }
 
 /** Lets the request through only when the key's org is entitled to this feature. */

@@ -16,6 +16,7 @@ import {
   type Flux,
   FluxError,
   type HttpAuthOptions,
+  type HttpRequestLike,
   type KeyContext,
   type RouteRequirements,
 } from "@flux-keys/core";
@@ -53,6 +54,8 @@ export interface FluxKeysPluginOptions extends HttpAuthOptions {
 interface Pending {
   context: KeyContext;
   startedAt: number;
+  scopes: readonly string[] | undefined;
+  request: HttpRequestLike;
 }
 
 const DEFAULT_ERROR_KEYS = new Set(["statusCode", "code", "error", "message"]);
@@ -70,21 +73,19 @@ const plugin: FastifyPluginAsync<FluxKeysPluginOptions> = async (fastify, option
     const route = request.routeOptions.config?.apiKey ?? {};
     if (route.public === true) return;
     const startedAt = performance.now();
-    const result = await auth.authenticate(
-      {
-        method: request.method,
-        url: request.raw.url ?? "/",
-        headers: request.headers,
-        remoteAddress: request.socket.remoteAddress,
-      },
-      { ...route, cost: route.cost ?? cost ?? 1 },
-    );
+    const httpRequest = {
+      method: request.method,
+      url: request.raw.url ?? "/",
+      headers: request.headers,
+      remoteAddress: request.socket.remoteAddress,
+    };
+    const result = await auth.authenticate(httpRequest, { ...route, cost: route.cost ?? cost ?? 1 });
     if (!result.ok) {
       denials.set(request, result);
       throw new FluxKeysError(result.error, result.response);
     }
     request.apiKey = result.context;
-    pending.set(request, { context: result.context, startedAt });
+    pending.set(request, { context: result.context, startedAt, scopes: route.scopes, request: httpRequest });
     reply.headers(result.headers);
   });
 
@@ -115,6 +116,8 @@ const plugin: FastifyPluginAsync<FluxKeysPluginOptions> = async (fastify, option
       endpoint: request.routeOptions.url,
       status: reply.statusCode,
       startedAt: entry.startedAt,
+      ...(entry.scopes ? { scopes: entry.scopes } : {}),
+      request: entry.request,
     });
   });
 };

@@ -55,15 +55,13 @@ export class ApiKeyGuard implements CanActivate {
     }
     const response = this.getRawResponse(context);
     const startedAt = performance.now();
-    const result = await this.auth.authenticate(
-      {
-        method: request.method,
-        url: request.originalUrl ?? request.raw?.url ?? request.url,
-        headers: request.headers,
-        remoteAddress: request.socket?.remoteAddress,
-      },
-      requirements,
-    );
+    const httpRequest = {
+      method: request.method,
+      url: request.originalUrl ?? request.raw?.url ?? request.url,
+      headers: request.headers,
+      remoteAddress: request.socket?.remoteAddress,
+    };
+    const result = await this.auth.authenticate(httpRequest, requirements);
     if (!result.ok) return this.onDenied(new ApiKeyDeniedException(result.error, result.response), context);
     request.apiKey = result.context;
     for (const [name, value] of Object.entries(result.headers)) response.setHeader(name, value);
@@ -73,6 +71,8 @@ export class ApiKeyGuard implements CanActivate {
         endpoint: this.routeTemplate(request),
         status: response.statusCode,
         startedAt,
+        ...(requirements.scopes ? { scopes: requirements.scopes } : {}),
+        request: httpRequest,
       });
     });
     return true;

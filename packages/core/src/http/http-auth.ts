@@ -163,11 +163,34 @@ export class HttpAuth {
     await this.flux.keys.release(context, cost);
   }
 
-  /** Records a verified request after its response (route template, final status, latency). */
+  /**
+   * Records a verified request after its response (route template, final status, latency), the
+   * scopes its route required, and, during a rotation grace, the client that made it.
+   */
   record(
     context: KeyContext,
-    call: { method: string; endpoint: string | undefined; status: number; startedAt: number },
+    call: {
+      method: string;
+      endpoint: string | undefined;
+      status: number;
+      startedAt: number;
+      scopes?: readonly string[];
+      request?: HttpRequestLike;
+    },
   ) {
+    if (call.scopes !== undefined || context.rotation !== null) {
+      const request = call.request;
+      const agent = request?.headers["user-agent"];
+      this.flux.keys.observe(context, {
+        ...(call.scopes === undefined ? {} : { scopes: call.scopes }),
+        ...(context.rotation !== null && request
+          ? {
+              clientAddress: clientAddress(request, this.options.trust),
+              userAgent: typeof agent === "string" ? agent : null,
+            }
+          : {}),
+      });
+    }
     if (!this.options.usage) return;
     this.flux.usage.record({
       keyId: context.keyId,

@@ -92,6 +92,14 @@ export interface LimitsDependencies {
   redisPrefix: string;
   logger: Logger;
   now(): number;
+  /** Told about decisions (lifecycle events, src/events); not called at all while not `active`. */
+  observer?: LimitObserver;
+}
+
+/** Watches limit decisions without slowing them: `observe` must be synchronous and cheap. */
+export interface LimitObserver {
+  readonly active: boolean;
+  observe(result: LimitedResult, base: Omit<KeyContext, "rateLimit">): void;
 }
 
 export class Limits {
@@ -184,7 +192,14 @@ export class Limits {
    */
   decide(bound: BoundLimits, cost: number, base: Omit<KeyContext, "rateLimit">): Promise<LimitedResult> {
     if (cost === 0) return this.peek(bound, base);
-    return this.redis === null ? this.decideLocally(bound, cost, base) : this.decideShared(bound, cost, base);
+    const decided =
+      this.redis === null ? this.decideLocally(bound, cost, base) : this.decideShared(bound, cost, base);
+    const observer = this.deps.observer;
+    if (observer === undefined || !observer.active) return decided;
+    return decided.then((result) => {
+      observer.observe(result, base);
+      return result;
+    });
   }
 
   /**

@@ -474,8 +474,8 @@ class PortalApp {
         errorsSinceRotation: endpoints.reduce((sum, e) => sum + e.errors, 0),
         lastUsedAt: key.lastUsedAt,
         endpoints,
-        // Usage is aggregated per key and endpoint; client addresses are not recorded.
-        addresses: null,
+        // The clients (address and user agent) that used the old key since the rotation.
+        clients: (await this.flux.keys.graceUsage(key.id, { limit: 20 })).clients,
       };
     }
     return { key: this.view(key, customer), grace };

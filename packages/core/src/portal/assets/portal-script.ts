@@ -477,7 +477,16 @@ export const PORTAL_SCRIPT = String.raw`(function () {
         })),
       ]));
     }
-    panel.appendChild(h("p", { class: "small muted", text: "Where from: client addresses are not recorded, so the endpoints and times above show which integrations still use the old key. Calls are counted per minute, from the minute of the rotation." }));
+    if (grace.clients && grace.clients.length) {
+      panel.appendChild(h("table", null, [
+        h("caption", { class: "visually-hidden", text: "Clients still using the old key" }),
+        h("thead", null, h("tr", null, [h("th", { scope: "col", text: "From" }), h("th", { scope: "col", text: "Client" }), h("th", { scope: "col", class: "num", text: "Calls" }), h("th", { scope: "col", text: "Last seen" })])),
+        h("tbody", null, grace.clients.map(function (c) {
+          return h("tr", null, [h("td", null, h("code", { text: c.address })), h("td", { text: c.userAgent || "—" }), h("td", { class: "num", text: num(c.calls) }), h("td", { text: relative(c.lastSeenAt) })]);
+        })),
+      ]));
+    }
+    panel.appendChild(h("p", { class: "small muted", text: "Most recent clients first. Calls per endpoint are counted per minute, from the minute of the rotation." }));
     return panel;
   }
 

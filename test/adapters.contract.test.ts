@@ -309,6 +309,29 @@ describe.each(CASES)("adapter contract: $label", ({ target, store }) => {
     expect(Object.fromEntries(seen)).toEqual(Object.fromEntries(expected));
   });
 
+  run("mounts the customer portal in one line; keys and portal sessions stay apart", async () => {
+    const { url } = await flux.portal.createSession({ orgId: "acme", userId: "u-1", role: "admin" });
+    expect(url.startsWith("/portal/login/")).toBe(true);
+    const login = await api().get(url);
+    expect(login.status).toBe(303);
+    const cookies = ([] as string[]).concat(login.headers["set-cookie"] ?? []);
+    expect(cookies.some((c) => /HttpOnly/i.test(c) && /SameSite=Lax/i.test(c))).toBe(true);
+    const cookie = cookies.map((c) => c.split(";")[0]).join("; ");
+    const me = await api().get("/portal/api/me").set("Cookie", cookie);
+    expect(me.status).toBe(200);
+    expect(JSON.stringify(me.body)).toContain("acme");
+    const page = await api().get("/portal/").set("Cookie", cookie);
+    expect(page.status).toBe(200);
+    expect(page.headers["content-security-policy"]).toContain("frame-ancestors 'none'");
+    expect(page.headers["x-frame-options"]).toBe("DENY");
+    // An API key does not open the portal, and a portal session does not open the API.
+    const withKey = await api().get("/portal/api/me").set("Authorization", `Bearer ${secrets.full}`);
+    expect(withKey.status).toBe(401);
+    expect((await api().get("/v1/events").set("Cookie", cookie)).status).toBe(401);
+    // The link works once.
+    expect((await api().get(url)).status).not.toBe(303);
+  });
+
   run("shows who still uses a key in grace, and which scopes a key exercised", async () => {
     const { key, secret } = await flux.keys
       .create()

@@ -7,6 +7,7 @@ import {
   type ApiKeyRequest,
   type FluxKeysOptions,
   fluxKeys,
+  fluxPortal,
   requireEntitlement,
   requireScopes,
 } from "@flux-keys/express";
@@ -16,6 +17,8 @@ export function createApp(flux: Flux, options: FluxKeysOptions = {}): express.Ex
   const app = express();
   const events = new EventStore();
   app.disable("x-powered-by");
+  // The customer portal: its own sessions, not API keys, so it goes before the middleware.
+  app.use("/portal", fluxPortal(flux));
   app.use(express.json({ limit: "16kb" }));
 
   // Public routes go before the middleware.

@@ -3,7 +3,7 @@
  */
 import type { Flux } from "@flux-keys/core";
 import { EventStore } from "@flux-keys/example-shared";
-import { type FluxKeysPluginOptions, fluxKeys } from "@flux-keys/fastify";
+import { type FluxKeysPluginOptions, fluxKeys, fluxPortal } from "@flux-keys/fastify";
 import Fastify, { type FastifyInstance } from "fastify";
 
 export async function createApp(
@@ -13,6 +13,8 @@ export async function createApp(
   const app = Fastify({ logger: false });
   const events = new EventStore();
   await app.register(fluxKeys, { flux, ...options });
+  // The customer portal (its routes are public to fluxKeys: portal sessions, not API keys).
+  await app.register(fluxPortal, { flux, prefix: "/portal" });
 
   app.get("/health", { config: { apiKey: { public: true } } }, async () => ({ ok: true }));
 

@@ -19,7 +19,7 @@ export async function createNestApp(
   options: Omit<FluxKeysModuleOptions, "flux"> = {},
 ): Promise<INestApplication> {
   @Module({
-    imports: [FluxKeysModule.forRoot({ flux, ...options })],
+    imports: [FluxKeysModule.forRoot({ flux, portal: { basePath: "/portal" }, ...options })],
     controllers: [HealthController, EventsController],
     providers: [{ provide: EVENTS, useValue: new EventStore() }],
   })

@@ -72,10 +72,22 @@ export class EventStore {
   }
 }
 
+/** A one-time customer portal link for the demo org (valid 15 minutes, single use). */
+export async function demoPortalLink(flux: Flux, baseUrl: string): Promise<string> {
+  const { url } = await flux.portal.createSession({
+    orgId: DEMO_ORG.id,
+    userId: "demo-admin",
+    role: "admin",
+    ttl: "15m",
+  });
+  return `${baseUrl}${url}`;
+}
+
 /** Prints the ready-to-paste lines for a running example. */
-export function printWelcome(name: string, url: string, secret: string): void {
+export function printWelcome(name: string, url: string, secret: string, portalLink?: string): void {
   console.log(`\n${name} listening on ${url}\n`);
   console.log(`Demo key (shown once): ${secret}\n`);
+  if (portalLink) console.log(`Customer portal (single-use link, 15 min): ${portalLink}\n`);
   console.log("Try:");
   console.log(`  curl -s ${url}/v1/events -H 'Authorization: Bearer ${secret}'`);
   console.log(

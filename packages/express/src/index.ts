@@ -17,7 +17,11 @@ import {
   type HttpAuth,
   type HttpAuthOptions,
   type KeyContext,
+  type PortalHandler,
+  type PortalOptions,
   requirementError,
+  sendWebResponse,
+  toWebRequest,
 } from "@flux-keys/core";
 import type { NextFunction, Request, RequestHandler, Response } from "express";
 
@@ -142,3 +146,38 @@ export function requireEntitlement(name: string): RequestHandler {
 }
 
 export type { FluxError, KeyContext };
+
+/**
+ * The customer portal, mounted in one line: `app.use("/portal", fluxPortal(flux, options))`.
+ * The base path is the mount path unless `options.basePath` says otherwise. Mount it before
+ * `fluxKeys()` (API keys do not open the portal; portal sessions do not open the API).
+ */
+export function fluxPortal(flux: Flux, options: PortalOptions = {}): RequestHandler {
+  const handlers = new Map<string, PortalHandler>();
+  return (req, res, next) => {
+    const basePath = options.basePath ?? (req.baseUrl || "/portal");
+    let handler = handlers.get(basePath);
+    if (handler === undefined) {
+      handler = flux.portal.handler({ ...options, basePath });
+      handlers.set(basePath, handler);
+    }
+    handler(toWebRequest(req, req.originalUrl), { remoteAddress: req.socket.remoteAddress ?? null })
+      .then((response) => sendWebResponse(response, res))
+      .catch(next);
+  };
+}
+
+/**
+ * Any Flux Keys Web handler (`Request` in, `Response` out) as Express middleware, e.g. GitHub's
+ * secret-scanning alerts: `app.post("/github/secret-scanning", fluxWebHandler(handler))`. Mount it
+ * before `express.json()`: signatures are checked over the raw body.
+ */
+export function fluxWebHandler(
+  handler: (request: globalThis.Request) => Promise<globalThis.Response>,
+): RequestHandler {
+  return (req, res, next) => {
+    handler(toWebRequest(req, req.originalUrl))
+      .then((response) => sendWebResponse(response, res))
+      .catch(next);
+  };
+}

@@ -18,9 +18,12 @@ import {
   type HttpAuthOptions,
   type HttpRequestLike,
   type KeyContext,
+  type PortalOptions,
   type RouteRequirements,
+  sendWebResponse,
+  toWebRequest,
 } from "@flux-keys/core";
-import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
+import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
 
 declare module "fastify" {
@@ -126,3 +129,68 @@ const plugin: FastifyPluginAsync<FluxKeysPluginOptions> = async (fastify, option
 export const fluxKeys = fp(plugin, { fastify: "5.x", name: "@flux-keys/fastify" });
 export default fluxKeys;
 export type { KeyContext, RouteRequirements };
+
+export interface FluxPortalPluginOptions extends PortalOptions {
+  flux: Flux;
+}
+
+/**
+ * The customer portal as a plugin: `app.register(fluxPortal, { flux, prefix: "/portal" })`.
+ * Its routes are public to `fluxKeys` (API keys do not open the portal) and read the raw body.
+ */
+const portalPlugin: FastifyPluginAsync<FluxPortalPluginOptions> = async (fastify, options) => {
+  // Fastify hands its own register options (prefix, logLevel…) to the plugin too.
+  const {
+    flux,
+    prefix: _prefix,
+    logLevel: _logLevel,
+    logSerializers: _logSerializers,
+    ...portalOptions
+  } = options as FluxPortalPluginOptions & { prefix?: string; logLevel?: string; logSerializers?: unknown };
+  if (!flux) throw new Error("@flux-keys/fastify: pass { flux } when registering fluxPortal.");
+  const basePath = portalOptions.basePath ?? (fastify.prefix || "/portal");
+  const handler = flux.portal.handler({ ...portalOptions, basePath });
+  mountWebHandler(fastify, ["/", "/*"], (request) =>
+    handler(toWebRequest(request.raw, request.raw.url), {
+      remoteAddress: request.socket.remoteAddress ?? null,
+    }),
+  );
+};
+
+/** The portal plugin (encapsulated: register it with a `prefix`). */
+export const fluxPortal = portalPlugin;
+
+/**
+ * Any Flux Keys Web handler (`Request` in, `Response` out) on a path, e.g. GitHub's secret-scanning
+ * alerts: `fluxWebRoute(app, "/github/secret-scanning", handler)`. Call it inside an encapsulated
+ * plugin (`app.register(async (scope) => fluxWebRoute(scope, …))`): it takes over body parsing there.
+ */
+export function fluxWebRoute(
+  fastify: FastifyInstance,
+  path: string,
+  handler: (request: Request) => Promise<Response>,
+): void {
+  mountWebHandler(fastify, [path], (request) => handler(toWebRequest(request.raw, request.raw.url)));
+}
+
+function mountWebHandler(
+  fastify: FastifyInstance,
+  paths: string[],
+  handle: (request: FastifyRequest) => Promise<Response>,
+): void {
+  // The handler reads the raw body itself (signatures, its own JSON limits).
+  fastify.removeAllContentTypeParsers();
+  fastify.addContentTypeParser("*", (_request, _payload, done) => done(null));
+  for (const path of paths) {
+    fastify.route({
+      method: ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+      url: path,
+      config: { apiKey: { public: true } },
+      handler: async (request, reply) => {
+        const response = await handle(request);
+        reply.hijack();
+        await sendWebResponse(response, reply.raw);
+      },
+    });
+  }
+}

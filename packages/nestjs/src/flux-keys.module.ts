@@ -1,10 +1,14 @@
-import { createHttpAuth, type Flux } from "@flux-keys/core";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { createHttpAuth, type Flux, sendWebResponse, toWebRequest } from "@flux-keys/core";
 import {
   type DynamicModule,
   Inject,
+  type MiddlewareConsumer,
   Module,
+  type NestModule,
   type OnApplicationShutdown,
   type Provider,
+  RequestMethod,
 } from "@nestjs/common";
 import { APP_FILTER, APP_GUARD } from "@nestjs/core";
 import { ApiKeyExceptionFilter } from "./api-key.filter.js";
@@ -25,7 +29,14 @@ const sharedProviders: Provider[] = [
   {
     provide: FLUX_KEYS_AUTH,
     useFactory: (options: FluxKeysModuleOptions) => {
-      const { flux, global: _global, cost: _cost, closeOnShutdown: _close, ...http } = options;
+      const {
+        flux,
+        global: _global,
+        cost: _cost,
+        closeOnShutdown: _close,
+        portal: _portal,
+        ...http
+      } = options;
       return createHttpAuth(flux, http);
     },
     inject: [FLUX_KEYS_OPTIONS],
@@ -44,7 +55,7 @@ function appGuard(global: boolean | undefined): Provider[] {
  * `useFactory`, `useClass` or `useExisting`.
  */
 @Module({})
-export class FluxKeysModule implements OnApplicationShutdown {
+export class FluxKeysModule implements NestModule, OnApplicationShutdown {
   constructor(@Inject(FLUX_KEYS_OPTIONS) private readonly options: FluxKeysModuleOptions) {}
 
   static forRoot(options: FluxKeysModuleOptions): DynamicModule {
@@ -85,6 +96,27 @@ export class FluxKeysModule implements OnApplicationShutdown {
     ];
     if (options.useClass) providers.push({ provide: options.useClass, useClass: options.useClass });
     return providers;
+  }
+
+  /** Mounts the portal (when configured) as middleware, ahead of guards, on either platform. */
+  configure(consumer: MiddlewareConsumer): void {
+    const portal = this.options.portal;
+    if (!portal) return;
+    const handler = this.options.flux.portal.handler(portal);
+    const base = handler.basePath;
+    const middleware = (
+      req: IncomingMessage & { originalUrl?: string },
+      res: ServerResponse,
+      next: (error?: unknown) => void,
+    ) => {
+      const url = req.originalUrl ?? req.url ?? "/";
+      const path = url.split("?")[0] ?? "/";
+      if (path !== base && !path.startsWith(`${base}/`)) return next();
+      handler(toWebRequest(req, url), { remoteAddress: req.socket.remoteAddress ?? null })
+        .then((response) => sendWebResponse(response, res))
+        .catch(next);
+    };
+    consumer.apply(middleware).forRoutes({ path: "{*splat}", method: RequestMethod.ALL });
   }
 
   async onApplicationShutdown(): Promise<void> {

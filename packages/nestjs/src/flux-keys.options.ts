@@ -1,4 +1,4 @@
-import type { Flux, HttpAuthOptions } from "@flux-keys/core";
+import type { Flux, HttpAuthOptions, PortalOptions } from "@flux-keys/core";
 import type { InjectionToken, ModuleMetadata, OptionalFactoryDependency, Type } from "@nestjs/common";
 
 export interface FluxKeysModuleOptions extends HttpAuthOptions {
@@ -10,6 +10,11 @@ export interface FluxKeysModuleOptions extends HttpAuthOptions {
   cost?: number;
   /** Call `flux.close()` when the Nest app shuts down (flushes usage). @default false */
   closeOnShutdown?: boolean;
+  /**
+   * Serve the customer portal under `portal.basePath` (e.g. `{ basePath: "/portal" }`), as
+   * middleware ahead of guards: API keys do not open it. @default none
+   */
+  portal?: PortalOptions;
 }
 
 export interface FluxKeysOptionsFactory {

@@ -21,11 +21,38 @@ export function toWebRequest(req: IncomingMessage, url = req.url ?? "/"): Reques
   }
   const method = req.method ?? "GET";
   const hasBody = method !== "GET" && method !== "HEAD";
+  let body: string | Uint8Array | ReadableStream<Uint8Array> | undefined;
+  if (hasBody) {
+    const parsed = parsedBody(req);
+    if (parsed !== undefined) {
+      body = parsed;
+      headers.delete("content-length");
+    } else {
+      body = Readable.toWeb(req) as ReadableStream<Uint8Array>;
+    }
+  }
   return new Request(`${encrypted ? "https" : "http"}://${host}${url}`, {
     method,
     headers,
-    ...(hasBody ? { body: Readable.toWeb(req) as ReadableStream<Uint8Array>, duplex: "half" } : {}),
+    ...(body === undefined ? {} : { body, duplex: "half" }),
   } as RequestInit);
+}
+
+/**
+ * The body of a request a framework's body parser already read (Express's `express.json()`, Nest's
+ * default parsers), re-encoded; undefined when the stream is still unread. Handlers that verify a
+ * signature over the raw bytes must be mounted before any body parser.
+ */
+function parsedBody(req: IncomingMessage): string | Uint8Array | undefined {
+  const { body, _body: consumed } = req as IncomingMessage & { body?: unknown; _body?: boolean };
+  if (body === undefined || !(consumed === true || req.readableEnded)) return undefined;
+  if (typeof body === "string") return body;
+  if (body instanceof Uint8Array) return body;
+  const type = req.headers["content-type"] ?? "";
+  if (type.includes("application/x-www-form-urlencoded") && typeof body === "object" && body !== null) {
+    return new URLSearchParams(body as Record<string, string>).toString();
+  }
+  return JSON.stringify(body);
 }
 
 /** Writes a Web Response to a Node response (each Set-Cookie separately). */

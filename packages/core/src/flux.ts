@@ -127,7 +127,13 @@ export async function createFlux(options: FluxOptions = {}): Promise<Flux> {
     });
     cleanup.push(() => limits.close());
     // Closed before the limits and the database: stops the scheduler, writes queued events.
-    const webhooks = new Webhooks(database.prisma, events, resolved.webhooks, resolved.clock, resolved.logger);
+    const webhooks = new Webhooks(
+      database.prisma,
+      events,
+      resolved.webhooks,
+      resolved.clock,
+      resolved.logger,
+    );
     cleanup.push(() => webhooks.close());
     webhooks.start();
     const observations = new KeyObservations(database.driver, resolved.clock, resolved.logger);

@@ -10,7 +10,6 @@ export {
   isFluxError,
   type ProblemDetails,
 } from "./errors.js";
-export { createFlux, type Flux } from "./flux.js";
 export {
   type AddWebhookInput,
   type EventData,
@@ -33,6 +32,7 @@ export {
   type WebhookRunReport,
   type Webhooks,
 } from "./events/index.js";
+export { createFlux, type Flux } from "./flux.js";
 export { extractCredential, type HeaderBag } from "./http/credentials.js";
 export {
   createHttpAuth,

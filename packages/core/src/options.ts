@@ -6,10 +6,14 @@ import type { Redis } from "ioredis";
 import type { DatabaseConfig } from "./database.js";
 import { type Duration, toMs } from "./duration.js";
 import { FluxConfigError } from "./errors.js";
+import {
+  type ResolvedWebhookOptions,
+  resolveWebhookOptions,
+  type WebhookOptions,
+} from "./events/webhook-options.js";
 import { isValidPrefix } from "./key-format.js";
 import { type LimitOptions, type ResolvedLimitOptions, resolveLimitOptions } from "./limits/limit-options.js";
 import { type ResolvedUsageOptions, resolveUsageOptions, type UsageOptions } from "./usage/usage-options.js";
-import { type ResolvedWebhookOptions, resolveWebhookOptions, type WebhookOptions } from "./events/webhook-options.js";
 
 /** pino-style logger: any of these methods, called as `(fields, message)`. */
 export interface Logger {

@@ -1,6 +1,6 @@
 import type { PrismaClient } from "./database.js";
-import type { InvalidationBus } from "./invalidation-bus.js";
 import type { Events } from "./events/events.js";
+import type { InvalidationBus } from "./invalidation-bus.js";
 import type { KeyCache } from "./key-cache.js";
 import type { Limits } from "./limits/limits.js";
 import type { KeyObservations } from "./observations/key-observations.js";

@@ -174,7 +174,13 @@ const SAMPLES: Array<{ model: string; data: Record<string, unknown>; where: Reco
   },
   {
     model: "WebhookEndpoint",
-    data: { id: "we1", url: "https://hooks.example/flux", secret: "whsec_x", events: ["key.created"], createdAt: at },
+    data: {
+      id: "we1",
+      url: "https://hooks.example/flux",
+      secret: "whsec_x",
+      events: ["key.created"],
+      createdAt: at,
+    },
     where: { id: "we1" },
   },
   {

@@ -511,6 +511,22 @@ describe.each(STORES)("portal handler on $name", (store) => {
       });
     });
 
+    it.skipIf(!store.available)("suggests narrower scopes from what a key actually used", async () => {
+      const admin = await signIn("acme", "u-ann", "admin");
+      const { key } = await (
+        await call("/portal/api/keys", {
+          method: "POST",
+          as: admin,
+          body: { name: "Reader", scopes: ["read:events", "write:events"] },
+        })
+      ).json();
+      const before = await (await call(`/portal/api/keys/${key.id}`, { as: admin })).json();
+      expect(before.scopeAdvice).toBeNull();
+      flux.keys.observe({ keyId: key.id, rotation: null } as never, { scopes: ["read:events"] });
+      const after = await (await call(`/portal/api/keys/${key.id}`, { as: admin })).json();
+      expect(after.scopeAdvice).toEqual({ suggested: ["read:events"], unused: ["write:events"] });
+    });
+
     it.skipIf(!store.available)(
       "during a rotation grace it shows the old key's calls since the rotation",
       async () => {
@@ -542,7 +558,11 @@ describe.each(STORES)("portal handler on $name", (store) => {
         await flux.usage.flush();
         // What an adapter notes for each call of a key in grace: who made it.
         const inGrace = { keyId: key.id, rotation: { replacedBy: result.key.id, sunsetAt: new Date() } };
-        flux.keys.observe(inGrace as never, { clientAddress: "203.0.113.9", userAgent: "worker/2.1" });
+        flux.keys.observe(inGrace as never, {
+          clientAddress: "203.0.113.9",
+          userAgent: "worker/2.1",
+          scopes: ["read:events"],
+        });
         const detail = await (await call(`/portal/api/keys/${key.id}`, { as: admin })).json();
         expect(detail.key.status).toBe("grace");
         expect(detail.grace).toMatchObject({

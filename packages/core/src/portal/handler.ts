@@ -478,7 +478,13 @@ class PortalApp {
         clients: (await this.flux.keys.graceUsage(key.id, { limit: 20 })).clients,
       };
     }
-    return { key: this.view(key, customer), grace };
+    // Least privilege: the scopes this key actually used, when narrower than what it holds.
+    const suggestion = key.status === "revoked" ? null : await this.flux.keys.suggestScopes(key.id);
+    const scopeAdvice =
+      suggestion !== null && suggestion.used.length > 0 && suggestion.narrower
+        ? { suggested: suggestion.suggested, unused: suggestion.unused }
+        : null;
+    return { key: this.view(key, customer), grace, scopeAdvice };
   }
 
   private async createKey(request: Request, customer: PortalCustomer, actor: Actor): Promise<Response> {

@@ -448,6 +448,17 @@ export const PORTAL_SCRIPT = String.raw`(function () {
           key.replacedById ? h("dd", null, h("a", { href: "#/keys/" + encodeURIComponent(key.replacedById), text: "the new key" })) : null,
         ]),
       ]));
+      if (result.scopeAdvice) {
+        main.appendChild(h("section", { class: "panel", id: "scope-advice", "aria-labelledby": "advice-title" }, [
+          h("h2", { id: "advice-title", text: "Narrower scopes" }),
+          h("p", null, [
+            "This key only used ",
+            h("span", null, result.scopeAdvice.suggested.map(function (sc) { return h("span", { class: "scope", text: sc }); })),
+            result.scopeAdvice.unused.length ? ". Never used: " + result.scopeAdvice.unused.join(", ") + "." : ".",
+          ]),
+          h("p", { class: "small muted", text: "Fewer scopes mean a smaller blast radius if the key leaks. Edit the scopes below to apply the suggestion." }),
+        ]));
+      }
       var usage = h("section", { "aria-labelledby": "usage-title" });
       main.appendChild(usage);
       usagePanel(usage, "usage-title", "Usage of this key", key.id);

@@ -224,6 +224,9 @@ export function cliSuite(target: Target, options: { portal: boolean; exitCodes: 
         status: "grace",
         replacedById: rotated.key.id,
       });
+      const shown = await flux(["keys", "show", state.keyId, ...args]);
+      expect(shown.code).toBe(0);
+      expect(shown.stdout).toMatch(/In grace until .*: 0 call\(s\) since the rotation\./);
 
       const revoked = await flux([
         "keys",

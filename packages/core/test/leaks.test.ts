@@ -75,6 +75,10 @@ describe.each(STORES)("GitHub secret-scanning alerts on $name", (store) => {
     const handler = createSecretScanningHandler(flux, {
       publicKeys: [{ keyIdentifier: "gh-key-1", key: pem }],
     });
+    const heard: unknown[] = [];
+    const stop = flux.on("key.leaked", (event) => {
+      heard.push(event.data);
+    });
     const { key, secret } = await flux.keys.create().forOrg("acme").issue();
     const unknown = generateKey("flux", "live").secret;
     const response = await handler(
@@ -102,6 +106,10 @@ describe.each(STORES)("GitHub secret-scanning alerts on $name", (store) => {
       action: "revoke",
     });
     expect(events[0]?.actor).toEqual({ type: "system", id: "github-secret-scanning" });
+    for (let i = 0; i < 50 && heard.length === 0; i++)
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    stop();
+    expect(heard).toEqual([expect.objectContaining({ keyId: key.id, action: "revoke", reporter: "github" })]);
   });
 
   it.skipIf(!store.available)("only flags when told to", async () => {

@@ -3,7 +3,7 @@ import { type Command, Option } from "commander";
 import { UsageError } from "../cli-errors.js";
 import { action, examples, type PageFlags, paged } from "../command.js";
 import type { CliIo } from "../io.js";
-import { keyDetails, keyDisplay, keyRows, list, when } from "../output.js";
+import { keyDetails, keyDisplay, keyRows, list, table, when } from "../output.js";
 import { collectList, durationMs, futureArg, jsonObject, positiveInt, quota, rateLimit } from "../parse.js";
 import type { Session } from "../session.js";
 
@@ -147,8 +147,31 @@ export function registerKeys(program: Command, io: CliIo): void {
       action(io, async (session, _flags, [keyId]) => {
         const flux = await session.flux();
         const key = await flux.keys.get(keyId!);
-        if (session.json) return session.printJson(key);
+        // Who still uses it during a rotation grace, and the scopes it actually exercised.
+        const grace = key.status === "grace" ? await flux.keys.graceUsage(key.id) : null;
+        const scopes = await flux.keys.suggestScopes(key.id);
+        if (session.json) return session.printJson({ ...key, grace, scopeSuggestion: scopes });
         session.out(keyDetails(key));
+        if (grace !== null) {
+          session.out(
+            `\nIn grace until ${when(grace.sunsetAt)}: ${grace.calls} call(s) since the rotation` +
+              (grace.clients.length === 0 ? "." : ", from:"),
+          );
+          if (grace.clients.length > 0) {
+            session.out(
+              table(
+                ["address", "user agent", "calls", "last seen"],
+                grace.clients.map((c) => [c.address, c.userAgent || "-", c.calls, when(c.lastSeenAt)]),
+              ),
+            );
+          }
+        }
+        if (scopes.used.length > 0 && scopes.narrower) {
+          session.out(
+            `\nLeast privilege: it only used ${list(scopes.suggested)}` +
+              (scopes.unused.length > 0 ? `; never ${list(scopes.unused)}.` : "."),
+          );
+        }
       }),
     );
 

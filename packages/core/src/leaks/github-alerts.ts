@@ -119,6 +119,12 @@ export function createSecretScanningHandler(
         details: { url, source, action, reporter: "github" },
         at: new Date(flux.keys.now()),
       });
+      await flux.internals.events.publish({
+        type: "key.leaked",
+        orgId: key.orgId,
+        keyId: key.id,
+        data: { keyId: key.id, orgId: key.orgId, url, source, action, reporter: "github" },
+      });
       feedback.push({
         token_hash: createHash("sha256").update(match.token).digest("hex"),
         token_type: typeof match.type === "string" ? match.type : "flux_api_key",

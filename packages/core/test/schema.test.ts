@@ -204,7 +204,14 @@ const SAMPLES: Array<{ model: string; data: Record<string, unknown>; where: Reco
   },
   {
     model: "KeyClient",
-    data: { keyId: "k1", address: "2001:db8::1", userAgent: "curl/8", firstSeenAt: at, lastSeenAt: at, calls: 3n },
+    data: {
+      keyId: "k1",
+      address: "2001:db8::1",
+      userAgent: "curl/8",
+      firstSeenAt: at,
+      lastSeenAt: at,
+      calls: 3n,
+    },
     where: { keyId_address_userAgent: { keyId: "k1", address: "2001:db8::1", userAgent: "curl/8" } },
   },
   {

@@ -3,86 +3,10 @@
  * port) is stopped while calls are recorded and started again; the same process, with no restart,
  * ends with exact totals.
  */
-import { execFileSync } from "node:child_process";
-import { chownSync, existsSync, mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { createFlux, type Flux, FluxError } from "@flux-keys/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectedSeries, generateCalls, mismatches, sumCalls } from "../packages/core/test/usage-support.js";
-
-const BIN = process.env.FLUX_TEST_PG_BIN ?? "/usr/lib/postgresql/15/bin";
-const available = existsSync(join(BIN, "initdb")) && existsSync(join(BIN, "pg_ctl"));
-if (!available && process.env.CI)
-  throw new Error(`PostgreSQL binaries are required under CI (looked in ${BIN})`);
-
-/** initdb refuses to run as root: as root, run the server as the postgres user. */
-function asServerUser(command: string, args: string[]): void {
-  const root = process.getuid?.() === 0;
-  execFileSync(root ? "runuser" : command, root ? ["-u", "postgres", "--", command, ...args] : args, {
-    stdio: "pipe",
-  });
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === "object" && address ? address.port : 0));
-    });
-  });
-}
-
-class ThrowawayPostgres {
-  readonly dir = mkdtempSync(join(tmpdir(), "flux-pg-"));
-  private readonly data = join(this.dir, "data");
-  running = false;
-  constructor(readonly port: number) {
-    if (process.getuid?.() === 0) {
-      const uid = Number(execFileSync("id", ["-u", "postgres"]).toString());
-      const gid = Number(execFileSync("id", ["-g", "postgres"]).toString());
-      chownSync(this.dir, uid, gid);
-    }
-    asServerUser(join(BIN, "initdb"), [
-      "-D",
-      this.data,
-      "-U",
-      "postgres",
-      "--auth=trust",
-      "-E",
-      "UTF8",
-      "--no-sync",
-    ]);
-  }
-  get url(): string {
-    return `postgresql://postgres@127.0.0.1:${this.port}/postgres`;
-  }
-  start(): void {
-    const options = `-p ${this.port} -c listen_addresses=127.0.0.1 -k ${this.dir} -c fsync=off`;
-    asServerUser(join(BIN, "pg_ctl"), [
-      "-D",
-      this.data,
-      "-o",
-      options,
-      "-l",
-      join(this.dir, "log"),
-      "-w",
-      "start",
-    ]);
-    this.running = true;
-  }
-  stop(): void {
-    asServerUser(join(BIN, "pg_ctl"), ["-D", this.data, "-m", "fast", "-w", "stop"]);
-    this.running = false;
-  }
-  destroy(): void {
-    if (this.running) this.stop();
-    rmSync(this.dir, { recursive: true, force: true });
-  }
-}
+import { pgAvailable as available, ThrowawayPostgres } from "./support/faults-services.js";
 
 const START = Date.parse("2026-04-01T10:00:00Z");
 const keys = [
@@ -96,8 +20,8 @@ describe.skipIf(!available)("usage through a PostgreSQL outage", () => {
   let flux: Flux;
 
   beforeAll(async () => {
-    server = new ThrowawayPostgres(await freePort());
-    server.start();
+    server = await ThrowawayPostgres.create();
+    await server.start();
     // A short interval: the timer keeps retrying during the outage, as in production.
     flux = await createFlux({
       database: { url: server.url, poolSize: 2 },
@@ -110,7 +34,7 @@ describe.skipIf(!available)("usage through a PostgreSQL outage", () => {
     try {
       if (server?.running) await flux?.close();
     } finally {
-      server?.destroy();
+      await server?.destroy();
     }
   });
 
@@ -122,7 +46,7 @@ describe.skipIf(!available)("usage through a PostgreSQL outage", () => {
     await flux.usage.flush();
     expect(flux.usage.stats()).toMatchObject({ flushed: 3_000, buffered: 0 });
 
-    server.stop();
+    await server.stop();
     for (const call of during) flux.usage.record(call);
     const failure = await flux.usage.flush().then(
       () => null,
@@ -139,7 +63,7 @@ describe.skipIf(!available)("usage through a PostgreSQL outage", () => {
     expect(down.lastError?.message).not.toContain(String(server.port));
     expect(down.dropped).toBe(0);
 
-    server.start();
+    await server.start();
     // The timer alone recovers: wait for it (polling, bounded), then check nothing is left.
     const deadline = Date.now() + 20_000;
     while (flux.usage.stats().buffered > 0 && Date.now() < deadline) {

@@ -4,53 +4,11 @@
  * enforcing per process (or, with `onStoreError: 'fail-closed'`, requests get store_unavailable
  * with Retry-After); Redis is used again after it comes back, without a restart.
  */
-import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
-import { createServer } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { redisAvailable, ThrowawayRedis } from "../../../test/support/faults-services.js";
 import { createFlux, type Flux, rateLimitHeaders } from "../src/index.js";
-
-const REDIS_SERVER = "/usr/bin/redis-server";
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === "object" && address ? address.port : 0));
-    });
-  });
-}
-
-async function startRedis(port: number): Promise<ChildProcess> {
-  const child = spawn(REDIS_SERVER, ["--port", String(port), "--save", "", "--appendonly", "no"], {
-    stdio: "ignore",
-  });
-  const probe = new Redis({ port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  probe.on("error", () => {});
-  for (let i = 0; i < 100; i++) {
-    try {
-      await probe.connect();
-      await probe.ping();
-      probe.disconnect();
-      return child;
-    } catch {
-      await sleep(50);
-    }
-  }
-  probe.disconnect();
-  throw new Error("redis-server did not start");
-}
-
-async function stopRedis(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((resolve) => child.once("exit", resolve));
-  child.kill("SIGKILL");
-  await exited;
-}
 
 async function until(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -60,9 +18,9 @@ async function until(condition: () => boolean, timeoutMs = 10_000): Promise<void
   }
 }
 
-describe.skipIf(!existsSync(REDIS_SERVER))("limits through a Redis outage", () => {
+describe.skipIf(!redisAvailable)("limits through a Redis outage", () => {
   let port: number;
-  let server: ChildProcess;
+  let server: ThrowawayRedis;
   let insured: Flux;
   let closed: Flux;
   let insuredSecret: string;
@@ -73,8 +31,8 @@ describe.skipIf(!existsSync(REDIS_SERVER))("limits through a Redis outage", () =
 
   beforeAll(async () => {
     process.on("unhandledRejection", onRejection);
-    port = await freePort();
-    server = await startRedis(port);
+    server = await ThrowawayRedis.start();
+    port = server.port;
     const url = `redis://127.0.0.1:${port}`;
     insured = await createFlux({
       database: { pglite: true },
@@ -97,7 +55,7 @@ describe.skipIf(!existsSync(REDIS_SERVER))("limits through a Redis outage", () =
   afterAll(async () => {
     await insured?.close();
     await closed?.close();
-    if (server) await stopRedis(server);
+    await server?.destroy();
     process.off("unhandledRejection", onRejection);
   });
 
@@ -106,7 +64,7 @@ describe.skipIf(!existsSync(REDIS_SERVER))("limits through a Redis outage", () =
     expect((await insured.keys.check(insuredSecret)).valid).toBe(true);
     expect((await closed.keys.check(closedSecret)).valid).toBe(true);
 
-    await stopRedis(server);
+    await server.kill();
     await until(
       () => insured.internals.redis?.status !== "ready" && closed.internals.redis?.status !== "ready",
     );
@@ -133,13 +91,13 @@ describe.skipIf(!existsSync(REDIS_SERVER))("limits through a Redis outage", () =
     expect(reads.valid ? "valid" : reads.error.code).toBe("store_unavailable");
 
     // Back: both instances reconnect on their own and count in Redis again.
-    server = await startRedis(port);
+    await server.start();
     await until(
       () => insured.internals.redis?.status === "ready" && closed.internals.redis?.status === "ready",
     );
     const recovered = await closed.keys.check(closedSecret);
     expect(recovered.valid).toBe(true);
-    const inspector = new Redis({ port });
+    const inspector = new Redis({ port, host: "127.0.0.1" });
     try {
       // The server restarted empty: the counter it holds now was written after the outage.
       const keys = await inspector.keys("closed:rl:*");

@@ -49,7 +49,8 @@ export class AuditLog {
     const limit = Math.min(Math.max(query.limit ?? 50, 1), 500);
     let before: bigint | undefined;
     if (query.cursor) {
-      if (!/^\d{1,19}$/.test(query.cursor)) {
+      // Ids are PostgreSQL bigints: 19 digits past 2^63 - 1 would reach the database as an error.
+      if (!/^\d{1,19}$/.test(query.cursor) || BigInt(query.cursor) > 9_223_372_036_854_775_807n) {
         throw new FluxError("invalid_request", { detail: "cursor is not valid." });
       }
       before = BigInt(query.cursor);

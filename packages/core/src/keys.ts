@@ -137,6 +137,26 @@ const DENIALS = Object.fromEntries(
   { valid: false; error: FluxError }
 >;
 
+/** A key of an environment this deployment does not accept (`environments`, e.g. a test key on live). */
+const WRONG_ENVIRONMENT = Object.freeze({
+  valid: false as const,
+  error: Object.freeze(
+    new FluxError("key_invalid", { detail: "Keys of this environment are not accepted here." }),
+  ),
+});
+
+/**
+ * Ids are generated (`key_` + base62) and never hold anything else: other input (NUL, which
+ * PostgreSQL refuses in text, or 10 KB of noise) is an unknown id, answered without a query.
+ */
+const KEY_ID_PATTERN = /^[A-Za-z0-9_.:-]{1,128}$/;
+
+function keyIdOrNotFound(id: unknown): string {
+  const value = String(id);
+  if (!KEY_ID_PATTERN.test(value)) throw new FluxError("not_found", { detail: "No such key." });
+  return value;
+}
+
 const changesSchema = z
   .object({
     name: displayName.optional(),
@@ -181,6 +201,7 @@ export class Keys {
     }
     const parsed = this.parse(secret);
     if (!parsed.ok) return this.failed(DENIALS[parsed.code], address);
+    if (!this.rt.options.environments.has(parsed.environment)) return this.failed(WRONG_ENVIRONMENT, address);
     if (options?.cost !== undefined && !(Number.isInteger(options.cost) && options.cost >= 0)) {
       return {
         valid: false,
@@ -369,7 +390,8 @@ export class Keys {
   }
 
   async get(id: string): Promise<ApiKeyInfo> {
-    const row = await guard(() => this.rt.prisma.apiKey.findUnique({ where: { id: String(id) } }));
+    const keyId = keyIdOrNotFound(id);
+    const row = await guard(() => this.rt.prisma.apiKey.findUnique({ where: { id: keyId } }));
     if (row === null) throw new FluxError("not_found", { detail: "No such key." });
     return this.info(row);
   }
@@ -417,9 +439,10 @@ export class Keys {
       throw new FluxError("invalid_request", { detail: "expiresAt must be in the future." });
     }
     const scopes = parsed.scopes === undefined ? undefined : normalizeScopes(parsed.scopes);
+    const keyId = keyIdOrNotFound(id);
     const row = await this.transaction(async (tx) => {
       const before = await tx.apiKey.findUnique({
-        where: { id: String(id) },
+        where: { id: keyId },
         include: { org: { include: { plan: true } } },
       });
       if (before === null) throw new FluxError("not_found", { detail: "No such key." });
@@ -473,8 +496,9 @@ export class Keys {
     const reason =
       options.reason === undefined ? null : parseInput(z.string().max(500), options.reason, "reason");
     const actor = options.actor ?? SYSTEM_ACTOR;
+    const keyId = keyIdOrNotFound(id);
     const row = await this.transaction(async (tx) => {
-      const before = await tx.apiKey.findUnique({ where: { id: String(id) } });
+      const before = await tx.apiKey.findUnique({ where: { id: keyId } });
       if (before === null) throw new FluxError("not_found", { detail: "No such key." });
       if (before.revokedAt !== null) return before;
       const now = new Date(this.rt.now());
@@ -518,8 +542,9 @@ export class Keys {
     }
     const actor = options.actor ?? SYSTEM_ACTOR;
     const prefix = this.rt.options.keyPrefix;
+    const keyId = keyIdOrNotFound(id);
     const result = await this.transaction(async (tx) => {
-      const before = await tx.apiKey.findUnique({ where: { id: String(id) } });
+      const before = await tx.apiKey.findUnique({ where: { id: keyId } });
       if (before === null) throw new FluxError("not_found", { detail: "No such key." });
       const nowMs = this.rt.now();
       const status = keyStatus(before, nowMs);
@@ -849,7 +874,7 @@ function encodeCursor(createdAt: Date, id: string): string {
 
 function decodeCursor(cursor: string): { createdAt: Date; id: string } {
   const [ms, id] = Buffer.from(String(cursor), "base64url").toString("utf8").split("|");
-  if (!ms || !id || !/^\d{1,15}$/.test(ms)) {
+  if (!ms || !id || !/^\d{1,15}$/.test(ms) || !KEY_ID_PATTERN.test(id)) {
     throw new FluxError("invalid_request", { detail: "cursor is not valid." });
   }
   return { createdAt: new Date(Number(ms)), id };

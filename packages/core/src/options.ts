@@ -11,7 +11,7 @@ import {
   resolveWebhookOptions,
   type WebhookOptions,
 } from "./events/webhook-options.js";
-import { isValidPrefix } from "./key-format.js";
+import { ENVIRONMENTS, isValidPrefix, type KeyEnvironment } from "./key-format.js";
 import { type LimitOptions, type ResolvedLimitOptions, resolveLimitOptions } from "./limits/limit-options.js";
 import { type ResolvedUsageOptions, resolveUsageOptions, type UsageOptions } from "./usage/usage-options.js";
 
@@ -44,6 +44,13 @@ export interface FluxOptions {
   keyPrefix?: string;
   /** Server-side secret; when set keys are stored as HMAC-SHA-256 instead of SHA-256. @default none */
   pepper?: string;
+  /**
+   * Key environments this deployment accepts. A key of another one (a `test` key presented to a
+   * live-only deployment: `['live']`) is refused with `key_invalid` from its format alone, before
+   * any cache or database read. Issuing keys of any environment is unaffected.
+   * @default ['live', 'test']
+   */
+  environments?: readonly KeyEnvironment[];
   cache?: {
     /** Most verification records kept in memory. @default 10000 */
     max?: number;
@@ -84,6 +91,7 @@ export interface ResolvedOptions {
   migrate: boolean;
   keyPrefix: string;
   pepper: string | undefined;
+  environments: ReadonlySet<KeyEnvironment>;
   cache: { max: number; ttlMs: number; negativeTtlMs: number };
   clock: () => number;
   logger: Logger;
@@ -98,6 +106,7 @@ const KNOWN = new Set([
   "migrate",
   "keyPrefix",
   "pepper",
+  "environments",
   "cache",
   "clock",
   "logger",
@@ -125,6 +134,17 @@ export function resolveOptions(
   if (options.pepper !== undefined && options.pepper.length < 16) {
     throw new FluxConfigError("invalid_option", "pepper must be at least 16 characters.");
   }
+  const environments = options.environments ?? ENVIRONMENTS;
+  if (
+    !Array.isArray(environments) ||
+    environments.length === 0 ||
+    !environments.every((env) => (ENVIRONMENTS as readonly unknown[]).includes(env))
+  ) {
+    throw new FluxConfigError(
+      "invalid_option",
+      "environments must be a non-empty list of 'live' and 'test'.",
+    );
+  }
   const redisPrefix = options.redis?.keyPrefix ?? "flux:";
   let redis: ResolvedOptions["redis"] = null;
   if (options.redis === undefined) {
@@ -145,6 +165,7 @@ export function resolveOptions(
     migrate: options.migrate ?? true,
     keyPrefix,
     pepper: options.pepper,
+    environments: new Set(environments),
     cache: {
       max: cacheMax,
       ttlMs: configMs(options.cache?.ttl ?? "30s", "cache.ttl"),

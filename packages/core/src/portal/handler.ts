@@ -343,7 +343,7 @@ class PortalApp {
     if (path === "/audit" && method === "GET") return json(200, await this.audit(url, customer));
     const match = /^\/keys\/([^/]+)(\/rotate|\/revoke)?$/.exec(path);
     if (match) {
-      const key = await this.ownKey(decodeURIComponent(match[1] as string), customer);
+      const key = await this.ownKey(decodePathSegment(match[1] as string), customer);
       const action = match[2];
       if (action === undefined && method === "GET") return json(200, await this.detail(key, customer));
       if (action === undefined && method === "PATCH") return this.updateKey(request, key, customer, actor);
@@ -636,6 +636,15 @@ class PortalApp {
       })),
       nextCursor: page.nextCursor,
     };
+  }
+}
+
+/** A malformed escape (`%E0%A4%A`) cannot name a key: it is an unknown id, not a failure. */
+function decodePathSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return "";
   }
 }
 

@@ -9,10 +9,26 @@ import type { PortalRequestContext } from "./portal-options.js";
 
 export type WebHandler = (request: Request, context?: PortalRequestContext) => Promise<Response>;
 
+/**
+ * The Host header when it can be a URL authority (name or address, optional port), else
+ * `localhost`: a hostile Host (`a b`, `x:99999`, `a@b`, `a/b`) must not make the URL unparseable
+ * (a 500) or move the path the handler sees.
+ */
+function authority(host: string | undefined): string {
+  const pattern = /^(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
+  if (host === undefined || !pattern.test(host)) return "localhost";
+  try {
+    new URL(`http://${host}/`);
+    return host;
+  } catch {
+    return "localhost";
+  }
+}
+
 /** The Web Request of a Node request. `url` is the path as received (pass `originalUrl` under Express). */
 export function toWebRequest(req: IncomingMessage, url = req.url ?? "/"): Request {
   const encrypted = Boolean((req.socket as TLSSocket).encrypted);
-  const host = req.headers.host ?? "localhost";
+  const host = authority(req.headers.host);
   const headers = new Headers();
   for (const [name, value] of Object.entries(req.headers)) {
     if (value === undefined) continue;

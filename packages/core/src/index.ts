@@ -43,15 +43,17 @@ export {
   type RouteRequirements,
 } from "./http/http-auth.js";
 export { type DenialResponse, denialResponse, PROBLEM_CONTENT_TYPE } from "./http/problem.js";
+export { KeyBuilder } from "./key-builder.js";
 export { createKeyParser, type KeyEnvironment, type ParsedKey } from "./key-format.js";
 export {
   type CheckResult,
+  type GraceUsage,
   type IssuedKey,
-  KeyBuilder,
   type KeyChanges,
   type KeyListQuery,
   Keys,
   type RotatedKey,
+  type ScopeSuggestion,
   type VerifyOptions,
 } from "./keys.js";
 export {

@@ -1,0 +1,506 @@
+/**
+ * HTTP adapter benchmark (issue 5): each framework bare and behind Flux Keys (cached key, memory
+ * limiter, usage on), again with the Redis limiter, and on Express against two hand-rolled
+ * baselines (SHA-256 + a Prisma lookup per request; the same behind a Map). Not a test; numbers.
+ *
+ *   pnpm bench http [--quick] [--rounds=5] [--duration=6] [--warmup=3] [--connections=50]
+ *                   [--only=express,fastify,nest-express,nest-fastify] [--no-pin]
+ *
+ * Each server (bench/http-server.ts) runs in its own process pinned to core 0 with `taskset`; this
+ * process (autocannon's programmatic API, loopback only) pins itself to core 1. All the servers of
+ * a framework are started together (idle ones cost nothing), checked, warmed up, then measured in
+ * alternating rounds (bare, flux, …, the order rotated each round). Reported: the median of the
+ * rounds, and the median of the per-round ratios to bare (variants of a round run back to back).
+ *
+ * Environment: BENCH_DATABASE_URL (PostgreSQL for the Redis and hand-rolled variants; one fresh
+ * schema per server, dropped at the end), REDIS_URL, BENCH_SERVER_NODE_FLAGS (e.g. `--cpu-prof
+ * --cpu-prof-dir=/tmp/prof` to profile the servers). Variants whose service is unreachable are
+ * skipped with a note.
+ */
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { availableParallelism, loadavg } from "node:os";
+import { dirname, join } from "node:path";
+import { performance } from "node:perf_hooks";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import autocannon from "autocannon";
+import { Redis } from "ioredis";
+import pg from "pg";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const DATABASE_URL = process.env.BENCH_DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test";
+const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+
+// ---------------------------------------------------------------------------------------------
+// Options
+
+function flag(name: string): string | undefined {
+  const prefix = `--${name}=`;
+  const found = process.argv.find((arg) => arg === `--${name}` || arg.startsWith(prefix));
+  if (found === undefined) return undefined;
+  return found.startsWith(prefix) ? found.slice(prefix.length) : "true";
+}
+
+function numberFlag(name: string, env: string, fallback: number): number {
+  const raw = flag(name) ?? process.env[env];
+  if (raw === undefined) return fallback;
+  const value = Number(raw);
+  if (!(Number.isFinite(value) && value > 0)) throw new Error(`--${name} must be a positive number`);
+  return value;
+}
+
+const quick = flag("quick") !== undefined;
+const settings = {
+  rounds: numberFlag("rounds", "BENCH_HTTP_ROUNDS", quick ? 2 : 5),
+  duration: numberFlag("duration", "BENCH_HTTP_DURATION", quick ? 3 : 6),
+  warmup: numberFlag("warmup", "BENCH_HTTP_WARMUP", quick ? 1 : 3),
+  connections: numberFlag("connections", "BENCH_HTTP_CONNECTIONS", 50),
+  pin: flag("no-pin") === undefined,
+};
+
+type Variant = "bare" | "flux" | "flux-redis" | "handrolled-prisma" | "handrolled-map";
+interface Group {
+  framework: "express" | "fastify" | "nest-express" | "nest-fastify";
+  variants: Variant[];
+  /** Throughput target of the memory-limiter variant, as a fraction of bare. */
+  target: number;
+}
+
+const GROUPS: Group[] = [
+  {
+    framework: "express",
+    variants: ["bare", "flux", "flux-redis", "handrolled-prisma", "handrolled-map"],
+    target: 0.85,
+  },
+  { framework: "fastify", variants: ["bare", "flux", "flux-redis"], target: 0.75 },
+  { framework: "nest-express", variants: ["bare", "flux", "flux-redis"], target: 0.85 },
+  { framework: "nest-fastify", variants: ["bare", "flux", "flux-redis"], target: 0.85 },
+];
+const REDIS_TARGET = 0.6;
+const P99_TARGET = 1.3;
+/** What issue 5 measured for comparable setups on this kind of machine (fraction of bare). */
+const REFERENCE: Partial<Record<Variant, number>> = { "handrolled-prisma": 0.32, "handrolled-map": 0.84 };
+
+const only = flag("only")?.split(",");
+const groups = GROUPS.filter((group) => !only || only.includes(group.framework));
+
+// ---------------------------------------------------------------------------------------------
+// Core pinning and CPU accounting
+
+const notes: string[] = [];
+const hasTaskset = spawnSync("taskset", ["--version"]).status === 0;
+const pinned = settings.pin && hasTaskset && availableParallelism() >= 2;
+if (pinned) {
+  // -a: every thread of this process (libuv pool, V8 helpers); threads started later inherit it.
+  const result = spawnSync("taskset", ["-a", "-p", "-c", "1", String(process.pid)]);
+  if (result.status !== 0) throw new Error(`taskset failed: ${result.stderr}`);
+} else {
+  notes.push(
+    settings.pin
+      ? "taskset or a second core is missing: server and load generator were NOT pinned."
+      : "--no-pin: server and load generator were NOT pinned.",
+  );
+}
+const allowedCpus = /Cpus_allowed_list:\s*(\S+)/.exec(readFileSync("/proc/self/status", "utf8"))?.[1];
+
+const CLOCK_TICKS = Number(spawnSync("getconf", ["CLK_TCK"]).stdout?.toString().trim()) || 100;
+
+/** CPU seconds (user + system) a process has used so far. */
+function processCpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // After "pid (comm) ", field 3 (state) is index 0: utime is field 14, stime field 15.
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Services
+
+async function postgresReachable(): Promise<boolean> {
+  const client = new pg.Client({ connectionString: DATABASE_URL, connectionTimeoutMillis: 2_000 });
+  try {
+    await client.connect();
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+async function redisReachable(): Promise<boolean> {
+  const redis = new Redis(REDIS_URL, { lazyConnect: true, connectTimeout: 2_000, maxRetriesPerRequest: 0 });
+  redis.on("error", () => {});
+  try {
+    await redis.connect();
+    await redis.ping();
+    return true;
+  } catch {
+    return false;
+  } finally {
+    redis.disconnect();
+  }
+}
+
+const schemas: string[] = [];
+const redisPrefixes: string[] = [];
+async function dropRedisKeys(): Promise<void> {
+  if (redisPrefixes.length === 0) return;
+  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+  try {
+    for (const prefix of redisPrefixes.splice(0)) {
+      let cursor = "0";
+      do {
+        const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
+        cursor = next;
+        if (keys.length > 0) await redis.del(...keys);
+      } while (cursor !== "0");
+    }
+  } finally {
+    redis.disconnect();
+  }
+}
+async function sql(statement: string): Promise<void> {
+  const client = new pg.Client({ connectionString: DATABASE_URL });
+  await client.connect();
+  try {
+    await client.query(statement);
+  } finally {
+    await client.end();
+  }
+}
+async function createSchema(): Promise<string> {
+  const schema = `bench_http_${randomBytes(6).toString("hex")}`;
+  await sql(`CREATE SCHEMA "${schema}"`);
+  schemas.push(schema);
+  return schema;
+}
+async function dropSchemas(): Promise<void> {
+  for (const schema of schemas.splice(0)) await sql(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Servers
+
+interface Server {
+  scenario: string;
+  variant: Variant;
+  child: ChildProcess;
+  url: string;
+  key: string | null;
+}
+
+async function startServer(framework: string, variant: Variant): Promise<Server> {
+  const scenario = `${framework}-${variant}`;
+  const env: NodeJS.ProcessEnv = { ...process.env, NODE_ENV: "production" };
+  if (variant !== "bare" && variant !== "flux") {
+    env.BENCH_DATABASE_URL = DATABASE_URL;
+    env.BENCH_PG_SCHEMA = await createSchema();
+  }
+  if (variant === "flux-redis") {
+    env.BENCH_REDIS_URL = REDIS_URL;
+    env.BENCH_REDIS_PREFIX = `bench_http_${randomBytes(4).toString("hex")}:`;
+    redisPrefixes.push(env.BENCH_REDIS_PREFIX);
+  }
+  const nodeArgs = [
+    ...(process.env.BENCH_SERVER_NODE_FLAGS?.split(" ").filter(Boolean) ?? []),
+    "--import",
+    "tsx",
+    "--conditions=source",
+    join(here, "http-server.ts"),
+    scenario,
+  ];
+  const [command, args] = pinned
+    ? ["taskset", ["-c", "0", process.execPath, ...nodeArgs]]
+    : [process.execPath, nodeArgs];
+  const child = spawn(command, args as string[], { env, stdio: ["ignore", "pipe", "inherit"] });
+  const ready = await new Promise<{ port: number; key: string | null }>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${scenario}: not ready after 90 s`)), 90_000);
+    const lines = createInterface({ input: child.stdout! });
+    lines.on("line", (line) => {
+      try {
+        const message = JSON.parse(line) as { ready?: boolean; port: number; key: string | null };
+        if (message.ready) {
+          clearTimeout(timer);
+          resolve(message);
+        }
+      } catch {
+        // Not ours: a library printing to stdout.
+      }
+    });
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${scenario}: exited with ${code} before it was ready`));
+    });
+  });
+  return { scenario, variant, child, url: `http://127.0.0.1:${ready.port}/v1/events`, key: ready.key };
+}
+
+async function stopServer(server: Server): Promise<void> {
+  if (server.child.exitCode !== null) return;
+  const exited = new Promise<void>((resolve) => server.child.once("exit", () => resolve()));
+  server.child.kill("SIGTERM");
+  const timeout = setTimeout(() => server.child.kill("SIGKILL"), 15_000);
+  await exited;
+  clearTimeout(timeout);
+}
+
+/** Refuses to measure a misconfigured server: the right status, body and headers first. */
+async function check(server: Server): Promise<void> {
+  const fail = (what: string) => {
+    throw new Error(`${server.scenario}: ${what}`);
+  };
+  const headers: Record<string, string> = server.key ? { authorization: `Bearer ${server.key}` } : {};
+  const ok = await fetch(server.url, { headers });
+  const body = (await ok.json()) as { data?: unknown[] };
+  if (ok.status !== 200 || body.data?.length !== 3) fail(`expected 200 with 3 events, got ${ok.status}`);
+  if (server.variant === "bare") return;
+  if (server.key === null) fail("no key printed");
+  if (server.variant.startsWith("flux")) {
+    if (!ok.headers.get("ratelimit") || !ok.headers.get("ratelimit-policy")) {
+      fail("the verified response carries no RateLimit / RateLimit-Policy fields");
+    }
+  }
+  const anonymous = await fetch(server.url);
+  await anonymous.arrayBuffer();
+  if (anonymous.status !== 401) fail(`expected 401 without a key, got ${anonymous.status}`);
+  if (!anonymous.headers.get("www-authenticate")) fail("401 without WWW-Authenticate");
+  if (server.variant.startsWith("flux") && !anonymous.headers.get("content-type")?.includes("problem+json")) {
+    fail("401 is not application/problem+json");
+  }
+  const wrong = await fetch(server.url, { headers: { authorization: "Bearer flux_live_not-a-key" } });
+  await wrong.arrayBuffer();
+  if (wrong.status !== 401) fail(`expected 401 for a wrong key, got ${wrong.status}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load
+
+interface Sample {
+  rps: number;
+  p50: number;
+  p99: number;
+  /** Server CPU utilisation during the run (1 = one core fully busy). */
+  serverCpu: number;
+  /** Server CPU microseconds per response: unlike req/s, barely moved by other work on the machine. */
+  cpuPerRequest: number;
+  /** Load generator CPU utilisation during the run. */
+  generatorCpu: number;
+  load: number;
+}
+
+function percentile(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+}
+
+async function load(server: Server, seconds: number): Promise<Sample> {
+  // Latencies to the microsecond (autocannon's own histogram keeps whole milliseconds).
+  let latencies = new Float64Array(1 << 20);
+  let count = 0;
+  let failures = 0;
+  const loadAverage = loadavg()[0]!;
+  const cpuBefore = processCpuSeconds(server.child.pid!);
+  const ownBefore = process.cpuUsage();
+  const start = performance.now();
+  let instance!: autocannon.Instance;
+  const finished = new Promise<autocannon.Result>((resolve, reject) => {
+    instance = autocannon(
+      {
+        url: server.url,
+        connections: settings.connections,
+        pipelining: 1,
+        duration: seconds,
+        headers: server.key ? { authorization: `Bearer ${server.key}` } : {},
+      },
+      (error, result) => (error ? reject(error) : resolve(result)),
+    );
+  });
+  instance.on("response", (_client: unknown, statusCode: number, _bytes: number, responseTime: number) => {
+    if (statusCode !== 200) {
+      failures++;
+      return;
+    }
+    if (count === latencies.length) {
+      const bigger = new Float64Array(latencies.length * 2);
+      bigger.set(latencies);
+      latencies = bigger;
+    }
+    latencies[count++] = responseTime;
+  });
+  const result = await finished;
+  const elapsed = (performance.now() - start) / 1000;
+  const own = process.cpuUsage(ownBefore);
+  const serverCpuSeconds = processCpuSeconds(server.child.pid!) - cpuBefore;
+  if (failures > 0 || result.errors > 0 || result.timeouts > 0) {
+    throw new Error(
+      `${server.scenario}: ${failures} non-200 responses, ${result.errors} errors, ${result.timeouts} timeouts`,
+    );
+  }
+  const sorted = latencies.subarray(0, count).sort();
+  return {
+    rps: count / elapsed,
+    p50: percentile(sorted, 50),
+    p99: percentile(sorted, 99),
+    serverCpu: serverCpuSeconds / elapsed,
+    cpuPerRequest: (serverCpuSeconds * 1e6) / count,
+    generatorCpu: (own.user + own.system) / 1e6 / elapsed,
+    load: loadAverage,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+const median = (values: number[]): number => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+};
+const fmt = (value: number, digits = 0) =>
+  value.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+
+interface Row {
+  variant: Variant;
+  samples: Sample[];
+}
+
+function targetOf(group: Group, variant: Variant): { rps?: number; p99?: number } {
+  if (variant === "flux") return { rps: group.target, p99: P99_TARGET };
+  if (variant === "flux-redis") return { rps: REDIS_TARGET };
+  return {};
+}
+
+function report(group: Group, rows: Row[]): string {
+  const bare = rows.find((row) => row.variant === "bare")!;
+  const bareCpu = median(bare.samples.map((s) => s.cpuPerRequest));
+  const lines = [
+    `### ${group.framework}`,
+    "",
+    "| variant | req/s | p50 | p99 | req/s ratio (rounds' range) | p99 ratio | target | result | server CPU/req | CPU ratio | server CPU | load gen. CPU |",
+    "|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|",
+  ];
+  for (const row of rows) {
+    const rps = median(row.samples.map((s) => s.rps));
+    const p50 = median(row.samples.map((s) => s.p50));
+    const p99 = median(row.samples.map((s) => s.p99));
+    const cpu = median(row.samples.map((s) => s.cpuPerRequest));
+    // Paired per round (the variants of a round run back to back), then the median: slow drifts
+    // in the machine's load cancel out better than in a ratio of medians.
+    const perRound = row.samples.map((s, i) => s.rps / bare.samples[i]!.rps);
+    const ratio = median(perRound);
+    const p99Ratio = median(row.samples.map((s, i) => s.p99 / bare.samples[i]!.p99));
+    const range = `${fmt(Math.min(...perRound), 2)}–${fmt(Math.max(...perRound), 2)}`;
+    const target = targetOf(group, row.variant);
+    const goals: string[] = [];
+    const verdicts: string[] = [];
+    if (target.rps !== undefined) {
+      goals.push(`≥ ${target.rps}`);
+      verdicts.push(ratio >= target.rps ? "pass" : "FAIL");
+    }
+    if (target.p99 !== undefined) {
+      goals.push(`p99 ≤ ${target.p99}×`);
+      verdicts.push(p99Ratio <= target.p99 ? "pass" : "FAIL");
+    }
+    const reference = REFERENCE[row.variant];
+    if (reference !== undefined) goals.push(`(issue: ~${reference})`);
+    lines.push(
+      `| ${row.variant} | ${fmt(rps)} | ${fmt(p50, 2)} ms | ${fmt(p99, 2)} ms | ${
+        row.variant === "bare" ? "1.00" : `**${fmt(ratio, 2)}** (${range})`
+      } | ${fmt(p99Ratio, 2)}× | ${goals.join(", ") || "—"} | ${verdicts.join(", ") || "—"} | ${fmt(
+        cpu,
+      )} µs | ${fmt(bareCpu / cpu, 2)} | ${fmt(median(row.samples.map((s) => s.serverCpu)) * 100)}% | ${fmt(
+        median(row.samples.map((s) => s.generatorCpu)) * 100,
+      )}% |`,
+    );
+  }
+  return lines.join("\n");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main
+
+const running = new Set<Server>();
+let interrupted = false;
+process.on("SIGINT", () => {
+  if (interrupted) process.exit(130);
+  interrupted = true;
+  console.error("interrupted: stopping servers and dropping schemas");
+  void Promise.all([...running].map(stopServer))
+    .then(dropSchemas)
+    .then(dropRedisKeys)
+    .finally(() => process.exit(130));
+});
+
+const [hasPostgres, hasRedis] = await Promise.all([postgresReachable(), redisReachable()]);
+if (!hasPostgres)
+  notes.push(`PostgreSQL unreachable at ${DATABASE_URL}: Redis and hand-rolled variants skipped.`);
+else if (!hasRedis) notes.push(`Redis unreachable at ${REDIS_URL}: Redis variants skipped.`);
+
+const startedAt = performance.now();
+console.log(
+  `HTTP adapters: ${settings.rounds} rounds × ${settings.duration} s (warm-up ${settings.warmup} s), ` +
+    `${settings.connections} connections, pipelining 1, loopback; ` +
+    (pinned ? `servers on core 0, load generator on core ${allowedCpus}` : "NOT pinned") +
+    `; load average ${loadavg()
+      .map((v) => v.toFixed(2))
+      .join(" ")}`,
+);
+
+const sections: string[] = [];
+try {
+  for (const group of groups) {
+    const variants = group.variants.filter(
+      (variant) =>
+        variant === "bare" || variant === "flux" || (hasPostgres && (variant !== "flux-redis" || hasRedis)),
+    );
+    const servers: Server[] = [];
+    for (const variant of variants) {
+      const server = await startServer(group.framework, variant);
+      running.add(server);
+      servers.push(server);
+      await check(server);
+    }
+    for (const server of servers) await load(server, settings.warmup);
+    const samples = new Map<Variant, Sample[]>(variants.map((variant) => [variant, []]));
+    for (let round = 0; round < settings.rounds; round++) {
+      const order = servers.map((_, i) => servers[(i + round) % servers.length]!);
+      for (const server of order) {
+        const sample = await load(server, settings.duration);
+        samples.get(server.variant)!.push(sample);
+        console.log(
+          `  ${group.framework} round ${round + 1} ${server.variant.padEnd(17)} ${fmt(sample.rps).padStart(
+            7,
+          )} req/s  p99 ${fmt(sample.p99, 2).padStart(6)} ms  server CPU ${fmt(
+            sample.serverCpu * 100,
+          )}% (${fmt(sample.cpuPerRequest)} µs/req)  load gen. CPU ${fmt(sample.generatorCpu * 100)}%  loadavg ${sample.load.toFixed(2)}`,
+        );
+      }
+    }
+    for (const server of servers) {
+      await stopServer(server);
+      running.delete(server);
+    }
+    const section = report(
+      group,
+      variants.map((variant) => ({ variant, samples: samples.get(variant)! })),
+    );
+    sections.push(section);
+    console.log(`\n${section}\n`);
+  }
+} finally {
+  await Promise.all([...running].map(stopServer));
+  await dropSchemas();
+  await dropRedisKeys();
+}
+
+console.log("\n## Summary\n");
+console.log(sections.join("\n\n"));
+for (const note of notes) console.log(`\nNote: ${note}`);
+console.log(
+  `\nTotal ${fmt((performance.now() - startedAt) / 1000)} s; load average at the end ${loadavg()
+    .map((v) => v.toFixed(2))
+    .join(" ")}.`,
+);

@@ -116,7 +116,8 @@ function guard(
   check: (context: KeyContext) => FluxError | null,
   scopes: readonly string[] = [],
 ): RequestHandler {
-  return async (req, res, next) => {
+  // Synchronous on the allowed path: no promise per request.
+  return (req, res, next) => {
     const attachment = attached.get(req);
     const context = (req as Partial<ApiKeyRequest>).apiKey;
     if (attachment === undefined || context === undefined) {
@@ -129,8 +130,9 @@ function guard(
       return next();
     }
     // A denied request consumes nothing: give back what fluxKeys() took.
-    await attachment.auth.release(context, attachment.cost);
-    deny(attachment, attachment.auth.denied(error, true), req, res, next);
+    attachment.auth
+      .release(context, attachment.cost)
+      .then(() => deny(attachment, attachment.auth.denied(error, true), req, res, next), next);
   };
 }
 

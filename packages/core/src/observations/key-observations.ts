@@ -57,7 +57,9 @@ SELECT (SELECT count(*) FROM "clients")::int AS "clients", (SELECT count(*) FROM
 
 export class KeyObservations {
   private clients = new Map<string, ClientEntry>();
-  private scopes = new Map<string, ScopeEntry>();
+  /** keyId -> scope -> entry: no string is built per request for a key and scope already seen. */
+  private scopes = new Map<string, Map<string, ScopeEntry>>();
+  private scopeCount = 0;
   private timer: NodeJS.Timeout | null = null;
   private flushing: Promise<void> | null = null;
   dropped = 0;
@@ -88,17 +90,42 @@ export class KeyObservations {
   /** Scopes a request of this key exercised. */
   noteScopes(keyId: string, scopes: readonly string[]): void {
     const at = this.now();
+    let byScope = this.scopes.get(keyId);
+    if (byScope === undefined) {
+      byScope = new Map();
+      this.scopes.set(keyId, byScope);
+    }
     for (const scope of scopes) {
-      const id = `${keyId}\u0000${scope}`;
-      const entry = this.scopes.get(id);
+      const entry = byScope.get(scope);
       if (entry !== undefined) {
         entry.last = at;
         entry.calls++;
-      } else if (this.scopes.size < MAX_ENTRIES) {
-        this.scopes.set(id, { keyId, scope, first: at, last: at, calls: 1 });
+      } else if (this.scopeCount < MAX_ENTRIES) {
+        byScope.set(scope, { keyId, scope, first: at, last: at, calls: 1 });
+        this.scopeCount++;
       } else {
         this.dropped++;
       }
+    }
+  }
+
+  /** Puts back a scope entry a failed flush took (merged with what came since). */
+  private noteScopeEntry(entry: ScopeEntry): void {
+    let byScope = this.scopes.get(entry.keyId);
+    if (byScope === undefined) {
+      byScope = new Map();
+      this.scopes.set(entry.keyId, byScope);
+    }
+    const current = byScope.get(entry.scope);
+    if (current !== undefined) {
+      current.first = Math.min(current.first, entry.first);
+      current.last = Math.max(current.last, entry.last);
+      current.calls += entry.calls;
+    } else if (this.scopeCount < MAX_ENTRIES) {
+      byScope.set(entry.scope, entry);
+      this.scopeCount++;
+    } else {
+      this.dropped += entry.calls;
     }
   }
 
@@ -118,11 +145,15 @@ export class KeyObservations {
   }
 
   private async write(): Promise<void> {
-    if (this.clients.size === 0 && this.scopes.size === 0) return;
+    if (this.clients.size === 0 && this.scopeCount === 0) return;
     const clients = this.clients;
-    const scopes = this.scopes;
+    const scopes = new Map<string, ScopeEntry>();
+    for (const byScope of this.scopes.values()) {
+      for (const entry of byScope.values()) scopes.set(`${entry.keyId}\u0000${entry.scope}`, entry);
+    }
     this.clients = new Map();
     this.scopes = new Map();
+    this.scopeCount = 0;
     const c = [...clients.values()];
     const sc = [...scopes.values()];
     try {
@@ -148,7 +179,7 @@ export class KeyObservations {
       );
       // One statement: it failed whole, so everything goes back (merged with what came since).
       for (const [id, entry] of clients) merge(this.clients, id, entry, MAX_ENTRIES, this);
-      for (const [id, entry] of scopes) merge(this.scopes, id, entry, MAX_ENTRIES, this);
+      for (const entry of scopes.values()) this.noteScopeEntry(entry);
     }
   }
 

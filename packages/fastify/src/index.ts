@@ -62,18 +62,40 @@ interface Pending {
 }
 
 const DEFAULT_ERROR_KEYS = new Set(["statusCode", "code", "error", "message"]);
-const pending = new WeakMap<FastifyRequest, Pending>();
-const denials = new WeakMap<FastifyRequest, { error: FluxError; response: DenialResponse }>();
+/** Per-request state, as request decorations (stable shapes; no WeakMap per request). */
+const kPending = Symbol("flux-keys.pending");
+const kDenial = Symbol("flux-keys.denial");
+/** A route's requirements with the cost resolved, computed once in `onRoute`. */
+const kRoute = Symbol("flux-keys.route");
+
+type StatefulRequest = FastifyRequest & {
+  [kPending]: Pending | null;
+  [kDenial]: { error: FluxError; response: DenialResponse } | null;
+};
+type RouteConfig = { apiKey?: RouteRequirements; [kRoute]?: RouteRequirements };
 
 const plugin: FastifyPluginAsync<FluxKeysPluginOptions> = async (fastify, options) => {
   const { flux, cost, ...authOptions } = options;
   if (!flux) throw new Error("@flux-keys/fastify: pass { flux } when registering the plugin.");
   const auth = createHttpAuth(flux, authOptions);
 
+  const defaultRoute: RouteRequirements = Object.freeze({ cost: cost ?? 1 });
   fastify.decorateRequest("apiKey", null);
+  fastify.decorateRequest(kPending, null);
+  fastify.decorateRequest(kDenial, null);
+
+  const resolve = (own: RouteRequirements | undefined): RouteRequirements =>
+    own === undefined ? defaultRoute : Object.freeze({ ...own, cost: own.cost ?? cost ?? 1 });
+  fastify.addHook("onRoute", (routeOptions) => {
+    const config = (routeOptions.config ?? {}) as RouteConfig;
+    config[kRoute] = resolve(config.apiKey);
+    routeOptions.config = config as typeof routeOptions.config;
+  });
 
   fastify.addHook("onRequest", async (request, reply) => {
-    const route = request.routeOptions.config?.apiKey ?? {};
+    const config = request.routeOptions.config as RouteConfig | undefined;
+    // Resolved in onRoute; routes registered before the plugin are resolved here.
+    const route = config?.[kRoute] ?? resolve(config?.apiKey);
     if (route.public === true) return;
     const startedAt = performance.now();
     const httpRequest = {
@@ -82,21 +104,26 @@ const plugin: FastifyPluginAsync<FluxKeysPluginOptions> = async (fastify, option
       headers: request.headers,
       remoteAddress: request.socket.remoteAddress,
     };
-    const result = await auth.authenticate(httpRequest, { ...route, cost: route.cost ?? cost ?? 1 });
+    const result = await auth.authenticate(httpRequest, route);
     if (!result.ok) {
-      denials.set(request, result);
+      (request as StatefulRequest)[kDenial] = result;
       throw new FluxKeysError(result.error, result.response);
     }
     request.apiKey = result.context;
-    pending.set(request, { context: result.context, startedAt, scopes: route.scopes, request: httpRequest });
+    (request as StatefulRequest)[kPending] = {
+      context: result.context,
+      startedAt,
+      scopes: route.scopes,
+      request: httpRequest,
+    };
     reply.headers(result.headers);
   });
 
   // Left to Fastify's default error handler, a denial becomes problem details; an app's own
   // handler that shapes the error differently is left alone.
   fastify.addHook("onSend", async (request, reply, payload) => {
-    const denial = denials.get(request);
-    if (denial === undefined || reply.statusCode !== denial.response.status || typeof payload !== "string") {
+    const denial = (request as StatefulRequest)[kDenial];
+    if (denial === null || reply.statusCode !== denial.response.status || typeof payload !== "string") {
       return payload;
     }
     try {
@@ -112,8 +139,8 @@ const plugin: FastifyPluginAsync<FluxKeysPluginOptions> = async (fastify, option
   });
 
   fastify.addHook("onResponse", async (request: FastifyRequest, reply: FastifyReply) => {
-    const entry = pending.get(request);
-    if (entry === undefined) return;
+    const entry = (request as StatefulRequest)[kPending];
+    if (entry === null) return;
     auth.record(entry.context, {
       method: request.method,
       endpoint: request.routeOptions.url,

@@ -22,6 +22,8 @@ export interface KeyRecord {
   quota: Quota | null;
   /** Client networks the key may be used from; empty means anywhere. */
   allowFrom: readonly string[];
+  /** First key of the rotation chain (this key when never rotated): quotas count per lineage. */
+  lineageId: string;
   /** `allowFrom` compiled, on first use. */
   allowed: ((address: string, hop: number) => boolean) | null;
   plan: {
@@ -51,6 +53,7 @@ interface Row {
   rate_limits: unknown;
   quota: unknown;
   allow_from: string[] | null;
+  lineage_id: string | null;
   plan_id: string | null;
   plan_name: string | null;
   plan_entitlements: string[] | null;
@@ -63,7 +66,7 @@ export async function loadKeyRecord(prisma: PrismaClient, digest: string): Promi
   const rows = await prisma.$queryRaw<Row[]>`
     SELECT k."id", k."org_id", k."name", k."environment", k."scopes", k."metadata",
            k."expires_at", k."revoked_at", k."replaced_by_id", k."sunset_at",
-           k."rate_limits", k."quota", k."allow_from",
+           k."rate_limits", k."quota", k."allow_from", k."lineage_id",
            p."id" AS "plan_id", p."name" AS "plan_name", p."entitlements" AS "plan_entitlements",
            p."rate_limits" AS "plan_rate_limits", p."quota" AS "plan_quota",
            (SELECT COALESCE(json_agg(json_build_object(
@@ -90,6 +93,7 @@ export async function loadKeyRecord(prisma: PrismaClient, digest: string): Promi
     rateLimits: (asJson(row.rate_limits) as RateLimitWindow[] | null) ?? null,
     quota: (asJson(row.quota) as Quota | null) ?? null,
     allowFrom: Object.freeze([...(row.allow_from ?? [])]),
+    lineageId: row.lineage_id ?? row.id,
     allowed: null,
     plan:
       row.plan_id === null

@@ -564,6 +564,7 @@ export class Keys {
           scopes: before.scopes,
           rateLimits: jsonOrNull(before.rateLimits),
           allowFrom: before.allowFrom,
+          lineageId: before.lineageId ?? before.id,
           quota: jsonOrNull(before.quota),
           metadata: before.metadata as Prisma.InputJsonValue,
           expiresAt,

@@ -173,6 +173,11 @@ describe.each(STORES)("key lifecycle on $name", (store) => {
   it.skipIf(!store.available)("rejects garbage without touching the database", async () => {
     const prisma = flux.internals.database.prisma;
     const spy = vi.spyOn(prisma, "$queryRaw");
+    // Only the key lookup by digest counts (background timers query other tables).
+    const keyReads = () =>
+      spy.mock.calls.filter((args) =>
+        String((args[0] as unknown as string[]).join("?")).includes('k."digest"'),
+      ).length;
     try {
       const garbage = [
         "",
@@ -187,7 +192,7 @@ describe.each(STORES)("key lifecycle on $name", (store) => {
         const result = await flux.keys.check(value);
         expect(result.valid).toBe(false);
       }
-      expect(spy).not.toHaveBeenCalled();
+      expect(keyReads()).toBe(0);
       // And a real-looking unknown key reaches it once, then is remembered as unknown.
       const { secret } = await flux.keys.create().forOrg("acme").issue();
       const other = await flux.keys.create().forOrg("acme").issue();
@@ -195,7 +200,7 @@ describe.each(STORES)("key lifecycle on $name", (store) => {
       spy.mockClear();
       await flux.keys.check(secret);
       await flux.keys.check(secret);
-      expect(spy).toHaveBeenCalledTimes(1);
+      expect(keyReads()).toBe(1);
     } finally {
       spy.mockRestore();
     }

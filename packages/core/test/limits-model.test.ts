@@ -203,6 +203,27 @@ describe.each(STORES)("limits and quotas on $name (no Redis)", (store) => {
     clock.set(Date.parse("2026-06-01T12:00:00Z"));
   });
 
+  it.skipIf(!store.available)(
+    "rotation does not refill a quota: it counts per rotation lineage",
+    async () => {
+      const { orgId } = await org({});
+      const { key, secret } = await flux.keys
+        .create()
+        .forOrg(orgId)
+        .withQuota({ limit: 3, period: "total" })
+        .issue();
+      await admitted(flux, secret);
+      await admitted(flux, secret);
+      const first = await flux.keys.rotate(key.id, { gracePeriod: "1h" });
+      expect((await admitted(flux, first.secret)).rateLimit?.quota?.remaining).toBe(0);
+      expect((await refused(flux, first.secret)).code).toBe("quota_exceeded");
+      // The old key in its grace shares the same balance, and so does a second rotation.
+      expect((await refused(flux, secret)).code).toBe("quota_exceeded");
+      const second = await flux.keys.rotate(first.key.id, { gracePeriod: 0 });
+      expect((await refused(flux, second.secret)).code).toBe("quota_exceeded");
+    },
+  );
+
   it.skipIf(!store.available)("daily and monthly quotas follow UTC calendar periods", async () => {
     const { orgId } = await org({ quota: { limit: 2, period: "day" } });
     const { secret } = await flux.keys.create().forOrg(orgId).issue();

@@ -75,6 +75,7 @@ const SAMPLES: Array<{ model: string; data: Record<string, unknown>; where: Reco
       scopes: ["a:b"],
       rateLimits: [{ name: "w", limit: 2, window: "1m", per: "org" }],
       allowFrom: ["10.0.0.0/8", "2001:db8::/32"],
+      lineageId: "k0",
       quota: { limit: 9, period: "total" },
       metadata: { nested: { ok: true } },
       expiresAt: at,

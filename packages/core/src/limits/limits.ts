@@ -553,7 +553,8 @@ export class Limits {
           : {
               limit: quota.limit,
               period: quota.period,
-              keyId: record.id,
+              // Per rotation lineage: a successor keeps counting where its predecessor stopped.
+              keyId: record.lineageId,
               limiter: this.quotaLimiter(quota.limit),
             },
     };

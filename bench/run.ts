@@ -9,10 +9,16 @@ import { fileURLToPath } from "node:url";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const wanted = process.argv[2];
+/** Long scenarios (minutes each) run only when named, or with `pnpm bench all`. */
+const LONG = new Set(["soak.bench.ts", "scale.bench.ts", "cluster.bench.ts"]);
 const files = readdirSync(here)
   .filter((file) => file.endsWith(".bench.ts"))
-  .filter((file) => !wanted || file === `${wanted}.bench.ts`)
+  .filter((file) => (wanted === "all" ? true : wanted ? file === `${wanted}.bench.ts` : !LONG.has(file)))
   .sort();
+if (!wanted)
+  console.log(
+    `(long scenarios run only when named: ${[...LONG].map((f) => f.replace(".bench.ts", "")).join(", ")}, or \`pnpm bench all\`)`,
+  );
 if (files.length === 0) {
   console.error(`no benchmark named ${wanted}`);
   process.exit(1);

@@ -403,6 +403,9 @@ export class Keys {
       ...statusFilter(query.status, now),
       ...(cursor
         ? {
+            // The range bound lets the (org, created_at desc, id desc) index start at the cursor
+            // instead of reading every newer key of the org first.
+            createdAt: { lte: cursor.createdAt },
             OR: [
               { createdAt: { lt: cursor.createdAt } },
               { createdAt: cursor.createdAt, id: { lt: cursor.id } },

@@ -1,0 +1,281 @@
+/**
+ * Shared by the issue 9 load benchmarks (cluster, soak, scale): a fresh PostgreSQL schema, a
+ * private Redis database, example processes spawned as a user starts them (and always killed),
+ * /proc readings of a process, percentiles, and a wait for a quiet machine. Not a benchmark itself
+ * (`bench/run.ts` only runs `*.bench.ts`).
+ */
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { createServer } from "node:net";
+import { loadavg } from "node:os";
+import { dirname, join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
+import { Redis } from "ioredis";
+import pg from "pg";
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
+export const DATABASE_URL = process.env.BENCH_DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test";
+/** Redis server; the benchmarks pick a database number of their own on it. */
+export const REDIS_BASE = process.env.BENCH_REDIS_URL ?? "redis://127.0.0.1:6379";
+
+export function percentile(sorted: ArrayLike<number>, p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
+}
+
+export function ms(value: number): string {
+  return `${value.toFixed(value < 10 ? 2 : 1)} ms`;
+}
+
+// --- cleanup on every exit path ----------------------------------------------------------------
+
+const cleanups = new Set<() => void>();
+let hooked = false;
+/** Runs `fn` synchronously when the process exits, however it exits (also SIGINT / SIGTERM). */
+export function onExit(fn: () => void): () => void {
+  if (!hooked) {
+    hooked = true;
+    const runAll = () => {
+      for (const cleanup of cleanups) {
+        try {
+          cleanup();
+        } catch {}
+      }
+      cleanups.clear();
+    };
+    process.once("exit", runAll);
+    for (const signal of ["SIGINT", "SIGTERM"] as const) {
+      process.once(signal, () => {
+        runAll();
+        process.exit(130);
+      });
+    }
+  }
+  cleanups.add(fn);
+  return () => cleanups.delete(fn);
+}
+
+// --- the machine -------------------------------------------------------------------------------
+
+/**
+ * Waits (bounded) until the 1-minute load average is at most `max`; returns the load when the
+ * phase starts, so the results can say what else was running.
+ */
+export async function quietMachine(phase: string, max = 3, maxWaitMs = 180_000): Promise<number> {
+  const deadline = Date.now() + maxWaitMs;
+  let load = loadavg()[0] as number;
+  if (load > max)
+    console.log(`[${phase}] load ${load.toFixed(2)} > ${max}: waiting up to ${maxWaitMs / 1000} s`);
+  while (load > max && Date.now() < deadline) {
+    await sleep(5_000);
+    load = loadavg()[0] as number;
+  }
+  console.log(
+    `[${phase}] starting at load average ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(" ")}`,
+  );
+  return load;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === "object" && address ? address.port : 0));
+    });
+  });
+}
+
+/** Resident set size of a process in KiB (VmRSS), or NaN once it is gone. */
+export function rssKb(pid: number): number {
+  try {
+    const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return match ? Number(match[1]) : Number.NaN;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/** Open file descriptors of a process (sockets, pipes, files). */
+export function fdCount(pid: number): number {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).length;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/** What the open descriptors of a process are, by kind (socket, pipe, anon_inode:[eventfd], file). */
+export function fdKinds(pid: number): Record<string, number> {
+  const kinds: Record<string, number> = {};
+  try {
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      let target: string;
+      try {
+        target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+      } catch {
+        continue;
+      }
+      const kind = target.startsWith("socket:")
+        ? "socket"
+        : target.startsWith("pipe:")
+          ? "pipe"
+          : target.startsWith("anon_inode:")
+            ? target
+            : "file";
+      kinds[kind] = (kinds[kind] ?? 0) + 1;
+    }
+  } catch {}
+  return kinds;
+}
+
+// --- PostgreSQL and Redis ----------------------------------------------------------------------
+
+export interface BenchSchema {
+  name: string;
+  /** DATABASE_URL for a child process (Prisma's `?schema=` convention, which Flux Keys honours). */
+  url: string;
+  admin: pg.Client;
+  drop(): Promise<void>;
+}
+
+/** A fresh schema, dropped by `drop()` (and on exit if the benchmark dies first). */
+export async function freshSchema(tag: string): Promise<BenchSchema> {
+  const name = `flux_bench_${tag}_${randomBytes(4).toString("hex")}`;
+  const admin = new pg.Client({ connectionString: DATABASE_URL });
+  await admin.connect();
+  await admin.query(`CREATE SCHEMA "${name}"`);
+  let dropped = false;
+  const unregister = onExit(() => {
+    if (dropped) return;
+    // Last resort on a crash: psql, synchronously.
+    try {
+      execFileSync("psql", [DATABASE_URL, "-qc", `DROP SCHEMA IF EXISTS "${name}" CASCADE`], {
+        stdio: "ignore",
+      });
+    } catch {}
+  });
+  const url = new URL(DATABASE_URL);
+  url.searchParams.set("schema", name);
+  return {
+    name,
+    url: url.toString(),
+    admin,
+    async drop() {
+      if (dropped) return;
+      dropped = true;
+      unregister();
+      await admin.query(`DROP SCHEMA IF EXISTS "${name}" CASCADE`);
+      await admin.end();
+    },
+  };
+}
+
+export interface BenchRedis {
+  url: string;
+  client: Redis;
+  /** FLUSHDB and disconnect. */
+  release(): Promise<void>;
+}
+
+/**
+ * A Redis database of its own (an empty one among 1..15, starting at `preferred`), flushed before
+ * use and on release. Note that pub/sub channels are server-wide, not per database: invalidation
+ * messages of other Flux instances on the same server reach ours (they only drop cache entries).
+ */
+export async function freshRedis(preferred: number): Promise<BenchRedis> {
+  for (let offset = 0; offset < 15; offset++) {
+    const db = ((preferred - 1 + offset) % 15) + 1;
+    const client = new Redis(`${REDIS_BASE}/${db}`, { maxRetriesPerRequest: 1 });
+    client.on("error", () => {});
+    if ((await client.dbsize()) !== 0) {
+      client.disconnect();
+      continue;
+    }
+    await client.flushdb();
+    return {
+      url: `${REDIS_BASE}/${db}`,
+      client,
+      async release() {
+        await client.flushdb();
+        client.disconnect();
+      },
+    };
+  }
+  throw new Error("no empty Redis database among 1..15");
+}
+
+// --- example processes -------------------------------------------------------------------------
+
+export const EXPRESS_MAIN = join(ROOT, "examples/express-app/src/main.ts");
+
+/** An example app as a user starts it: `node --import tsx --conditions=source main.ts`. */
+export class AppProcess {
+  readonly child: ChildProcess;
+  output = "";
+  private readonly unregister: () => void;
+
+  constructor(
+    readonly port: number,
+    env: Record<string, string>,
+    entry = EXPRESS_MAIN,
+  ) {
+    this.child = spawn(process.execPath, ["--import", "tsx", "--conditions=source", entry], {
+      cwd: ROOT,
+      env: { ...process.env, ...env, PORT: String(port) },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const keep = (chunk: Buffer) => {
+      // Bounded: keep the start of the output (the banner) and the last 20 kB.
+      this.output = (this.output + chunk.toString()).slice(-20_000);
+    };
+    this.child.stdout?.on("data", keep);
+    this.child.stderr?.on("data", keep);
+    this.unregister = onExit(() => this.child.kill("SIGKILL"));
+  }
+
+  get pid(): number {
+    return this.child.pid as number;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  get exited(): boolean {
+    return this.child.exitCode !== null || this.child.signalCode !== null;
+  }
+
+  /** Waits for the banner (the demo key line) and returns the demo key. */
+  async ready(timeoutMs = 90_000): Promise<string> {
+    const pattern = /Demo key \(shown once\): (flux_live_[0-9A-Za-z]+)/;
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const match = pattern.exec(this.output);
+      if (match) return match[1] as string;
+      if (this.exited) throw new Error(`example on :${this.port} exited:\n${this.output}`);
+      await sleep(50);
+    }
+    throw new Error(`example on :${this.port} not ready within ${timeoutMs} ms:\n${this.output}`);
+  }
+
+  /** SIGTERM (the app closes its server and flushes usage), SIGKILL after `timeoutMs`. */
+  async stop(timeoutMs = 20_000): Promise<number | null> {
+    if (this.exited) {
+      this.unregister();
+      return this.child.exitCode;
+    }
+    const exited = new Promise<number | null>((resolve) => this.child.once("exit", (code) => resolve(code)));
+    this.child.kill("SIGTERM");
+    const timer = setTimeout(() => this.child.kill("SIGKILL"), timeoutMs);
+    const code = await exited;
+    clearTimeout(timer);
+    this.unregister();
+    return code;
+  }
+}

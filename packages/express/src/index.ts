@@ -57,7 +57,9 @@ interface Attached {
   scopes: string[];
 }
 
-const attached = new WeakMap<Request, Attached>();
+/** Per-request state for the route guards, on the request itself (no WeakMap per request). */
+const kAttached = Symbol("flux-keys.attached");
+type AttachedRequest = Request & { [kAttached]?: Attached };
 
 function deny(
   attachment: Pick<Attached, "options">,
@@ -94,8 +96,9 @@ export function fluxKeys(flux: Flux, options: FluxKeysOptions = {}): RequestHand
     if (!result.ok) return deny({ options }, result, req, res, next);
     (req as ApiKeyRequest).apiKey = result.context;
     const attachment: Attached = { auth, options, cost: units, scopes: [] };
-    attached.set(req, attachment);
-    res.set(result.headers);
+    (req as AttachedRequest)[kAttached] = attachment;
+    // Plain setHeader: these values need none of res.set()'s content-type handling.
+    for (const name in result.headers) res.setHeader(name, result.headers[name] as string);
     res.once("finish", () => {
       const route = (req as Request & { route?: { path?: unknown } }).route;
       const endpoint = typeof route?.path === "string" ? `${req.baseUrl}${route.path}` : undefined;
@@ -118,7 +121,7 @@ function guard(
 ): RequestHandler {
   // Synchronous on the allowed path: no promise per request.
   return (req, res, next) => {
-    const attachment = attached.get(req);
+    const attachment = (req as AttachedRequest)[kAttached];
     const context = (req as Partial<ApiKeyRequest>).apiKey;
     if (attachment === undefined || context === undefined) {
       // fluxKeys() did not run before this guard: refuse rather than let the request through.

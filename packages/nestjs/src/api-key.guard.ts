@@ -78,8 +78,27 @@ export class ApiKeyGuard implements CanActivate {
     return true;
   }
 
-  /** The route's requirements: handler metadata overrides the controller's. */
+  /** Requirements per controller class and handler: metadata is fixed once the app is built. */
+  private readonly requirementsByRoute = new WeakMap<object, WeakMap<object, RouteRequirements>>();
+
+  /** The route's requirements: handler metadata overrides the controller's. Read once per handler. */
   protected getRequirements(context: ExecutionContext): RouteRequirements {
+    const controller = context.getClass();
+    let byHandler = this.requirementsByRoute.get(controller);
+    if (byHandler === undefined) {
+      byHandler = new WeakMap();
+      this.requirementsByRoute.set(controller, byHandler);
+    }
+    const handler = context.getHandler();
+    let requirements = byHandler.get(handler);
+    if (requirements === undefined) {
+      requirements = Object.freeze(this.readRequirements(context));
+      byHandler.set(handler, requirements);
+    }
+    return requirements;
+  }
+
+  private readRequirements(context: ExecutionContext): RouteRequirements {
     const targets = [context.getHandler(), context.getClass()];
     const scopes = this.reflector.getAllAndOverride<string[] | undefined>(SCOPES_KEY, targets);
     const entitlement = this.reflector.getAllAndOverride<string[] | undefined>(ENTITLEMENT_KEY, targets);

@@ -130,6 +130,11 @@ describe.skipIf(!hasChromium)("portal in a browser", () => {
           res.end(JSON.stringify(result.error.toProblem()));
           return;
         }
+        // What the adapters note for each verified call: who used a key in its rotation grace.
+        flux.keys.observe(result.context, {
+          clientAddress: req.socket.remoteAddress ?? null,
+          userAgent: req.headers["user-agent"] ?? null,
+        });
         const boom = req.url === "/v1/boom";
         const status = boom ? 500 : 200;
         res.writeHead(status, { "content-type": "application/json" });
@@ -284,6 +289,8 @@ fetch("${portalOrigin}/portal/api/keys", { method: "POST", mode: "no-cors", cred
       .poll(() => page.locator("#grace-calls").textContent())
       .toContain("2 calls since the rotation");
     await page.locator("#grace-panel").getByText("GET /v1/events").waitFor();
+    // And from where: the client that still uses the old key.
+    await page.locator("#grace-panel").getByText("127.0.0.1").waitFor();
     await shot("06-old-key-in-grace");
 
     // Revoke the old key (with a confirmation); the API refuses it from then on.

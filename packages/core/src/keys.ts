@@ -213,15 +213,11 @@ export class Keys {
     }
     if (record === null) return this.failed(DENIALS.key_invalid, address);
     const now = this.rt.now();
-    if (record.revokedAt !== null) return this.failed(DENIALS.key_revoked, address);
-    if (record.expiresAt !== null && record.expiresAt.getTime() <= now) {
-      return this.failed(DENIALS.key_expired, address);
-    }
-    if (record.sunsetAt !== null && record.sunsetAt.getTime() <= now) {
-      return this.failed(DENIALS.key_expired, address);
-    }
+    // The same status rule as listings and the portal: revoked, then expired (expiry or grace end).
+    const status = keyStatus(record, now);
+    if (status === "revoked") return this.failed(DENIALS.key_revoked, address);
+    if (status === "expired") return this.failed(DENIALS.key_expired, address);
     if (record.allowFrom.length > 0) {
-      const address = options?.clientAddress;
       record.allowed ??= compileTrust(record.allowFrom);
       // No address to check (core called without one) is refused too: the rule fails closed.
       if (address === undefined || !record.allowed(address, 0)) {

@@ -126,12 +126,12 @@ export class HttpAuth {
       keyPrefix: this.flux.internals.options.keyPrefix,
     });
     if (!credential.ok) return this.denied(credential.error, false);
-    const address = clientAddress(request, this.options.trust) ?? undefined;
+    // One plain options object per request (no spreads on the hot path); undefined means "none".
     const result = await this.flux.keys.check(credential.key, {
       cost: route.cost ?? 1,
-      ...(address === undefined ? {} : { clientAddress: address }),
-      ...(route.scopes && route.scopes.length > 0 ? { scopes: route.scopes } : {}),
-      ...(route.entitlement === undefined ? {} : { entitlements: entitlementList(route) }),
+      clientAddress: clientAddress(request, this.options.trust) ?? undefined,
+      scopes: route.scopes,
+      entitlements: entitlementList(route),
     });
     if (!result.valid) return this.denied(result.error, credential.key !== undefined);
     return { ok: true, context: result.context, headers: this.successHeaders(result.context) };

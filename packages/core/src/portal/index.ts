@@ -1,5 +1,5 @@
+export { sendWebResponse, servePortal, toNodeListener, toWebRequest } from "../http/node-bridge.js";
 export { createPortalHandler, type PortalHandler } from "./handler.js";
-export { sendWebResponse, servePortal, toNodeListener, toWebRequest } from "./node.js";
 export { type CreatePortalSessionInput, Portal } from "./portal.js";
 export type {
   PortalCustomer,

@@ -1,11 +1,12 @@
 /**
- * Serving the portal handler with node:http: the conversion every Node adapter needs (a full URL,
- * the method, the headers, the body as a stream, the peer address), and a standalone server.
+ * Web handlers (the portal, GitHub alerts) on node:http: the conversion every Node adapter needs
+ * (a full URL, the method, the headers, the body as a stream, the peer address), and a standalone
+ * server.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { Readable } from "node:stream";
 import type { TLSSocket } from "node:tls";
-import type { PortalRequestContext } from "./portal-options.js";
+import type { PortalRequestContext } from "../portal/portal-options.js";
 
 export type WebHandler = (request: Request, context?: PortalRequestContext) => Promise<Response>;
 

@@ -116,7 +116,14 @@ export class FluxKeysModule implements NestModule, OnApplicationShutdown {
         .then((response) => sendWebResponse(response, res))
         .catch(next);
     };
-    consumer.apply(middleware).forRoutes({ path: "{*splat}", method: RequestMethod.ALL });
+    // Only the portal's paths reach the middleware; the prefix check above guards the edge cases.
+    const prefix = base.replace(/^\//, "");
+    consumer
+      .apply(middleware)
+      .forRoutes(
+        { path: prefix, method: RequestMethod.ALL },
+        { path: `${prefix}/{*splat}`, method: RequestMethod.ALL },
+      );
   }
 
   async onApplicationShutdown(): Promise<void> {

@@ -89,6 +89,7 @@ export {
   type PortalSessionLink,
   sendWebResponse,
   servePortal,
+  serveWeb,
   toNodeListener,
   toWebRequest,
 } from "./portal/index.js";

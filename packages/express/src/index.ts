@@ -20,8 +20,7 @@ import {
   type PortalHandler,
   type PortalOptions,
   requirementError,
-  sendWebResponse,
-  toWebRequest,
+  serveWeb,
 } from "@flux-keys/core";
 import type { NextFunction, Request, RequestHandler, Response } from "express";
 
@@ -166,9 +165,7 @@ export function fluxPortal(flux: Flux, options: PortalOptions = {}): RequestHand
       handler = flux.portal.handler({ ...options, basePath });
       handlers.set(basePath, handler);
     }
-    handler(toWebRequest(req, req.originalUrl), { remoteAddress: req.socket.remoteAddress ?? null })
-      .then((response) => sendWebResponse(response, res))
-      .catch(next);
+    serveWeb(handler, req, res, req.originalUrl).catch(next);
   };
 }
 
@@ -181,8 +178,6 @@ export function fluxWebHandler(
   handler: (request: globalThis.Request) => Promise<globalThis.Response>,
 ): RequestHandler {
   return (req, res, next) => {
-    handler(toWebRequest(req, req.originalUrl))
-      .then((response) => sendWebResponse(response, res))
-      .catch(next);
+    serveWeb(handler, req, res, req.originalUrl).catch(next);
   };
 }

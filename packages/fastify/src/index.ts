@@ -177,11 +177,7 @@ const portalPlugin: FastifyPluginAsync<FluxPortalPluginOptions> = async (fastify
   if (!flux) throw new Error("@flux-keys/fastify: pass { flux } when registering fluxPortal.");
   const basePath = portalOptions.basePath ?? (fastify.prefix || "/portal");
   const handler = flux.portal.handler({ ...portalOptions, basePath });
-  mountWebHandler(fastify, ["/", "/*"], (request) =>
-    handler(toWebRequest(request.raw, request.raw.url), {
-      remoteAddress: request.socket.remoteAddress ?? null,
-    }),
-  );
+  mountWebHandler(fastify, ["/", "/*"], handler);
 };
 
 /** The portal plugin (encapsulated: register it with a `prefix`). */
@@ -197,13 +193,13 @@ export function fluxWebRoute(
   path: string,
   handler: (request: Request) => Promise<Response>,
 ): void {
-  mountWebHandler(fastify, [path], (request) => handler(toWebRequest(request.raw, request.raw.url)));
+  mountWebHandler(fastify, [path], handler);
 }
 
 function mountWebHandler(
   fastify: FastifyInstance,
   paths: string[],
-  handle: (request: FastifyRequest) => Promise<Response>,
+  handler: (request: Request, context?: { remoteAddress?: string | null }) => Promise<Response>,
 ): void {
   // The handler reads the raw body itself (signatures, its own JSON limits).
   fastify.removeAllContentTypeParsers();
@@ -214,7 +210,10 @@ function mountWebHandler(
       url: path,
       config: { apiKey: { public: true } },
       handler: async (request, reply) => {
-        const response = await handle(request);
+        // A handler that throws still reaches Fastify's error handling: hijack only once answered.
+        const response = await handler(toWebRequest(request.raw, request.raw.url), {
+          remoteAddress: request.socket.remoteAddress ?? null,
+        });
         reply.hijack();
         await sendWebResponse(response, reply.raw);
       },

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { createHttpAuth, type Flux, sendWebResponse, toWebRequest } from "@flux-keys/core";
+import { createHttpAuth, type Flux, serveWeb } from "@flux-keys/core";
 import {
   type DynamicModule,
   Inject,
@@ -112,9 +112,7 @@ export class FluxKeysModule implements NestModule, OnApplicationShutdown {
       const url = req.originalUrl ?? req.url ?? "/";
       const path = url.split("?")[0] ?? "/";
       if (path !== base && !path.startsWith(`${base}/`)) return next();
-      handler(toWebRequest(req, url), { remoteAddress: req.socket.remoteAddress ?? null })
-        .then((response) => sendWebResponse(response, res))
-        .catch(next);
+      serveWeb(handler, req, res, url).catch(next);
     };
     // Only the portal's paths reach the middleware; the prefix check above guards the edge cases.
     const prefix = base.replace(/^\//, "");

@@ -89,15 +89,27 @@ export async function sendWebResponse(response: Response, res: ServerResponse): 
   res.end(body);
 }
 
-/** A node:http listener around a portal handler. */
+/**
+ * Runs a Web handler for one Node request and writes its answer: the one conversion every adapter
+ * mount uses. `url` is the path as received (Express: `originalUrl`, which keeps the mount path).
+ */
+export async function serveWeb(
+  handler: WebHandler,
+  req: IncomingMessage,
+  res: ServerResponse,
+  url = req.url ?? "/",
+): Promise<void> {
+  const response = await handler(toWebRequest(req, url), { remoteAddress: req.socket.remoteAddress ?? null });
+  await sendWebResponse(response, res);
+}
+
+/** A node:http listener around a Web handler (a failure answers a bare 500). */
 export function toNodeListener(handler: WebHandler) {
   return (req: IncomingMessage, res: ServerResponse): void => {
-    handler(toWebRequest(req), { remoteAddress: req.socket.remoteAddress ?? null })
-      .then((response) => sendWebResponse(response, res))
-      .catch(() => {
-        if (!res.headersSent) res.writeHead(500, { "content-type": "text/plain" });
-        res.end("Internal Server Error");
-      });
+    serveWeb(handler, req, res).catch(() => {
+      if (!res.headersSent) res.writeHead(500, { "content-type": "text/plain" });
+      res.end("Internal Server Error");
+    });
   };
 }
 

@@ -1,4 +1,4 @@
-export { sendWebResponse, servePortal, toNodeListener, toWebRequest } from "../http/node-bridge.js";
+export { sendWebResponse, servePortal, serveWeb, toNodeListener, toWebRequest } from "../http/node-bridge.js";
 export { createPortalHandler, type PortalHandler } from "./handler.js";
 export { type CreatePortalSessionInput, Portal } from "./portal.js";
 export type {

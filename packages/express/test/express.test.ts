@@ -1,8 +1,9 @@
 /** Express-specific API: onDenied, passToErrorHandler, cost, and guards without the middleware. */
-import { createFlux, type Flux } from "@flux-keys/core";
+import type { Flux } from "@flux-keys/core";
 import express, { type NextFunction, type Request, type Response } from "express";
 import request from "supertest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { embeddedFluxWithKey } from "../../../test/support/fixtures.js";
 import { type ApiKeyRequest, type FluxKeysHttpError, fluxKeys, requireScopes } from "../src/index.js";
 
 describe("@flux-keys/express", () => {
@@ -10,14 +11,7 @@ describe("@flux-keys/express", () => {
   let secret: string;
 
   beforeAll(async () => {
-    flux = await createFlux({ database: { pglite: true }, redis: null });
-    await flux.orgs.create({ id: "acme", name: "Acme" });
-    ({ secret } = await flux.keys
-      .create()
-      .forOrg("acme")
-      .withScopes(["read:events"])
-      .withRateLimits([{ name: "minute", limit: 10, window: "1m" }])
-      .issue());
+    ({ flux, secret } = await embeddedFluxWithKey(10));
   });
   afterAll(() => flux.close());
 

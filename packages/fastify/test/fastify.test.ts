@@ -1,7 +1,8 @@
 /** Fastify-specific API: route config, request decoration, error handler shaping, encapsulation. */
-import { createFlux, type Flux } from "@flux-keys/core";
+import type { Flux } from "@flux-keys/core";
 import Fastify from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { embeddedFluxWithKey } from "../../../test/support/fixtures.js";
 import fluxKeysDefault, { FluxKeysError, fluxKeys } from "../src/index.js";
 
 describe("@flux-keys/fastify", () => {
@@ -9,14 +10,7 @@ describe("@flux-keys/fastify", () => {
   let secret: string;
 
   beforeAll(async () => {
-    flux = await createFlux({ database: { pglite: true }, redis: null });
-    await flux.orgs.create({ id: "acme", name: "Acme" });
-    ({ secret } = await flux.keys
-      .create()
-      .forOrg("acme")
-      .withScopes(["read:events"])
-      .withRateLimits([{ name: "minute", limit: 10, window: "1m" }])
-      .issue());
+    ({ flux, secret } = await embeddedFluxWithKey(10));
   });
   afterAll(() => flux.close());
 

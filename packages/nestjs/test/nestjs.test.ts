@@ -1,6 +1,6 @@
 /** Nest-specific API: forRootAsync (factory, class), per-controller guard, decorators, overrides. */
 import "reflect-metadata";
-import { createFlux, type Flux, type KeyContext } from "@flux-keys/core";
+import type { Flux, KeyContext } from "@flux-keys/core";
 import {
   Controller,
   type ExecutionContext,
@@ -15,6 +15,7 @@ import { NestFactory } from "@nestjs/core";
 import { ExpressAdapter } from "@nestjs/platform-express";
 import request from "supertest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { embeddedFluxWithKey } from "../../../test/support/fixtures.js";
 import {
   ApiKey,
   type ApiKeyDeniedException,
@@ -84,14 +85,7 @@ async function start(imports: unknown[], controllers: unknown[]): Promise<INestA
 
 describe("@flux-keys/nestjs", () => {
   beforeAll(async () => {
-    flux = await createFlux({ database: { pglite: true }, redis: null });
-    await flux.orgs.create({ id: "acme", name: "Acme" });
-    ({ secret } = await flux.keys
-      .create()
-      .forOrg("acme")
-      .withScopes(["read:events"])
-      .withRateLimits([{ name: "minute", limit: 20, window: "1m" }])
-      .issue());
+    ({ flux, secret } = await embeddedFluxWithKey(20));
   });
   afterAll(() => flux.close());
 

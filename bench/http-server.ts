@@ -78,7 +78,10 @@ async function seed(flux: Flux): Promise<string> {
 }
 
 function fluxOptions(variant: Variant): FluxOptions {
-  if (variant === "flux") return { database: { pglite: true }, redis: null };
+  // BENCH_FLUX_DATABASE=postgres (diagnostics): the memory-limiter variant on PostgreSQL, not PGlite.
+  if (variant === "flux" && process.env.BENCH_FLUX_DATABASE !== "postgres") {
+    return { database: { pglite: true }, redis: null };
+  }
   const url = process.env.BENCH_DATABASE_URL;
   const schema = process.env.BENCH_PG_SCHEMA;
   if (!url || !schema) throw new Error(`${variant} needs BENCH_DATABASE_URL and BENCH_PG_SCHEMA`);

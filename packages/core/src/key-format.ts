@@ -72,11 +72,16 @@ export type KeyParser = (input: unknown) => ParsedKey;
  * Builds the parser for one prefix. Any input gives a typed answer; nothing is allocated for
  * inputs that fail the length check, and no I/O ever happens here.
  */
+/** Length of every well-formed key with this prefix: `<prefix>_live_` + random + checksum. */
+export function keyLengthOf(prefix: string): number {
+  return prefix.length + 6 + RANDOM_LENGTH + CHECKSUM_LENGTH;
+}
+
 export function createKeyParser(prefix: string): KeyParser {
   const pattern = new RegExp(
     `^${prefix}_(live|test)_[0-9A-Za-z]{${RANDOM_LENGTH}}([0-9A-Za-z]{${CHECKSUM_LENGTH}})$`,
   );
-  const exactLength = prefix.length + 6 + RANDOM_LENGTH + CHECKSUM_LENGTH;
+  const exactLength = keyLengthOf(prefix);
   return (input: unknown): ParsedKey => {
     if (typeof input !== "string" || input.length === 0) return MISSING;
     if (input.length !== exactLength) return MALFORMED;

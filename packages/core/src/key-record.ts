@@ -5,7 +5,7 @@
 import type { PrismaClient } from "./database.js";
 import { effectiveEntitlements, type OverrideRow } from "./entitlements.js";
 import type { KeyEnvironment } from "./key-format.js";
-import type { KeyContext, KeyStatus, Quota, RateLimitWindow } from "./types.js";
+import type { KeyContext, KeyStatus, Quota, RateLimitState, RateLimitWindow } from "./types.js";
 
 export interface KeyRecord {
   id: string;
@@ -138,6 +138,29 @@ export function baseContext(record: KeyRecord, now: number): Omit<KeyContext, "r
   });
   record.baseValidUntil = entitlements.validUntil;
   return record.base;
+}
+
+/**
+ * The request's context: the record's cached part and this request's rate limit state, as one
+ * literal (one object shape for every context; cheaper than a spread on the hot path).
+ */
+export function withRateLimit(
+  base: Omit<KeyContext, "rateLimit">,
+  rateLimit: RateLimitState | null,
+): KeyContext {
+  return {
+    keyId: base.keyId,
+    name: base.name,
+    orgId: base.orgId,
+    plan: base.plan,
+    scopes: base.scopes,
+    entitlements: base.entitlements,
+    environment: base.environment,
+    expiresAt: base.expiresAt,
+    metadata: base.metadata,
+    rotation: base.rotation,
+    rateLimit,
+  };
 }
 
 /** Status at `now`, from the same fields on a record or a row. */

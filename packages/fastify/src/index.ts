@@ -23,7 +23,7 @@ import {
   sendWebResponse,
   toWebRequest,
 } from "@flux-keys/core";
-import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
+import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
 
 declare module "fastify" {
@@ -92,11 +92,12 @@ const plugin: FastifyPluginAsync<FluxKeysPluginOptions> = async (fastify, option
     routeOptions.config = config as typeof routeOptions.config;
   });
 
-  fastify.addHook("onRequest", async (request, reply) => {
+  // Callback-style hooks: Fastify calls them without a promise per hook per request.
+  fastify.addHook("onRequest", (request, reply, done) => {
     const config = request.routeOptions.config as RouteConfig | undefined;
     // Resolved in onRoute; routes registered before the plugin are resolved here.
     const route = config?.[kRoute] ?? resolve(config?.apiKey);
-    if (route.public === true) return;
+    if (route.public === true) return done();
     const startedAt = performance.now();
     const httpRequest = {
       method: request.method,
@@ -104,51 +105,55 @@ const plugin: FastifyPluginAsync<FluxKeysPluginOptions> = async (fastify, option
       headers: request.headers,
       remoteAddress: request.socket.remoteAddress,
     };
-    const result = await auth.authenticate(httpRequest, route);
-    if (!result.ok) {
-      (request as StatefulRequest)[kDenial] = result;
-      throw new FluxKeysError(result.error, result.response);
-    }
-    request.apiKey = result.context;
-    (request as StatefulRequest)[kPending] = {
-      context: result.context,
-      startedAt,
-      scopes: route.scopes,
-      request: httpRequest,
-    };
-    reply.headers(result.headers);
+    auth.authenticate(httpRequest, route).then((result) => {
+      if (!result.ok) {
+        (request as StatefulRequest)[kDenial] = result;
+        return done(new FluxKeysError(result.error, result.response));
+      }
+      request.apiKey = result.context;
+      (request as StatefulRequest)[kPending] = {
+        context: result.context,
+        startedAt,
+        scopes: route.scopes,
+        request: httpRequest,
+      };
+      reply.headers(result.headers);
+      done();
+    }, done);
   });
 
   // Left to Fastify's default error handler, a denial becomes problem details; an app's own
   // handler that shapes the error differently is left alone.
-  fastify.addHook("onSend", async (request, reply, payload) => {
+  fastify.addHook("onSend", (request, reply, payload, done) => {
     const denial = (request as StatefulRequest)[kDenial];
     if (denial === null || reply.statusCode !== denial.response.status || typeof payload !== "string") {
-      return payload;
+      return done(null, payload);
     }
     try {
       const body = JSON.parse(payload) as Record<string, unknown>;
       const isDefault =
         Object.keys(body).every((key) => DEFAULT_ERROR_KEYS.has(key)) && body.code === denial.error.code;
-      if (!isDefault) return payload;
+      if (!isDefault) return done(null, payload);
     } catch {
-      return payload;
+      return done(null, payload);
     }
     reply.header("content-type", "application/problem+json");
-    return JSON.stringify(denial.response.body);
+    done(null, JSON.stringify(denial.response.body));
   });
 
-  fastify.addHook("onResponse", async (request: FastifyRequest, reply: FastifyReply) => {
+  fastify.addHook("onResponse", (request, reply, done) => {
     const entry = (request as StatefulRequest)[kPending];
-    if (entry === null) return;
-    auth.record(entry.context, {
-      method: request.method,
-      endpoint: request.routeOptions.url,
-      status: reply.statusCode,
-      startedAt: entry.startedAt,
-      ...(entry.scopes ? { scopes: entry.scopes } : {}),
-      request: entry.request,
-    });
+    if (entry !== null) {
+      auth.record(entry.context, {
+        method: request.method,
+        endpoint: request.routeOptions.url,
+        status: reply.statusCode,
+        startedAt: entry.startedAt,
+        scopes: entry.scopes,
+        request: entry.request,
+      });
+    }
+    done();
   });
 };
 

@@ -8,7 +8,7 @@ import type { Flux } from "../flux.js";
 import { clientAddress, compileTrust, type TrustProxy } from "../limits/client-address.js";
 import { rateLimitHeaders } from "../limits/headers.js";
 import type { KeyContext } from "../types.js";
-import { extractCredential, type HeaderBag } from "./credentials.js";
+import { type CredentialOptions, extractCredential, type HeaderBag } from "./credentials.js";
 import { type DenialResponse, denialResponse } from "./problem.js";
 
 export interface HttpAuthOptions {
@@ -106,12 +106,19 @@ function entitlementList(route: RouteRequirements): readonly string[] | undefine
 
 export class HttpAuth {
   readonly options: ResolvedHttpAuthOptions;
+  private readonly credentialOptions: CredentialOptions;
 
   constructor(
     readonly flux: Flux,
     options: HttpAuthOptions = {},
   ) {
     this.options = resolveHttpAuthOptions(options);
+    this.credentialOptions = {
+      authorizationHeader: this.options.authorizationHeader,
+      apiKeyHeader: this.options.apiKeyHeader,
+      queryParameter: this.options.queryParameter,
+      keyPrefix: flux.internals.options.keyPrefix,
+    };
   }
 
   /**
@@ -119,12 +126,7 @@ export class HttpAuth {
    * missing scope or entitlement, limit) consumes nothing from the key's limits or quota.
    */
   async authenticate(request: HttpRequestLike, route: RouteRequirements = {}): Promise<HttpAuthResult> {
-    const credential = extractCredential(request.headers, request.url, {
-      authorizationHeader: this.options.authorizationHeader,
-      apiKeyHeader: this.options.apiKeyHeader,
-      queryParameter: this.options.queryParameter,
-      keyPrefix: this.flux.internals.options.keyPrefix,
-    });
+    const credential = extractCredential(request.headers, request.url, this.credentialOptions);
     if (!credential.ok) return this.denied(credential.error, false);
     // One plain options object per request (no spreads on the hot path); undefined means "none".
     const result = await this.flux.keys.check(credential.key, {
@@ -174,22 +176,21 @@ export class HttpAuth {
       endpoint: string | undefined;
       status: number;
       startedAt: number;
-      scopes?: readonly string[];
+      scopes?: readonly string[] | undefined;
       request?: HttpRequestLike;
     },
   ) {
-    if (call.scopes !== undefined || context.rotation !== null) {
+    if (context.rotation !== null) {
+      // During a rotation grace: which client still uses the old key (address, user agent).
       const request = call.request;
       const agent = request?.headers["user-agent"];
       this.flux.keys.observe(context, {
-        ...(call.scopes === undefined ? {} : { scopes: call.scopes }),
-        ...(context.rotation !== null && request
-          ? {
-              clientAddress: clientAddress(request, this.options.trust),
-              userAgent: typeof agent === "string" ? agent : null,
-            }
-          : {}),
+        scopes: call.scopes,
+        clientAddress: request === undefined ? null : clientAddress(request, this.options.trust),
+        userAgent: typeof agent === "string" ? agent : null,
       });
+    } else if (call.scopes !== undefined && call.scopes.length > 0) {
+      this.flux.keys.observe(context, { scopes: call.scopes });
     }
     if (!this.options.usage) return;
     this.flux.usage.record({

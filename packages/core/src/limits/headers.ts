@@ -55,29 +55,52 @@ function errorHeaders(error: FluxError): Record<string, string> {
 
 function stateHeaders(state: RateLimitState | null): Record<string, string> {
   if (state === null || (state.windows.length === 0 && state.quota === null)) return {};
-  const policy: string[] = [];
-  const current: string[] = [];
+  let policy = "";
+  let current = "";
   for (const window of state.windows) {
-    const name = sfString(window.name);
-    policy.push(`${name};q=${window.limit};w=${window.window}`);
-    current.push(`${name};r=${window.remaining};t=${window.resetIn}`);
+    const separator = policy === "" ? "" : ", ";
+    policy += separator + windowPolicy(window.name, window.limit, window.window);
+    current += `${separator}${sfString(window.name)};r=${window.remaining};t=${window.resetIn}`;
   }
   const quota = state.quota;
   if (quota !== null) {
+    const separator = policy === "" ? "" : ", ";
     const window = quota.period === "day" ? ";w=86400" : quota.period === "month" ? ";w=2592000" : "";
-    policy.push(`"quota";q=${quota.limit}${window}`);
-    current.push(`"quota";r=${quota.remaining}${quota.resetIn === null ? "" : `;t=${quota.resetIn}`}`);
+    policy += `${separator}"quota";q=${quota.limit}${window}`;
+    current += `${separator}"quota";r=${quota.remaining}${quota.resetIn === null ? "" : `;t=${quota.resetIn}`}`;
   }
-  return { "RateLimit-Policy": policy.join(", "), RateLimit: current.join(", ") };
+  return { "RateLimit-Policy": policy, RateLimit: current };
+}
+
+/**
+ * Window names and sizes come from a handful of plans: their policy members are built once. The
+ * memo is bounded; past the bound, members are built per response (same output).
+ */
+const MEMO_LIMIT = 1_000;
+const policies = new Map<string, string>();
+const names = new Map<string, string>();
+
+function windowPolicy(name: string, limit: number, seconds: number): string {
+  const id = `${limit}/${seconds}/${name}`;
+  let member = policies.get(id);
+  if (member === undefined) {
+    member = `${sfString(name)};q=${limit};w=${seconds}`;
+    if (policies.size < MEMO_LIMIT) policies.set(id, member);
+  }
+  return member;
 }
 
 /** A Structured Fields string (RFC 9651 §3.3.3): printable ASCII, `"` and `\` escaped. */
 function sfString(value: string): string {
-  let out = '"';
+  let out = names.get(value);
+  if (out !== undefined) return out;
+  out = '"';
   for (const char of value) {
     const code = char.charCodeAt(0);
     if (code < 0x20 || code > 0x7e) continue;
     out += char === '"' || char === "\\" ? `\\${char}` : char;
   }
-  return `${out}"`;
+  out += '"';
+  if (names.size < MEMO_LIMIT) names.set(value, out);
+  return out;
 }

@@ -23,7 +23,7 @@ import {
 } from "rate-limiter-flexible";
 import type { PrismaClient } from "../database.js";
 import { FluxError } from "../errors.js";
-import type { KeyRecord } from "../key-record.js";
+import { type KeyRecord, withRateLimit } from "../key-record.js";
 import type { Logger } from "../options.js";
 import type {
   KeyContext,
@@ -239,8 +239,7 @@ export class Limits {
       outcomes.push(outcome);
       if (!(outcome instanceof RateLimiterRes)) problem = true;
     }
-    if (!problem)
-      return { valid: true, context: { ...base, rateLimit: this.state(bound, outcomes, now, 0) } };
+    if (!problem) return { valid: true, context: withRateLimit(base, this.state(bound, outcomes, now, 0)) };
     await this.refund(bound, outcomes, cost, quotaCounter, quotaOptions);
     return { valid: false, error: this.denial(bound, outcomes, now, cost) };
   }
@@ -282,7 +281,7 @@ export class Limits {
       if (!(outcomes[i] instanceof RateLimiterRes)) problem = true;
     }
     if (!problem) {
-      return { valid: true, context: { ...base, rateLimit: this.state(bound, outcomes, now, 0) } };
+      return { valid: true, context: withRateLimit(base, this.state(bound, outcomes, now, 0)) };
     }
     await this.refund(bound, outcomes, cost, quotaCounter, quotaOptions);
     return { valid: false, error: this.denial(bound, outcomes, now, cost) };
@@ -309,7 +308,7 @@ export class Limits {
     if (outcomes.some((outcome) => outcome === STORE_FAILED)) {
       return { valid: false, error: storeUnavailable() };
     }
-    return { valid: true, context: { ...base, rateLimit: this.state(bound, outcomes, now, 0) } };
+    return { valid: true, context: withRateLimit(base, this.state(bound, outcomes, now, 0)) };
   }
 
   /** Gives back what a denied request took from the windows and the quota that admitted it. */

@@ -82,6 +82,71 @@ describe.skipIf(!hasRedis)("limits on Redis", () => {
     expect((await inspector.keys(`${prefix}rl:*`)).length).toBe(4);
   });
 
+  it("shares store calls between concurrent requests of a hot key", async () => {
+    await flux.plans.upsert({
+      id: "busy",
+      name: "busy",
+      rateLimits: [
+        { name: "minute", limit: 100_000, window: "1m" },
+        { name: "hour", limit: 1_000_000, window: "1h" },
+      ],
+      quota: { limit: 10_000_000, period: "day" },
+    });
+    await flux.orgs.create({ id: "busy-org", name: "busy", planId: "busy" });
+    const { secret } = await flux.keys.create().forOrg("busy-org").issue();
+    await flux.keys.verify(secret); // cached, script loaded
+    const calls = async () => {
+      const stats = (await inspector.info("commandstats")).split("cmdstat_evalsha:")[1] ?? "";
+      return Number(/calls=(\d+)/.exec(stats)?.[1] ?? 0);
+    };
+    const before = await calls();
+    const results = await Promise.all(Array.from({ length: 300 }, () => flux.keys.check(secret)));
+    const used = (await calls()) - before;
+    expect(results.every((r) => r.valid)).toBe(true);
+    // Every request saw its own place in each window: 300 distinct values, nothing counted twice.
+    const remaining = results.map((r) => (r.valid ? r.context.rateLimit?.windows[0]?.remaining : -1));
+    expect(new Set(remaining).size).toBe(300);
+    expect(Math.min(...(remaining as number[]))).toBe(100_000 - 1 - 300);
+    const read = await flux.keys.check(secret, { cost: 0 });
+    expect(read.valid && read.context.rateLimit?.quota?.remaining).toBe(10_000_000 - 1 - 300);
+    // One call per counter per request would be 900 (3 counters × 300 requests).
+    expect(used).toBeGreaterThan(0);
+    expect(used).toBeLessThan(300);
+  });
+
+  it("answers shared calls exactly as if the requests had been counted one by one", async () => {
+    await flux.plans.upsert({
+      id: "hot",
+      name: "hot",
+      rateLimits: [
+        { name: "minute", limit: 150, window: "1m" },
+        { name: "hour", limit: 1000, window: "1h" },
+      ],
+      quota: { limit: 5000, period: "day" },
+    });
+    await flux.orgs.create({ id: "hot-org", name: "hot", planId: "hot" });
+    const { secret } = await flux.keys.create().forOrg("hot-org").issue();
+    await flux.keys.verify(secret); // 149 left in the minute window
+    const costs = Array.from({ length: 300 }, (_, i) => 1 + (i % 3)); // 1, 2, 3, 1, 2, 3…
+    const results = await Promise.all(costs.map((cost) => flux.keys.check(secret, { cost })));
+
+    // Admitted while the running sum stays within 149, in arrival order.
+    let sum = 0;
+    const expected = costs.map((cost) => {
+      sum += cost;
+      return sum <= 149;
+    });
+    expect(results.map((r) => r.valid)).toEqual(expected);
+    const remaining = results.flatMap((r) => (r.valid ? [r.context.rateLimit?.windows[0]?.remaining] : []));
+    for (let i = 1; i < remaining.length; i++) expect(remaining[i]).toBeLessThan(remaining[i - 1] as number);
+    expect(Math.min(...(remaining as number[]))).toBeGreaterThanOrEqual(0);
+    // Refused requests were given back to the hour window and the quota: only admitted units stay.
+    const admittedUnits = costs.filter((_, i) => expected[i]).reduce((a, b) => a + b, 0);
+    const read = await flux.keys.check(secret, { cost: 0 });
+    expect(read.valid && read.context.rateLimit?.windows[1]?.remaining).toBe(1000 - 1 - admittedUnits);
+    expect(read.valid && read.context.rateLimit?.quota?.remaining).toBe(5000 - 1 - admittedUnits);
+  });
+
   it("answers an exhausted window from the process without a round trip", async () => {
     await flux.plans.upsert({
       id: "tiny",

@@ -21,6 +21,9 @@ export type CredentialResult = { ok: true; key: string | undefined } | { ok: fal
 
 const SUSPICIOUS_PARAMETERS = new Set(["api_key", "apikey", "api-key", "access_token", "x-api-key", "token"]);
 
+const BEARER = /^Bearer[ ]+(\S+)[ ]*$/i;
+const NO_KEY: CredentialResult = Object.freeze({ ok: true, key: undefined });
+
 function refuse(detail: string): CredentialResult {
   return { ok: false, error: new FluxError("invalid_request", { detail }) };
 }
@@ -38,21 +41,28 @@ export function extractCredential(
   url: string | undefined,
   options: CredentialOptions,
 ): CredentialResult {
-  const found: string[] = [];
+  // The credential found first; any other, different one makes the request ambiguous (refused
+  // once every other check has run, as before).
+  let key: string | undefined;
+  let conflict = false;
 
   const authorization = single(headers, options.authorizationHeader);
   if (authorization === null) return refuse("Send one Authorization header.");
   if (authorization !== undefined) {
-    const match = /^Bearer[ ]+(\S+)[ ]*$/i.exec(authorization);
+    const match = BEARER.exec(authorization);
     // Another scheme (Basic, Digest…) is not ours: treat it as no API key rather than an error.
-    if (match?.[1] !== undefined) found.push(match[1]);
+    if (match?.[1] !== undefined) key = match[1];
     else if (/^Bearer\b/i.test(authorization)) return refuse("The Bearer credential is malformed.");
   }
 
   if (options.apiKeyHeader !== false) {
     const header = single(headers, options.apiKeyHeader);
     if (header === null) return refuse(`Send one ${options.apiKeyHeader} header.`);
-    if (header !== undefined) found.push(header.trim());
+    if (header !== undefined) {
+      const value = header.trim();
+      if (key === undefined) key = value;
+      else if (value !== key) conflict = true;
+    }
   }
 
   const queryIndex = url === undefined ? -1 : url.indexOf("?");
@@ -62,17 +72,14 @@ export function extractCredential(
     for (const [name, value] of params) {
       const lower = name.toLowerCase();
       if (options.queryParameter !== false && name === options.queryParameter) {
-        found.push(value);
+        if (key === undefined) key = value;
+        else if (value !== key) conflict = true;
       } else if (SUSPICIOUS_PARAMETERS.has(lower) || value.startsWith(keyPrefix)) {
         return refuse("API keys are not accepted in the URL; send them in the Authorization header.");
       }
     }
   }
 
-  if (found.length === 0) return { ok: true, key: undefined };
-  const first = found[0] as string;
-  for (const other of found) {
-    if (other !== first) return refuse("Two different credentials were presented.");
-  }
-  return { ok: true, key: first };
+  if (conflict) return refuse("Two different credentials were presented.");
+  return key === undefined ? NO_KEY : { ok: true, key };
 }

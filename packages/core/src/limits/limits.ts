@@ -5,7 +5,8 @@
  *
  * Stores: windows count in memory (RateLimiterMemory) or, when Redis is configured, in Redis
  * (RateLimiterRedis, one Lua call per window, all issued in the same tick so ioredis's
- * auto-pipelining sends them in one round trip). Quotas count durably: in Redis, or in the
+ * auto-pipelining sends them in one round trip; a hot counter has at most one call in flight and
+ * the requests that arrive meanwhile share the next one, see `counted`). Quotas count durably: in Redis, or in the
  * database (RateLimiterPrisma, table flux_limit_counters) when there is no Redis.
  *
  * Windows are fixed windows anchored at the first request (the library's model): a key limited to
@@ -108,6 +109,8 @@ export class Limits {
   private readonly quotaLimiters = new Map<number, Limiter>();
   private readonly preAuthLimiter: Limiter | null;
   /** Addresses past the pre-auth limit, until their window resets (ms since epoch, real time). */
+  /** Shared counters with a store call in flight, and the requests queued for the next one. */
+  private readonly inFlight = new Map<string, CounterQueue>();
   private readonly refused = new LRUCache<string, number>({ max: 50_000, ttl: 60_000, ttlAutopurge: false });
   private readonly prefix: string;
   private readonly insured: boolean;
@@ -269,10 +272,10 @@ export class Limits {
     const pending: Array<Promise<Outcome>> = new Array(count + (quota === null ? 0 : 1));
     for (let i = 0; i < count; i++) {
       const window = windows[i] as BoundWindow;
-      pending[i] = window.limiter.consume(window.counter, cost).then(admitted, this.classify);
+      pending[i] = this.counted(window.limiter, window.counter, window.limit, cost, undefined);
     }
     if (quota !== null) {
-      pending[count] = quota.limiter.consume(quotaCounter, cost, quotaOptions).then(admitted, this.classify);
+      pending[count] = this.counted(quota.limiter, quotaCounter, quota.limit, cost, quotaOptions);
     }
     const outcomes = await Promise.all(pending);
 
@@ -285,6 +288,62 @@ export class Limits {
     }
     await this.refund(bound, outcomes, cost, quotaCounter, quotaOptions);
     return { valid: false, error: this.denial(bound, outcomes, now, cost) };
+  }
+
+  /**
+   * One shared counter, consumed with at most one store call in flight: a request that finds a
+   * call in flight for its counter waits and goes out with the next call, which carries the
+   * summed cost of everything that queued meanwhile. Each request's answer is where it falls in
+   * that sum (the counter's value before the call plus the costs queued ahead of it), exactly as
+   * if they had been counted one by one, in order. A quiet counter goes out at once; a hot one
+   * costs one store call per round trip instead of one per request.
+   */
+  private counted(
+    limiter: Limiter,
+    counter: string,
+    limit: number,
+    cost: number,
+    options: { customDuration: number } | undefined,
+  ): Promise<Outcome> {
+    const id = `${limit}\0${counter}`;
+    const queue = this.inFlight.get(id);
+    if (queue !== undefined) {
+      return new Promise((resolve) => {
+        queue.waiting.push({ cost, resolve });
+        queue.total += cost;
+      });
+    }
+    const started: CounterQueue = { waiting: [], total: 0 };
+    this.inFlight.set(id, started);
+    return new Promise((resolve) => {
+      this.sendCounted(id, started, limiter, counter, limit, options, [{ cost, resolve }], cost);
+    });
+  }
+
+  private sendCounted(
+    id: string,
+    queue: CounterQueue,
+    limiter: Limiter,
+    counter: string,
+    limit: number,
+    options: { customDuration: number } | undefined,
+    batch: Waiting[],
+    total: number,
+  ): void {
+    const settle = (outcome: Outcome) => {
+      if (batch.length === 1) (batch[0] as Waiting).resolve(outcome);
+      else splitOutcome(outcome, batch, total, limit);
+      if (queue.waiting.length === 0) {
+        this.inFlight.delete(id);
+        return;
+      }
+      const next = queue.waiting;
+      const nextTotal = queue.total;
+      queue.waiting = [];
+      queue.total = 0;
+      this.sendCounted(id, queue, limiter, counter, limit, options, next, nextTotal);
+    };
+    limiter.consume(counter, total, options).then(admitted, this.classify).then(settle);
   }
 
   /** `cost: 0`: the state without consuming (a window never used yet is full). */
@@ -653,6 +712,36 @@ class InsuranceLimiter extends RateLimiterMemory {
   override consume(key: string | number, points?: number, options?: { [key: string]: unknown }) {
     this.onUse();
     return super.consume(key, points, options);
+  }
+}
+
+interface Waiting {
+  cost: number;
+  resolve(outcome: Outcome): void;
+}
+
+interface CounterQueue {
+  waiting: Waiting[];
+  total: number;
+}
+
+/**
+ * The answers of a batch counted in one call of `total` units: request i sees the counter at
+ * (value before the call) + (costs up to and including its own), and is refused past `limit`.
+ */
+function splitOutcome(outcome: Outcome, batch: readonly Waiting[], total: number, limit: number): void {
+  const res = outcome instanceof Denied ? outcome.res : outcome instanceof RateLimiterRes ? outcome : null;
+  // A store failure, or a refusal that counted nothing (the counter was already blocked in this
+  // process): the same answer for everyone in the batch.
+  if (res === null || res.consumedPoints < total) {
+    for (const waiting of batch) waiting.resolve(outcome);
+    return;
+  }
+  let consumed = res.consumedPoints - total;
+  for (const waiting of batch) {
+    consumed += waiting.cost;
+    const own = new RateLimiterRes(Math.max(limit - consumed, 0), res.msBeforeNext, consumed, false);
+    waiting.resolve(consumed > limit ? new Denied(own) : own);
   }
 }
 

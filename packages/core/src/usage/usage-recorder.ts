@@ -54,6 +54,8 @@ const MAX_TIME = 8.64e15;
 
 export class UsageRecorder {
   private live = new Map<string, Bucket>();
+  /** Each key's most recent live bucket (cleared with `live`: a sealed bucket is never touched). */
+  private lastOfKey = new Map<string, Bucket>();
   private liveCalls = 0;
   /** Taken out of `live`, not yet accepted by the database; oldest first. */
   readonly pending: UsageBatch[] = [];
@@ -111,9 +113,18 @@ export class UsageRecorder {
     // NUL cannot occur in a field (isText refuses it; PostgreSQL text cannot hold it either), so
     // the joined key is unambiguous. It is exactly the table's primary key: one batch never holds
     // two rows for the same primary key (an upsert cannot touch a row twice in one statement).
-    const id = `${keyId}\0${minute}\0${method}\0${endpoint}\0${statusClass}`;
-    const bucket = this.live.get(id);
+    // A key's calls mostly land in the bucket of its previous call: found without building the id.
+    const last = this.lastOfKey.get(keyId);
+    const bucket =
+      last !== undefined &&
+      last.minute === minute &&
+      last.statusClass === statusClass &&
+      last.method === method &&
+      last.endpoint === endpoint
+        ? last
+        : this.live.get(`${keyId}\0${minute}\0${method}\0${endpoint}\0${statusClass}`);
     if (bucket !== undefined) {
+      if (bucket !== last) this.lastOfKey.set(keyId, bucket);
       bucket.count++;
       bucket.latencySum += latencyMs;
       if (latencyMs > bucket.latencyMax) bucket.latencyMax = latencyMs;
@@ -123,7 +134,7 @@ export class UsageRecorder {
         this.dropped++;
         return false;
       }
-      this.live.set(id, {
+      const created: Bucket = {
         keyId,
         orgId,
         method,
@@ -134,7 +145,9 @@ export class UsageRecorder {
         latencySum: latencyMs,
         latencyMax: latencyMs,
         lastAt: time,
-      });
+      };
+      this.live.set(`${keyId}\0${minute}\0${method}\0${endpoint}\0${statusClass}`, created);
+      this.lastOfKey.set(keyId, created);
     }
     this.liveCalls++;
     return true;
@@ -169,6 +182,7 @@ export class UsageRecorder {
     }
     if (buckets.length > 0) this.enqueue(buckets, calls);
     this.live = new Map();
+    this.lastOfKey = new Map();
     this.liveCalls = 0;
   }
 

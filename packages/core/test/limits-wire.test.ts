@@ -31,6 +31,18 @@ describe("rateLimitHeaders", () => {
     expect(rateLimitHeaders(null)).toEqual({});
   });
 
+  it("follows a window whose limit or length changed under the same name", () => {
+    const burst = (limit: number, window: number) =>
+      rateLimitHeaders({
+        windows: [{ name: "burst", limit, remaining: 1, window, resetIn: 1, per: "key" }],
+        quota: null,
+      })["RateLimit-Policy"];
+    expect(burst(10, 1)).toBe('"burst";q=10;w=1');
+    expect(burst(20, 1)).toBe('"burst";q=20;w=1');
+    expect(burst(20, 60)).toBe('"burst";q=20;w=60');
+    expect(burst(10, 1)).toBe('"burst";q=10;w=1');
+  });
+
   it("omits the window and reset of a total quota", () => {
     const headers = rateLimitHeaders({
       windows: [],

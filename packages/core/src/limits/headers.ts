@@ -73,20 +73,19 @@ function stateHeaders(state: RateLimitState | null): Record<string, string> {
 }
 
 /**
- * Window names and sizes come from a handful of plans: their policy members are built once. The
- * memo is bounded; past the bound, members are built per response (same output).
+ * Window names and sizes come from a handful of plans: each name's policy member is kept (the
+ * latest limit and length seen under that name) instead of being rebuilt for every response.
+ * Both memos are bounded; past the bound, members are built per response (same output).
  */
 const MEMO_LIMIT = 1_000;
-const policies = new Map<string, string>();
+const policies = new Map<string, { limit: number; seconds: number; member: string }>();
 const names = new Map<string, string>();
 
 function windowPolicy(name: string, limit: number, seconds: number): string {
-  const id = `${limit}/${seconds}/${name}`;
-  let member = policies.get(id);
-  if (member === undefined) {
-    member = `${sfString(name)};q=${limit};w=${seconds}`;
-    if (policies.size < MEMO_LIMIT) policies.set(id, member);
-  }
+  const known = policies.get(name);
+  if (known !== undefined && known.limit === limit && known.seconds === seconds) return known.member;
+  const member = `${sfString(name)};q=${limit};w=${seconds}`;
+  if (known !== undefined || policies.size < MEMO_LIMIT) policies.set(name, { limit, seconds, member });
   return member;
 }
 

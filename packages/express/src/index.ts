@@ -82,7 +82,9 @@ function deny(
 export function fluxKeys(flux: Flux, options: FluxKeysOptions = {}): RequestHandler {
   const { cost, onDenied: _onDenied, passToErrorHandler: _pass, ...authOptions } = options;
   const auth = createHttpAuth(flux, authOptions);
-  return async (req, res, next) => {
+  // Not an async function: one promise per request (core's), and Express's router does not have
+  // to watch a second one.
+  return (req, res, next) => {
     const startedAt = performance.now();
     const units = typeof cost === "function" ? cost(req) : (cost ?? 1);
     const httpRequest = {
@@ -91,26 +93,32 @@ export function fluxKeys(flux: Flux, options: FluxKeysOptions = {}): RequestHand
       headers: req.headers,
       remoteAddress: req.socket.remoteAddress,
     };
-    const result = await auth.authenticate(httpRequest, { cost: units });
-    if (!result.ok) return deny({ options }, result, req, res, next);
-    (req as ApiKeyRequest).apiKey = result.context;
-    const attachment: Attached = { auth, options, cost: units, scopes: [] };
-    (req as AttachedRequest)[kAttached] = attachment;
-    // Plain setHeader: these values need none of res.set()'s content-type handling.
-    for (const name in result.headers) res.setHeader(name, result.headers[name] as string);
-    res.once("finish", () => {
-      const route = (req as Request & { route?: { path?: unknown } }).route;
-      const endpoint = typeof route?.path === "string" ? `${req.baseUrl}${route.path}` : undefined;
-      auth.record(result.context, {
-        method: req.method,
-        endpoint,
-        status: res.statusCode,
-        startedAt,
-        scopes: attachment.scopes,
-        request: httpRequest,
-      });
-    });
-    next();
+    auth
+      .authenticate(httpRequest, { cost: units })
+      .then((result) => {
+        if (!result.ok) return deny({ options }, result, req, res, next);
+        (req as ApiKeyRequest).apiKey = result.context;
+        const attachment: Attached = { auth, options, cost: units, scopes: [] };
+        (req as AttachedRequest)[kAttached] = attachment;
+        // Plain setHeader: these values need none of res.set()'s content-type handling.
+        for (const name in result.headers) res.setHeader(name, result.headers[name] as string);
+        // `on`, not `once`: "finish" is emitted once, and `once` wraps the listener per request.
+        res.on("finish", () => {
+          const route = (req as Request & { route?: { path?: unknown } }).route;
+          const endpoint = typeof route?.path === "string" ? `${req.baseUrl}${route.path}` : undefined;
+          auth.record(result.context, {
+            method: req.method,
+            endpoint,
+            status: res.statusCode,
+            startedAt,
+            scopes: attachment.scopes,
+            request: httpRequest,
+          });
+        });
+        next();
+      })
+      // As Express does for an async middleware: anything thrown reaches the error handlers.
+      .catch(next);
   };
 }
 

@@ -29,7 +29,7 @@ interface PlatformRequest {
 interface RawResponse {
   statusCode: number;
   setHeader(name: string, value: string): void;
-  once(event: "finish", listener: () => void): void;
+  on(event: "finish", listener: () => void): void;
 }
 
 /**
@@ -64,14 +64,15 @@ export class ApiKeyGuard implements CanActivate {
     const result = await this.auth.authenticate(httpRequest, requirements);
     if (!result.ok) return this.onDenied(new ApiKeyDeniedException(result.error, result.response), context);
     request.apiKey = result.context;
-    for (const [name, value] of Object.entries(result.headers)) response.setHeader(name, value);
-    response.once("finish", () => {
+    for (const name in result.headers) response.setHeader(name, result.headers[name] as string);
+    // `on`, not `once`: "finish" is emitted once, and `once` wraps the listener per request.
+    response.on("finish", () => {
       this.auth.record(result.context, {
         method: request.method,
         endpoint: this.routeTemplate(request),
         status: response.statusCode,
         startedAt,
-        ...(requirements.scopes ? { scopes: requirements.scopes } : {}),
+        scopes: requirements.scopes,
         request: httpRequest,
       });
     });

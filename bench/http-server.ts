@@ -10,8 +10,9 @@
  *
  * Environment: BENCH_DATABASE_URL and BENCH_PG_SCHEMA (an existing, empty schema) for the variants
  * on PostgreSQL; BENCH_REDIS_URL and BENCH_REDIS_PREFIX for `flux-redis`. Diagnostics:
- * BENCH_FLUX_USAGE=off, BENCH_FLUX_LIMITS=off, BENCH_PROFILE_DIR (see profileOnSignal). Prints one line of JSON
- * on stdout once listening: `{ "ready": true, "port": …, "key": "<secret or null>" }`.
+ * BENCH_FLUX_USAGE=off, BENCH_FLUX_LIMITS=off, BENCH_FLUX_DATABASE=postgres (the `flux` variant on
+ * PostgreSQL instead of PGlite), BENCH_PROFILE_DIR and BENCH_PROFILE_INTERVAL (µs, default 100; see
+ * profileOnSignal). Prints one line of JSON on stdout once listening: `{ "ready": true, "port": …, "key": "<secret or null>" }`.
  * SIGTERM closes the server and Flux (flushing usage) and exits.
  */
 import "reflect-metadata";

@@ -13,7 +13,7 @@ import {
   REDIS_URL,
   uniqueName,
 } from "../../../test/support/services.js";
-import { createFlux, type Flux } from "../src/index.js";
+import { createFlux, type Flux, type Quota, type RateLimitWindow } from "../src/index.js";
 
 /** Counts writes to a client's socket: one write is one round trip of a pipeline. */
 function countWrites(redis: Redis): { count(): number; restore(): void } {
@@ -30,6 +30,18 @@ function countWrites(redis: Redis): { count(): number; restore(): void } {
       stream.write = original;
     },
   };
+}
+
+/** A key of a fresh org on a plan named `id` with these limits. */
+async function keyOnPlan(
+  flux: Flux,
+  id: string,
+  rateLimits: RateLimitWindow[],
+  quota?: Quota,
+): Promise<string> {
+  await flux.plans.upsert({ id, name: id, rateLimits, ...(quota ? { quota } : {}) });
+  await flux.orgs.create({ id: `${id}-org`, name: id, planId: id });
+  return (await flux.keys.create().forOrg(`${id}-org`).issue()).secret;
 }
 
 describe.skipIf(!hasRedis)("limits on Redis", () => {
@@ -50,18 +62,16 @@ describe.skipIf(!hasRedis)("limits on Redis", () => {
   });
 
   it("costs one round trip per request for three windows and a quota", async () => {
-    await flux.plans.upsert({
-      id: "rt",
-      name: "rt",
-      rateLimits: [
+    const secret = await keyOnPlan(
+      flux,
+      "rt",
+      [
         { name: "burst", limit: 10, window: "1s" },
         { name: "sustained", limit: 1000, window: "1h" },
         { name: "org", limit: 5000, window: "1d", per: "org" },
       ],
-      quota: { limit: 100, period: "day" },
-    });
-    await flux.orgs.create({ id: "rt-org", name: "rt", planId: "rt" });
-    const { secret } = await flux.keys.create().forOrg("rt-org").issue();
+      { limit: 100, period: "day" },
+    );
     // Warm: the key record is cached and the Lua script is loaded.
     await flux.keys.verify(secret);
     await flux.keys.verify(secret);
@@ -83,17 +93,15 @@ describe.skipIf(!hasRedis)("limits on Redis", () => {
   });
 
   it("shares store calls between concurrent requests of a hot key", async () => {
-    await flux.plans.upsert({
-      id: "busy",
-      name: "busy",
-      rateLimits: [
+    const secret = await keyOnPlan(
+      flux,
+      "busy",
+      [
         { name: "minute", limit: 100_000, window: "1m" },
         { name: "hour", limit: 1_000_000, window: "1h" },
       ],
-      quota: { limit: 10_000_000, period: "day" },
-    });
-    await flux.orgs.create({ id: "busy-org", name: "busy", planId: "busy" });
-    const { secret } = await flux.keys.create().forOrg("busy-org").issue();
+      { limit: 10_000_000, period: "day" },
+    );
     await flux.keys.verify(secret); // cached, script loaded
     const calls = async () => {
       const stats = (await inspector.info("commandstats")).split("cmdstat_evalsha:")[1] ?? "";
@@ -115,17 +123,15 @@ describe.skipIf(!hasRedis)("limits on Redis", () => {
   });
 
   it("answers shared calls exactly as if the requests had been counted one by one", async () => {
-    await flux.plans.upsert({
-      id: "hot",
-      name: "hot",
-      rateLimits: [
+    const secret = await keyOnPlan(
+      flux,
+      "hot",
+      [
         { name: "minute", limit: 150, window: "1m" },
         { name: "hour", limit: 1000, window: "1h" },
       ],
-      quota: { limit: 5000, period: "day" },
-    });
-    await flux.orgs.create({ id: "hot-org", name: "hot", planId: "hot" });
-    const { secret } = await flux.keys.create().forOrg("hot-org").issue();
+      { limit: 5000, period: "day" },
+    );
     await flux.keys.verify(secret); // 149 left in the minute window
     const costs = Array.from({ length: 300 }, (_, i) => 1 + (i % 3)); // 1, 2, 3, 1, 2, 3…
     const results = await Promise.all(costs.map((cost) => flux.keys.check(secret, { cost })));
@@ -148,13 +154,7 @@ describe.skipIf(!hasRedis)("limits on Redis", () => {
   });
 
   it("answers an exhausted window from the process without a round trip", async () => {
-    await flux.plans.upsert({
-      id: "tiny",
-      name: "tiny",
-      rateLimits: [{ name: "rpm", limit: 2, window: "1m" }],
-    });
-    await flux.orgs.create({ id: "tiny-org", name: "tiny", planId: "tiny" });
-    const { secret } = await flux.keys.create().forOrg("tiny-org").issue();
+    const secret = await keyOnPlan(flux, "tiny", [{ name: "rpm", limit: 2, window: "1m" }]);
     await flux.keys.verify(secret);
     await flux.keys.verify(secret);
     expect((await flux.keys.check(secret)).valid).toBe(false);

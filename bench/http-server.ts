@@ -216,7 +216,9 @@ async function profileOnSignal(dir: string, name: string): Promise<void> {
   const session = new Session();
   session.connect();
   await session.post("Profiler.enable");
-  await session.post("Profiler.setSamplingInterval", { interval: Number(process.env.BENCH_PROFILE_INTERVAL ?? 100) });
+  await session.post("Profiler.setSamplingInterval", {
+    interval: Number(process.env.BENCH_PROFILE_INTERVAL ?? 100),
+  });
   let profiling = false;
   let count = 0;
   process.on("SIGUSR2", () => {

@@ -56,6 +56,8 @@ export interface FluxKeysPluginOptions extends HttpAuthOptions {
 
 interface Pending {
   context: KeyContext;
+  /** The route template (read once: `request.routeOptions` builds a new object per read). */
+  endpoint: string | undefined;
   startedAt: number;
   scopes: readonly string[] | undefined;
   request: HttpRequestLike;
@@ -94,7 +96,8 @@ const plugin: FastifyPluginAsync<FluxKeysPluginOptions> = async (fastify, option
 
   // Callback-style hooks: Fastify calls them without a promise per hook per request.
   fastify.addHook("onRequest", (request, reply, done) => {
-    const config = request.routeOptions.config as RouteConfig | undefined;
+    const routeOptions = request.routeOptions;
+    const config = routeOptions.config as RouteConfig | undefined;
     // Resolved in onRoute; routes registered before the plugin are resolved here.
     const route = config?.[kRoute] ?? resolve(config?.apiKey);
     if (route.public === true) return done();
@@ -105,21 +108,26 @@ const plugin: FastifyPluginAsync<FluxKeysPluginOptions> = async (fastify, option
       headers: request.headers,
       remoteAddress: request.socket.remoteAddress,
     };
-    auth.authenticate(httpRequest, route).then((result) => {
-      if (!result.ok) {
-        (request as StatefulRequest)[kDenial] = result;
-        return done(new FluxKeysError(result.error, result.response));
-      }
-      request.apiKey = result.context;
-      (request as StatefulRequest)[kPending] = {
-        context: result.context,
-        startedAt,
-        scopes: route.scopes,
-        request: httpRequest,
-      };
-      reply.headers(result.headers);
-      done();
-    }, done);
+    auth
+      .authenticate(httpRequest, route)
+      .then((result) => {
+        if (!result.ok) {
+          (request as StatefulRequest)[kDenial] = result;
+          return done(new FluxKeysError(result.error, result.response));
+        }
+        request.apiKey = result.context;
+        (request as StatefulRequest)[kPending] = {
+          context: result.context,
+          endpoint: routeOptions.url,
+          startedAt,
+          scopes: route.scopes,
+          request: httpRequest,
+        };
+        reply.headers(result.headers);
+        done();
+      })
+      // Anything thrown on the way reaches Fastify's error handling, as from an async hook.
+      .catch(done);
   });
 
   // Left to Fastify's default error handler, a denial becomes problem details; an app's own
@@ -146,7 +154,7 @@ const plugin: FastifyPluginAsync<FluxKeysPluginOptions> = async (fastify, option
     if (entry !== null) {
       auth.record(entry.context, {
         method: request.method,
-        endpoint: request.routeOptions.url,
+        endpoint: entry.endpoint,
         status: reply.statusCode,
         startedAt: entry.startedAt,
         scopes: entry.scopes,

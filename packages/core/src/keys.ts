@@ -29,7 +29,15 @@ import type { Runtime } from "./runtime.js";
 import { SYSTEM_ACTOR } from "./runtime.js";
 import { assertWithinPlan, normalizeScopes, requirementError, scopeCovers } from "./scopes.js";
 import type { Actor, ApiKeyInfo, KeyContext, KeyStatus, Page, Quota, RateLimitWindow } from "./types.js";
-import { displayName, metadataSchema, parseInput, quotaSchema, rateLimitsSchema } from "./validation.js";
+import {
+  displayName,
+  ID_PATTERN,
+  idOrNotFound,
+  metadataSchema,
+  parseInput,
+  quotaSchema,
+  rateLimitsSchema,
+} from "./validation.js";
 
 export interface VerifyOptions {
   /** Units this request consumes from the key's limits and quota. `0` only reads. @default 1 */
@@ -140,16 +148,9 @@ const WRONG_ENVIRONMENT = Object.freeze({
   ),
 });
 
-/**
- * Ids are generated (`key_` + base62) and never hold anything else: other input (NUL, which
- * PostgreSQL refuses in text, or 10 KB of noise) is an unknown id, answered without a query.
- */
-const KEY_ID_PATTERN = /^[A-Za-z0-9_.:-]{1,128}$/;
-
+/** Key ids are generated (`key_` + base62); anything else is an unknown key, without a query. */
 function keyIdOrNotFound(id: unknown): string {
-  const value = String(id);
-  if (!KEY_ID_PATTERN.test(value)) throw new FluxError("not_found", { detail: "No such key." });
-  return value;
+  return idOrNotFound(id, "No such key.");
 }
 
 const changesSchema = z
@@ -742,7 +743,7 @@ function encodeCursor(createdAt: Date, id: string): string {
 
 function decodeCursor(cursor: string): { createdAt: Date; id: string } {
   const [ms, id] = Buffer.from(String(cursor), "base64url").toString("utf8").split("|");
-  if (!ms || !id || !/^\d{1,15}$/.test(ms) || !KEY_ID_PATTERN.test(id)) {
+  if (!ms || !id || !/^\d{1,15}$/.test(ms) || !ID_PATTERN.test(id)) {
     throw new FluxError("invalid_request", { detail: "cursor is not valid." });
   }
   return { createdAt: new Date(Number(ms)), id };

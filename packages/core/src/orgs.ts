@@ -7,7 +7,14 @@ import { randomId } from "./key-format.js";
 import type { Runtime } from "./runtime.js";
 import { SYSTEM_ACTOR } from "./runtime.js";
 import type { Actor, EntitlementOverride, Org, Page } from "./types.js";
-import { displayName, identifier, metadataSchema, parseInput } from "./validation.js";
+import {
+  displayName,
+  ID_PATTERN,
+  identifier,
+  idOrNotFound,
+  metadataSchema,
+  parseInput,
+} from "./validation.js";
 
 const createSchema = z
   .object({
@@ -80,7 +87,8 @@ export class Orgs {
   }
 
   async get(id: string): Promise<Org> {
-    const row = await guard(() => this.rt.prisma.org.findUnique({ where: { id } }));
+    const orgId = idOrNotFound(id, "No such org.");
+    const row = await guard(() => this.rt.prisma.org.findUnique({ where: { id: orgId } }));
     if (row === null) throw new FluxError("not_found", { detail: "No such org." });
     return toOrg(row);
   }
@@ -88,6 +96,9 @@ export class Orgs {
   /** Orgs by id, `limit` per page (default 50, at most 500). */
   async list(query: { cursor?: string | null; limit?: number; planId?: string } = {}): Promise<Page<Org>> {
     const limit = Math.min(Math.max(query.limit ?? 50, 1), 500);
+    // A plan id or cursor that cannot be an id matches no org (and never reaches the database).
+    const impossible = (value: string | null | undefined) => !!value && !ID_PATTERN.test(String(value));
+    if (impossible(query.planId) || impossible(query.cursor)) return { items: [], nextCursor: null };
     const rows = await guard(() =>
       this.rt.prisma.org.findMany({
         where: {
@@ -108,6 +119,7 @@ export class Orgs {
     changes: { name?: string; planId?: string | null; metadata?: Record<string, unknown> },
     options: { actor?: Actor } = {},
   ): Promise<Org> {
+    idOrNotFound(id, "No such org.");
     const parsed = parseInput(updateSchema, changes, "changes");
     const row = await guard(() =>
       this.rt.prisma.$transaction(async (tx) => {
@@ -152,6 +164,7 @@ export class Orgs {
     value: { granted: boolean; expiresAt?: Date | null },
     options: { actor?: Actor } = {},
   ): Promise<EntitlementOverride> {
+    idOrNotFound(orgId, "No such org.");
     const entitlement = parseInput(identifier, name, "name");
     const parsed = parseInput(entitlementSchema, value, "entitlement");
     const row = await guard(() =>

@@ -7,7 +7,14 @@ import type { Runtime } from "./runtime.js";
 import { SYSTEM_ACTOR } from "./runtime.js";
 import { normalizeScopes } from "./scopes.js";
 import type { Actor, Plan, PlanInput, Quota, RateLimitWindow } from "./types.js";
-import { displayName, identifier, parseInput, quotaSchema, rateLimitsSchema } from "./validation.js";
+import {
+  displayName,
+  identifier,
+  idOrNotFound,
+  parseInput,
+  quotaSchema,
+  rateLimitsSchema,
+} from "./validation.js";
 
 const planSchema = z
   .object({
@@ -70,7 +77,8 @@ export class Plans {
   }
 
   async get(id: string): Promise<Plan> {
-    const row = await guard(() => this.rt.prisma.plan.findUnique({ where: { id } }));
+    const planId = idOrNotFound(id, "No such plan.");
+    const row = await guard(() => this.rt.prisma.plan.findUnique({ where: { id: planId } }));
     if (row === null) throw new FluxError("not_found", { detail: "No such plan." });
     return toPlan(row);
   }

@@ -11,6 +11,19 @@ export const identifier = z
   .regex(/^[A-Za-z0-9_.:-]+$/, "letters, digits, _ . : -");
 export const displayName = z.string().trim().min(1).max(200);
 
+/** The `identifier` rule as a plain test, for ids looked up on every call. */
+export const ID_PATTERN = /^[A-Za-z0-9_.:-]{1,128}$/;
+
+/**
+ * Ids are identifiers and never hold anything else: other input (NUL, which PostgreSQL refuses in
+ * text, or 10 KB of noise) is an unknown id, answered `not_found` without a query.
+ */
+export function idOrNotFound(id: unknown, detail: string): string {
+  const value = String(id);
+  if (!ID_PATTERN.test(value)) throw new FluxError("not_found", { detail });
+  return value;
+}
+
 export const rateLimitWindowSchema = z
   .object({
     name: z

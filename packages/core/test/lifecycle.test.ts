@@ -399,6 +399,15 @@ describe.each(STORES)("key lifecycle on $name", (store) => {
     expect((await flux.orgs.get(org.id)).planId).toBe("pro");
     expect((await flux.plans.get("free")).name).toBe("Free");
     await expectCode(flux.orgs.get("missing"), "not_found");
+    // Ids that cannot exist (NUL, which PostgreSQL refuses in text; noise) are unknown, not 503.
+    for (const impossible of ["a\u0000b", "x".repeat(10_000), "bad id!"]) {
+      await expectCode(flux.orgs.get(impossible), "not_found");
+      await expectCode(flux.orgs.update(impossible, { name: "x" }), "not_found");
+      await expectCode(flux.orgs.setEntitlement(impossible, "sso", { granted: true }), "not_found");
+      await expectCode(flux.plans.get(impossible), "not_found");
+      expect(await flux.orgs.list({ planId: impossible })).toEqual({ items: [], nextCursor: null });
+      expect(await flux.orgs.list({ cursor: impossible })).toEqual({ items: [], nextCursor: null });
+    }
     await expectCode(flux.orgs.create({ id: org.id, name: "dup" }), "key_conflict");
     await expectCode(flux.orgs.update(org.id, { planId: "missing-plan" }), "not_found");
     await expectCode(flux.plans.upsert({ id: "bad id!", name: "x" }), "invalid_request");

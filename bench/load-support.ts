@@ -7,9 +7,9 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
-import { createServer } from "node:net";
 import { loadavg } from "node:os";
 import { dirname, join } from "node:path";
+import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
@@ -80,16 +80,8 @@ export async function quietMachine(phase: string, max = 3, maxWaitMs = 180_000):
   return load;
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === "object" && address ? address.port : 0));
-    });
-  });
-}
+/** A free loopback port (the fault tests' helper). */
+export { freePort } from "../test/support/faults-services.js";
 
 /** Resident set size of a process in KiB (VmRSS), or NaN once it is gone. */
 export function rssKb(pid: number): number {
@@ -278,4 +270,58 @@ export class AppProcess {
     this.unregister();
     return code;
   }
+}
+
+/**
+ * Fills a migrated schema's `flux_usage_minutes` with `keys` × `perKey` buckets in time order (as
+ * traffic arrives: 60 days from `start`), loaded without the indexes, which are then built as the
+ * migration defines them. `orgOf` is the SQL of a key's org from `k`, the key's number.
+ */
+export async function loadUsageMinutes(
+  admin: pg.Client,
+  schema: string,
+  load: {
+    keyPrefix: string;
+    keys: number;
+    perKey: number;
+    start: string;
+    orgOf: string;
+    maintenanceWorkMem?: string;
+  },
+): Promise<{ rows: number; size: string; insertMs: number; indexMs: number }> {
+  const t = (name: string) => `"${schema}"."${name}"`;
+  const started = performance.now();
+  await admin.query(`DROP INDEX ${t("flux_usage_minutes_org_id_at_idx")}, ${t("flux_usage_minutes_at_idx")}`);
+  await admin.query(`ALTER TABLE ${t("flux_usage_minutes")} DROP CONSTRAINT "flux_usage_minutes_pkey"`);
+  if (load.maintenanceWorkMem) await admin.query(`SET maintenance_work_mem = '${load.maintenanceWorkMem}'`);
+  await admin.query(`
+    INSERT INTO ${t("flux_usage_minutes")}
+      ("key_id", "at", "method", "endpoint", "status_class", "org_id", "count", "latency_sum", "latency_max")
+    SELECT '${load.keyPrefix}' || k,
+           TIMESTAMPTZ '${load.start}' + ((j * 86400 / ${load.perKey}) * INTERVAL '1 minute'),
+           (ARRAY['GET', 'POST', 'PUT', 'DELETE'])[1 + j % 4],
+           '/v1/resource_' || (j % 20) || '/:id',
+           CASE WHEN j % 10 = 0 THEN 5 WHEN j % 7 = 0 THEN 4 ELSE 2 END,
+           ${load.orgOf},
+           1 + j % 50, (1 + j % 50) * 12.5, 40
+    FROM generate_series(0, ${load.perKey - 1}) AS j, generate_series(0, ${load.keys - 1}) AS k`);
+  const loaded = performance.now();
+  await admin.query(
+    `ALTER TABLE ${t("flux_usage_minutes")} ADD CONSTRAINT "flux_usage_minutes_pkey" PRIMARY KEY ("key_id", "at", "method", "endpoint", "status_class")`,
+  );
+  await admin.query(
+    `CREATE INDEX "flux_usage_minutes_org_id_at_idx" ON ${t("flux_usage_minutes")}("org_id", "at")`,
+  );
+  await admin.query(`CREATE INDEX "flux_usage_minutes_at_idx" ON ${t("flux_usage_minutes")}("at")`);
+  await admin.query(`VACUUM ANALYZE ${t("flux_usage_minutes")}`);
+  const indexed = performance.now();
+  const size = await admin.query(
+    `SELECT count(*)::int AS n, pg_size_pretty(pg_total_relation_size('${t("flux_usage_minutes")}')) AS size FROM ${t("flux_usage_minutes")}`,
+  );
+  return {
+    rows: size.rows[0].n,
+    size: size.rows[0].size,
+    insertMs: loaded - started,
+    indexMs: indexed - loaded,
+  };
 }

@@ -27,7 +27,14 @@ import {
   type UsageQuery,
 } from "@flux-keys/core";
 import { displayParts, generateKey } from "../packages/core/src/key-format.js";
-import { type BenchSchema, DATABASE_URL, freshSchema, percentile, quietMachine } from "./load-support.js";
+import {
+  type BenchSchema,
+  DATABASE_URL,
+  freshSchema,
+  loadUsageMinutes,
+  percentile,
+  quietMachine,
+} from "./load-support.js";
 
 const KEYS = Number(process.env.BENCH_SCALE_KEYS ?? 1_000_000);
 const ORGS = 10_000;
@@ -296,39 +303,17 @@ async function portalKeys(flux: Flux): Promise<void> {
 }
 
 async function loadUsage(schema: BenchSchema, now: number): Promise<void> {
-  const { admin } = schema;
-  const t = (name: string) => `"${schema.name}"."${name}"`;
-  const started = performance.now();
-  await admin.query(`DROP INDEX ${t("flux_usage_minutes_org_id_at_idx")}, ${t("flux_usage_minutes_at_idx")}`);
-  await admin.query(`ALTER TABLE ${t("flux_usage_minutes")} DROP CONSTRAINT "flux_usage_minutes_pkey"`);
-  // Time order, as traffic arrives: the last 60 days, one bucket per key every ~86 minutes.
-  // 100 keys (1% of the rows) belong to org_0; the other 9,900 to 2,000 orgs of about 5 keys.
-  const start = new Date(Math.floor(now / 3_600_000) * 3_600_000 - 60 * DAY).toISOString();
-  await admin.query(`
-    INSERT INTO ${t("flux_usage_minutes")}
-      ("key_id", "at", "method", "endpoint", "status_class", "org_id", "count", "latency_sum", "latency_max")
-    SELECT 'key_s' || k,
-           TIMESTAMPTZ '${start}' + ((j * 86400 / ${PER_KEY}) * INTERVAL '1 minute'),
-           (ARRAY['GET', 'POST', 'PUT', 'DELETE'])[1 + j % 4],
-           '/v1/resource_' || (j % 20) || '/:id',
-           CASE WHEN j % 10 = 0 THEN 5 WHEN j % 7 = 0 THEN 4 ELSE 2 END,
-           CASE WHEN k < 100 THEN 'org_0' ELSE 'org_' || (${BIG_ORGS} + k % 2000) END,
-           1 + j % 50, (1 + j % 50) * 12.5, 40
-    FROM generate_series(0, ${PER_KEY - 1}) AS j, generate_series(0, ${USAGE_KEYS - 1}) AS k`);
-  const loaded = performance.now();
-  await admin.query(
-    `ALTER TABLE ${t("flux_usage_minutes")} ADD CONSTRAINT "flux_usage_minutes_pkey" PRIMARY KEY ("key_id", "at", "method", "endpoint", "status_class")`,
-  );
-  await admin.query(
-    `CREATE INDEX "flux_usage_minutes_org_id_at_idx" ON ${t("flux_usage_minutes")}("org_id", "at")`,
-  );
-  await admin.query(`CREATE INDEX "flux_usage_minutes_at_idx" ON ${t("flux_usage_minutes")}("at")`);
-  await admin.query(`VACUUM ANALYZE ${t("flux_usage_minutes")}`);
-  const size = await admin.query(
-    `SELECT count(*)::int AS n, pg_size_pretty(pg_total_relation_size('${t("flux_usage_minutes")}')) AS size FROM ${t("flux_usage_minutes")}`,
-  );
+  // The last 60 days, one bucket per key every ~86 minutes. 100 keys (1% of the rows) belong to
+  // org_0; the other 9,900 to 2,000 orgs of about 5 keys.
+  const loaded = await loadUsageMinutes(schema.admin, schema.name, {
+    keyPrefix: "key_s",
+    keys: USAGE_KEYS,
+    perKey: PER_KEY,
+    start: new Date(Math.floor(now / 3_600_000) * 3_600_000 - 60 * DAY).toISOString(),
+    orgOf: `CASE WHEN k < 100 THEN 'org_0' ELSE 'org_' || (${BIG_ORGS} + k % 2000) END`,
+  });
   console.log(
-    `usage: ${size.rows[0].n.toLocaleString("en")} minute buckets (${size.rows[0].size} with indexes); insert ${((loaded - started) / 1000).toFixed(0)} s, keys + indexes + analyze ${((performance.now() - loaded) / 1000).toFixed(0)} s`,
+    `usage: ${loaded.rows.toLocaleString("en")} minute buckets (${loaded.size} with indexes); insert ${(loaded.insertMs / 1000).toFixed(0)} s, keys + indexes + analyze ${(loaded.indexMs / 1000).toFixed(0)} s`,
   );
 }
 

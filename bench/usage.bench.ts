@@ -14,6 +14,7 @@ import { randomBytes } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { createFlux, type Flux, type UsageQuery } from "@flux-keys/core";
 import pg from "pg";
+import { loadUsageMinutes } from "./load-support.js";
 
 const DATABASE_URL = process.env.BENCH_DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test";
 const ROWS = Number(process.env.BENCH_USAGE_ROWS ?? 10_000_000);
@@ -133,42 +134,18 @@ async function bigTableQuery(admin: pg.Client): Promise<void> {
   let flux: Flux | undefined;
   try {
     flux = await createFlux({ database: { url: DATABASE_URL, schema, poolSize: 4 }, redis: null });
-    const t = (name: string) => `"${schema}"."${name}"`;
-    const load = performance.now();
-    // Loaded without the secondary indexes, which are then built as the migration defines them.
-    await admin.query(
-      `DROP INDEX ${t("flux_usage_minutes_org_id_at_idx")}, ${t("flux_usage_minutes_at_idx")}`,
-    );
-    await admin.query(`ALTER TABLE ${t("flux_usage_minutes")} DROP CONSTRAINT "flux_usage_minutes_pkey"`);
-    // Time order, as real traffic arrives: 60 days of minutes; 5,000 keys; 50 keys belong to one
-    // big org (1% of the rows), the others to 1,000 orgs of about 5 keys.
-    await admin.query(`SET maintenance_work_mem = '512MB'`);
-    await admin.query(`
-      INSERT INTO ${t("flux_usage_minutes")}
-        ("key_id", "at", "method", "endpoint", "status_class", "org_id", "count", "latency_sum", "latency_max")
-      SELECT 'key_' || k,
-             TIMESTAMPTZ '2026-01-01 00:00:00+00' + ((j * 86400 / ${PER_KEY}) * INTERVAL '1 minute'),
-             (ARRAY['GET', 'POST', 'PUT', 'DELETE'])[1 + j % 4],
-             '/v1/resource_' || (j % 20) || '/:id',
-             CASE WHEN j % 10 = 0 THEN 5 WHEN j % 7 = 0 THEN 4 ELSE 2 END,
-             CASE WHEN k < 50 THEN 'org_big' ELSE 'org_' || (k % 1000) END,
-             1 + j % 50, (1 + j % 50) * 12.5, 40
-      FROM generate_series(0, ${PER_KEY - 1}) AS j, generate_series(0, ${KEYS - 1}) AS k`);
-    const loaded = performance.now();
-    await admin.query(
-      `ALTER TABLE ${t("flux_usage_minutes")} ADD CONSTRAINT "flux_usage_minutes_pkey" PRIMARY KEY ("key_id", "at", "method", "endpoint", "status_class")`,
-    );
-    await admin.query(
-      `CREATE INDEX "flux_usage_minutes_org_id_at_idx" ON ${t("flux_usage_minutes")}("org_id", "at")`,
-    );
-    await admin.query(`CREATE INDEX "flux_usage_minutes_at_idx" ON ${t("flux_usage_minutes")}("at")`);
-    await admin.query(`VACUUM ANALYZE ${t("flux_usage_minutes")}`);
-    const indexed = performance.now();
-    const size = await admin.query(
-      `SELECT count(*)::int AS n, pg_size_pretty(pg_total_relation_size('${t("flux_usage_minutes")}')) AS size FROM ${t("flux_usage_minutes")}`,
-    );
+    // 60 days of minutes; 5,000 keys; 50 keys belong to one big org (1% of the rows), the others
+    // to 1,000 orgs of about 5 keys.
+    const loaded = await loadUsageMinutes(admin, schema, {
+      keyPrefix: "key_",
+      keys: KEYS,
+      perKey: PER_KEY,
+      start: "2026-01-01 00:00:00+00",
+      orgOf: "CASE WHEN k < 50 THEN 'org_big' ELSE 'org_' || (k % 1000) END",
+      maintenanceWorkMem: "512MB",
+    });
     console.log(
-      `loaded ${size.rows[0].n.toLocaleString("en")} minute buckets (${size.rows[0].size} with indexes): insert ${((loaded - load) / 1000).toFixed(0)} s, keys + indexes + analyze ${((indexed - loaded) / 1000).toFixed(0)} s`,
+      `loaded ${loaded.rows.toLocaleString("en")} minute buckets (${loaded.size} with indexes): insert ${(loaded.insertMs / 1000).toFixed(0)} s, keys + indexes + analyze ${(loaded.indexMs / 1000).toFixed(0)} s`,
     );
 
     const from = new Date(BASE + 15 * DAY);
@@ -206,7 +183,7 @@ async function bigTableQuery(admin: pg.Client): Promise<void> {
     console.log(`top 10 endpoints of org_big over 30 days: ${(performance.now() - top).toFixed(1)} ms`);
 
     const plan = await admin.query(
-      `EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) SELECT sum("count") FROM ${t("flux_usage_minutes")}
+      `EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) SELECT sum("count") FROM "${schema}"."flux_usage_minutes"
        WHERE "org_id" = 'org_7' AND "at" >= $1 AND "at" < $2`,
       [from, to],
     );

@@ -51,6 +51,8 @@ interface BoundWindow {
   counter: string;
   /** The key as the limiter stores it (for its in-process block list). */
   storedKey: string;
+  /** Its queue in `inFlight` (Redis): the limit and the counter. */
+  flight: string;
 }
 
 interface BoundQuota {
@@ -272,10 +274,11 @@ export class Limits {
     const pending: Array<Promise<Outcome>> = new Array(count + (quota === null ? 0 : 1));
     for (let i = 0; i < count; i++) {
       const window = windows[i] as BoundWindow;
-      pending[i] = this.counted(window.limiter, window.counter, window.limit, cost, undefined);
+      pending[i] = this.counted(window.flight, window.limiter, window.counter, window.limit, cost, undefined);
     }
     if (quota !== null) {
-      pending[count] = this.counted(quota.limiter, quotaCounter, quota.limit, cost, quotaOptions);
+      const flight = flightId(quota.limit, quotaCounter);
+      pending[count] = this.counted(flight, quota.limiter, quotaCounter, quota.limit, cost, quotaOptions);
     }
     const outcomes = await Promise.all(pending);
 
@@ -299,13 +302,13 @@ export class Limits {
    * costs one store call per round trip instead of one per request.
    */
   private counted(
+    id: string,
     limiter: Limiter,
     counter: string,
     limit: number,
     cost: number,
     options: { customDuration: number } | undefined,
   ): Promise<Outcome> {
-    const id = `${limit}\0${counter}`;
     const queue = this.inFlight.get(id);
     if (queue !== undefined) {
       return new Promise((resolve) => {
@@ -600,6 +603,7 @@ export class Limits {
         limiter,
         counter,
         storedKey: limiter.getKey(counter),
+        flight: flightId(spec.limit, counter),
       });
     }
     if (windows.length === 0 && quota === null) return null;
@@ -713,6 +717,11 @@ class InsuranceLimiter extends RateLimiterMemory {
     this.onUse();
     return super.consume(key, points, options);
   }
+}
+
+/** A shared counter's queue id: the same counter under another limit is another queue. */
+function flightId(limit: number, counter: string): string {
+  return `${limit}\0${counter}`;
 }
 
 interface Waiting {

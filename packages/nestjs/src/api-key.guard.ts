@@ -32,6 +32,12 @@ interface RawResponse {
   on(event: "finish", listener: () => void): void;
 }
 
+/** The platform's response: Express's (a raw response itself) or Fastify's reply (`raw` inside). */
+interface PlatformResponse extends RawResponse {
+  raw?: RawResponse;
+  headers?(values: Record<string, string>): unknown;
+}
+
 /**
  * Verifies the API key of every route it guards, unless the route or its controller is
  * `@Public()`. Route requirements come from `@Scopes`, `@Entitlement` and `@RateLimitCost`.
@@ -53,7 +59,8 @@ export class ApiKeyGuard implements CanActivate {
       request.apiKey ??= null;
       return true;
     }
-    const response = this.getRawResponse(context);
+    const platformResponse = context.switchToHttp().getResponse<PlatformResponse>();
+    const response = platformResponse.raw ?? platformResponse;
     const startedAt = performance.now();
     const httpRequest = {
       method: request.method,
@@ -64,7 +71,13 @@ export class ApiKeyGuard implements CanActivate {
     const result = await this.auth.authenticate(httpRequest, requirements);
     if (!result.ok) return this.onDenied(new ApiKeyDeniedException(result.error, result.response), context);
     request.apiKey = result.context;
-    for (const name in result.headers) response.setHeader(name, result.headers[name] as string);
+    if (platformResponse.raw !== undefined && platformResponse.headers !== undefined) {
+      // Fastify: through the reply, so that Fastify still writes all its headers in one writeHead
+      // (a header set on the raw response sends every other one through setHeader too).
+      platformResponse.headers(result.headers);
+    } else {
+      for (const name in result.headers) response.setHeader(name, result.headers[name] as string);
+    }
     // `on`, not `once`: "finish" is emitted once, and `once` wraps the listener per request.
     response.on("finish", () => {
       this.auth.record(result.context, {
@@ -114,11 +127,6 @@ export class ApiKeyGuard implements CanActivate {
 
   protected getRequest(context: ExecutionContext): PlatformRequest {
     return context.switchToHttp().getRequest<PlatformRequest>();
-  }
-
-  protected getRawResponse(context: ExecutionContext): RawResponse {
-    const response = context.switchToHttp().getResponse<{ raw?: RawResponse } & RawResponse>();
-    return response.raw ?? response;
   }
 
   /** Throws the denial (handled by ApiKeyExceptionFilter unless you catch it yourself). */

@@ -4,13 +4,18 @@
  * baselines (SHA-256 + a Prisma lookup per request; the same behind a Map). Not a test; numbers.
  *
  *   pnpm bench http [--quick] [--rounds=5] [--duration=6] [--warmup=3] [--connections=50]
- *                   [--only=express,fastify,nest-express,nest-fastify] [--no-pin]
+ *                   [--paced=0.25] [--only=express,fastify,nest-express,nest-fastify] [--no-pin]
  *
  * Each server (bench/http-server.ts) runs in its own process pinned to core 0 with `taskset`; this
  * process (autocannon's programmatic API, loopback only) pins itself to core 1. All the servers of
  * a framework are started together (idle ones cost nothing), checked, warmed up, then measured in
  * alternating rounds (bare, flux, …, the order rotated each round). Reported: the median of the
  * rounds, and the median of the per-round ratios to bare (variants of a round run back to back).
+ *
+ * Throughput and latency at saturation feed back on each other on a small VM (a slower server
+ * leaves the load generator idle, and waking it makes each write dearer), so each round also offers
+ * every variant the same fixed load, `--paced` × bare's req/s of that round (default 0.25; 0 skips
+ * it), and reports the server CPU per request there: the cost Flux Keys adds at equal load.
  *
  * Environment: BENCH_DATABASE_URL (PostgreSQL for the Redis and hand-rolled variants; one fresh
  * schema per server, dropped at the end), REDIS_URL, BENCH_SERVER_NODE_FLAGS (e.g. `--cpu-prof
@@ -57,6 +62,7 @@ const settings = {
   duration: numberFlag("duration", "BENCH_HTTP_DURATION", quick ? 3 : 6),
   warmup: numberFlag("warmup", "BENCH_HTTP_WARMUP", quick ? 1 : 3),
   connections: numberFlag("connections", "BENCH_HTTP_CONNECTIONS", 50),
+  paced: flag("paced") === "0" ? 0 : numberFlag("paced", "BENCH_HTTP_PACED", 0.25),
   pin: flag("no-pin") === undefined,
 };
 
@@ -296,7 +302,8 @@ function percentile(sorted: Float64Array, p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 }
 
-async function load(server: Server, seconds: number): Promise<Sample> {
+/** `rate`: requests per second offered in all (paced); without it, as fast as the server answers. */
+async function load(server: Server, seconds: number, rate?: number): Promise<Sample> {
   // Latencies to the microsecond (autocannon's own histogram keeps whole milliseconds).
   let latencies = new Float64Array(1 << 20);
   let count = 0;
@@ -313,6 +320,7 @@ async function load(server: Server, seconds: number): Promise<Sample> {
         connections: settings.connections,
         pipelining: 1,
         duration: seconds,
+        ...(rate === undefined ? {} : { overallRate: Math.max(1, Math.round(rate)) }),
         headers: server.key ? { authorization: `Bearer ${server.key}` } : {},
       },
       (error, result) => (error ? reject(error) : resolve(result)),
@@ -365,6 +373,8 @@ const fmt = (value: number, digits = 0) =>
 interface Row {
   variant: Variant;
   samples: Sample[];
+  /** The same rounds at a fixed offered load (empty with `--paced=0`). */
+  paced: Sample[];
 }
 
 function targetOf(group: Group, variant: Variant): { rps?: number; p99?: number } {
@@ -376,6 +386,7 @@ function targetOf(group: Group, variant: Variant): { rps?: number; p99?: number 
 function report(group: Group, rows: Row[]): string {
   const bare = rows.find((row) => row.variant === "bare")!;
   const bareCpu = median(bare.samples.map((s) => s.cpuPerRequest));
+  const pacedLines: string[] = [];
   const lines = [
     `### ${group.framework}`,
     "",
@@ -404,6 +415,7 @@ function report(group: Group, rows: Row[]): string {
       goals.push(`p99 ≤ ${target.p99}×`);
       verdicts.push(p99Ratio <= target.p99 ? "pass" : "FAIL");
     }
+    if (row.paced.length > 0) pacedLines.push(pacedRow(row, bare));
     const reference = REFERENCE[row.variant];
     if (reference !== undefined) goals.push(`(issue: ~${reference})`);
     lines.push(
@@ -416,7 +428,30 @@ function report(group: Group, rows: Row[]): string {
       )}% |`,
     );
   }
+  if (pacedLines.length > 0) {
+    lines.push(
+      "",
+      `At a fixed offered load (${fmt(settings.paced * 100)}% of bare's req/s in each round, the same for every variant; autocannon paces in bursts, so latency here grows with the cost per request):`,
+      "",
+      "| variant | offered req/s | served req/s | p50 | p99 | p99 ratio | server CPU | CPU/req | CPU/req added |",
+      "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+      ...pacedLines,
+    );
+  }
   return lines.join("\n");
+}
+
+function pacedRow(row: Row, bare: Row): string {
+  const p99Ratio = median(row.paced.map((s, i) => s.p99 / bare.paced[i]!.p99));
+  const cpu = median(row.paced.map((s) => s.cpuPerRequest));
+  const added = median(row.paced.map((s, i) => s.cpuPerRequest - bare.paced[i]!.cpuPerRequest));
+  const offered = median(bare.samples.map((s) => s.rps * settings.paced));
+  return `| ${row.variant} | ${fmt(offered)} | ${fmt(median(row.paced.map((s) => s.rps)))} | ${fmt(
+    median(row.paced.map((s) => s.p50)),
+    2,
+  )} ms | ${fmt(median(row.paced.map((s) => s.p99)), 2)} ms | ${fmt(p99Ratio, 2)}× | ${fmt(
+    median(row.paced.map((s) => s.serverCpu)) * 100,
+  )}% | ${fmt(cpu)} µs | ${row.variant === "bare" ? "—" : `+${fmt(added)} µs`} |`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -465,6 +500,7 @@ try {
     }
     for (const server of servers) await load(server, settings.warmup);
     const samples = new Map<Variant, Sample[]>(variants.map((variant) => [variant, []]));
+    const paced = new Map<Variant, Sample[]>(variants.map((variant) => [variant, []]));
     for (let round = 0; round < settings.rounds; round++) {
       const order = servers.map((_, i) => servers[(i + round) % servers.length]!);
       for (const server of order) {
@@ -478,6 +514,18 @@ try {
           )}% (${fmt(sample.cpuPerRequest)} µs/req)  load gen. CPU ${fmt(sample.generatorCpu * 100)}%  loadavg ${sample.load.toFixed(2)}`,
         );
       }
+      if (settings.paced > 0) {
+        const rate = samples.get("bare")![round]!.rps * settings.paced;
+        for (const server of order) {
+          const sample = await load(server, settings.duration, rate);
+          paced.get(server.variant)!.push(sample);
+          console.log(
+            `  ${group.framework} round ${round + 1} ${server.variant.padEnd(17)} paced at ${fmt(rate)} req/s: ${fmt(
+              sample.rps,
+            )} served, p50 ${fmt(sample.p50, 2)} ms, p99 ${fmt(sample.p99, 2)} ms`,
+          );
+        }
+      }
     }
     for (const server of servers) {
       await stopServer(server);
@@ -485,7 +533,7 @@ try {
     }
     const section = report(
       group,
-      variants.map((variant) => ({ variant, samples: samples.get(variant)! })),
+      variants.map((variant) => ({ variant, samples: samples.get(variant)!, paced: paced.get(variant)! })),
     );
     sections.push(section);
     console.log(`\n${section}\n`);

@@ -4,15 +4,17 @@ import { FluxError } from "./errors.js";
 
 const WINDOW_SHORTHAND = { "1s": 1, "1m": 60, "1h": 3600, "1d": 86400 } as const;
 
+/** Ids: 1 to 128 letters, digits, `_ . : -`. The schema and the plain test share one pattern. */
+const ID_CHARS = "A-Za-z0-9_.:-";
 export const identifier = z
   .string()
   .min(1)
   .max(128)
-  .regex(/^[A-Za-z0-9_.:-]+$/, "letters, digits, _ . : -");
+  .regex(new RegExp(`^[${ID_CHARS}]+$`), "letters, digits, _ . : -");
 export const displayName = z.string().trim().min(1).max(200);
 
 /** The `identifier` rule as a plain test, for ids looked up on every call. */
-export const ID_PATTERN = /^[A-Za-z0-9_.:-]{1,128}$/;
+export const ID_PATTERN = new RegExp(`^[${ID_CHARS}]{1,128}$`);
 
 /**
  * Ids are identifiers and never hold anything else: other input (NUL, which PostgreSQL refuses in

@@ -6,8 +6,8 @@
  * Stores: windows count in memory (RateLimiterMemory) or, when Redis is configured, in Redis
  * (RateLimiterRedis, one Lua call per window, all issued in the same tick so ioredis's
  * auto-pipelining sends them in one round trip; a hot counter has at most one call in flight and
- * the requests that arrive meanwhile share the next one, see `counted`). Quotas count durably: in Redis, or in the
- * database (RateLimiterPrisma, table flux_limit_counters) when there is no Redis.
+ * the requests that arrive meanwhile share the next one, see `counted`). Quotas count durably: in
+ * Redis, or in the database (RateLimiterPrisma, table flux_limit_counters) when there is no Redis.
  *
  * Windows are fixed windows anchored at the first request (the library's model): a key limited to
  * L per W seconds can pass at most 2L in any span of W seconds (L at the end of one window, L at
@@ -110,9 +110,9 @@ export class Limits {
   private readonly windowLimiters = new Map<string, Limiter>();
   private readonly quotaLimiters = new Map<number, Limiter>();
   private readonly preAuthLimiter: Limiter | null;
-  /** Addresses past the pre-auth limit, until their window resets (ms since epoch, real time). */
   /** Shared counters with a store call in flight, and the requests queued for the next one. */
   private readonly inFlight = new Map<string, CounterQueue>();
+  /** Addresses past the pre-auth limit, until their window resets (ms since epoch, real time). */
   private readonly refused = new LRUCache<string, number>({ max: 50_000, ttl: 60_000, ttlAutopurge: false });
   private readonly prefix: string;
   private readonly insured: boolean;

@@ -115,14 +115,20 @@ export class UsageRecorder {
     // two rows for the same primary key (an upsert cannot touch a row twice in one statement).
     // A key's calls mostly land in the bucket of its previous call: found without building the id.
     const last = this.lastOfKey.get(keyId);
-    const bucket =
+    let id: string | undefined;
+    let bucket: Bucket | undefined;
+    if (
       last !== undefined &&
       last.minute === minute &&
       last.statusClass === statusClass &&
       last.method === method &&
       last.endpoint === endpoint
-        ? last
-        : this.live.get(`${keyId}\0${minute}\0${method}\0${endpoint}\0${statusClass}`);
+    ) {
+      bucket = last;
+    } else {
+      id = `${keyId}\0${minute}\0${method}\0${endpoint}\0${statusClass}`;
+      bucket = this.live.get(id);
+    }
     if (bucket !== undefined) {
       if (bucket !== last) this.lastOfKey.set(keyId, bucket);
       bucket.count++;
@@ -146,7 +152,8 @@ export class UsageRecorder {
         latencyMax: latencyMs,
         lastAt: time,
       };
-      this.live.set(`${keyId}\0${minute}\0${method}\0${endpoint}\0${statusClass}`, created);
+      // Reached only through the lookup above, which built the id.
+      this.live.set(id as string, created);
       this.lastOfKey.set(keyId, created);
     }
     this.liveCalls++;

@@ -38,7 +38,15 @@ const SAMPLES: Array<{ model: string; data: Record<string, unknown>; where: Reco
   },
   {
     model: "Org",
-    data: { id: "o1", name: "Org", planId: "p1", metadata: { k: [1, "v"] }, createdAt: at, updatedAt: at },
+    data: {
+      id: "o1",
+      name: "Org",
+      planId: "p1",
+      metadata: { k: [1, "v"] },
+      stripeCustomerId: "cus_1",
+      createdAt: at,
+      updatedAt: at,
+    },
     where: { id: "o1" },
   },
   {
@@ -130,6 +138,41 @@ const SAMPLES: Array<{ model: string; data: Record<string, unknown>; where: Reco
       },
     },
   })),
+  {
+    model: "BillingState",
+    data: {
+      orgId: "o1",
+      provider: "stripe",
+      subscriptionId: "sub_1",
+      status: "past_due",
+      paidPlanId: "p1",
+      pastDueSince: at,
+      eventAt: at,
+      eventId: "evt_1",
+      updatedAt: at,
+    },
+    where: { orgId: "o1" },
+  },
+  {
+    model: "BillingEvent",
+    data: { id: "evt_1", provider: "stripe", type: "t", orgId: "o1", outcome: "applied", receivedAt: at },
+    where: { id: "evt_1" },
+  },
+  {
+    model: "MeterSend",
+    data: {
+      meter: "m",
+      orgId: "o1",
+      at,
+      seq: 2,
+      value: 12n,
+      identifier: "flux-m-o1-1",
+      customerId: "cus_1",
+      createdAt: at,
+      sentAt: at,
+    },
+    where: { identifier: "flux-m-o1-1" },
+  },
   { model: "UsageBatch", data: { id: "b1", appliedAt: at }, where: { id: "b1" } },
   { model: "LimitCounter", data: { key: "rl:q:k1:t", points: 7, expire: at }, where: { key: "rl:q:k1:t" } },
   {

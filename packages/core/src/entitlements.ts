@@ -37,3 +37,44 @@ export function effectiveEntitlements(
 export function checkForKey(context: Pick<KeyContext, "entitlements">, name: string): boolean {
   return context.entitlements.includes(name);
 }
+
+/** The attributes of a flag evaluation context (OpenFeature's `EvaluationContext` shape). */
+export type FlagContextValue = string | number | boolean | null | Date | FlagContextValue[];
+export interface FlagContext {
+  targetingKey?: string;
+  [attribute: string]: FlagContextValue | undefined;
+}
+
+/**
+ * What `entitlements.check` needs of a feature-flag client: an OpenFeature `Client` fits as is.
+ * The flag's value wins over the entitlement, which is the default when the flag is not defined.
+ */
+export interface EntitlementFlagClient {
+  getBooleanValue(flagKey: string, defaultValue: boolean, context?: FlagContext): Promise<boolean>;
+}
+
+export interface EntitlementCheckOptions {
+  /** Consult these flags too: a rollout or kill switch can grant or withhold. @default none */
+  flags?: EntitlementFlagClient;
+  /** The flag key of an entitlement. @default the entitlement's name */
+  flagKey?: (name: string) => string;
+}
+
+/**
+ * The evaluation context of a key: `targetingKey` is the org id; key id, key name, plan,
+ * environment, scopes and entitlements are attributes. Never the secret (the context has none).
+ */
+export function flagContextFor(
+  context: Pick<KeyContext, "orgId" | "keyId" | "name" | "plan" | "environment" | "scopes" | "entitlements">,
+): FlagContext {
+  return {
+    targetingKey: context.orgId,
+    orgId: context.orgId,
+    keyId: context.keyId,
+    keyName: context.name,
+    plan: context.plan?.id ?? null,
+    environment: context.environment,
+    scopes: [...context.scopes],
+    entitlements: [...context.entitlements],
+  };
+}

@@ -4,8 +4,9 @@
  */
 import { Redis } from "ioredis";
 import { AuditLog } from "./audit.js";
+import { type Billing, createBilling } from "./billing/billing.js";
 import { type Database, guard, openDatabase } from "./database.js";
-import { checkForKey } from "./entitlements.js";
+import { checkForKey, type EntitlementCheckOptions, flagContextFor } from "./entitlements.js";
 import { FluxConfigError, FluxError } from "./errors.js";
 import type { LifecycleEventType, LifecycleHandler } from "./events/event-types.js";
 import { Events } from "./events/events.js";
@@ -34,10 +35,18 @@ export interface Flux {
   /** Usage tracking: `record()` per call (in memory), `query()`, `top()`, `prune()`, `rollup()`. */
   readonly usage: Usage;
   readonly entitlements: {
-    /** Pure: answers from the context, with no I/O. */
+    /**
+     * Synchronous and pure: answers from the context's entitlements (plan + org overrides, as
+     * verified), with no I/O and no feature flags.
+     */
     checkForKey(context: Pick<KeyContext, "entitlements">, name: string): boolean;
-    /** Whether an entitlement is in force for an org now (reads the database). */
-    check(orgId: string, name: string): Promise<boolean>;
+    /**
+     * Whether an entitlement is in force: for a verified key's context (from its entitlements,
+     * no I/O) or for an org id (reads the database). With `options.flags` (an OpenFeature client)
+     * the flag of that name is evaluated for the key's (or org's) context, defaulting to the
+     * entitlement: a rollout or kill switch can grant or withhold it.
+     */
+    check(context: string | KeyContext, name: string, options?: EntitlementCheckOptions): Promise<boolean>;
     /** The org's entitlements with their source (plan or override, with the override's expiry). */
     list(orgId: string): Promise<EntitlementEntry[]>;
   };
@@ -45,6 +54,8 @@ export interface Flux {
     /** The client address of a request, trusting forwarded-for hops as `limits.trustProxy` says. */
     clientAddress(source: ClientAddressSource): string | null;
   };
+  /** What billing integrations (`@flux-keys/stripe`) use: provider events, meter outboxes. */
+  readonly billing: Billing;
   /** The customer self-service portal: `handler(options)` (Web Request -> Response), `createSession()`. */
   readonly portal: Portal;
   /**
@@ -163,9 +174,20 @@ export async function createFlux(options: FluxOptions = {}): Promise<Flux> {
       usage,
       entitlements: {
         checkForKey,
-        check: (orgId, name) => checkEntitlement(database.prisma, orgId, name, resolved.clock()),
+        check: async (context, name, options = {}) => {
+          const entitled =
+            typeof context === "string"
+              ? await checkEntitlement(database.prisma, context, name, resolved.clock())
+              : checkForKey(context, name);
+          if (options.flags === undefined) return entitled;
+          const flagContext =
+            typeof context === "string" ? { targetingKey: context } : flagContextFor(context);
+          const flagKey = options.flagKey ? options.flagKey(name) : name;
+          return (await options.flags.getBooleanValue(flagKey, entitled, flagContext)) === true;
+        },
         list: (orgId) => listEntitlements(database.prisma, orgId, resolved.clock()),
       },
+      billing: createBilling(rt, database.driver),
       limits: { clientAddress: (source) => clientAddress(source, resolved.limits.trust) },
       on: (type, handler) => events.on(type, handler),
       webhooks,

@@ -1,7 +1,25 @@
 export type { AuditEntry, AuditQuery } from "./audit.js";
 export { AuditLog } from "./audit.js";
+export {
+  type Billing,
+  type BillingEventInput,
+  type BillingOutcome,
+  type BillingResult,
+  planFor,
+  type SubscriptionPolicy,
+  type SubscriptionState,
+} from "./billing/billing.js";
+export type { MeterOutbox, MeterOutboxOptions, MeterSendRow } from "./billing/meter-outbox.js";
 export type { Duration } from "./duration.js";
-export { checkForKey, effectiveEntitlements } from "./entitlements.js";
+export {
+  checkForKey,
+  type EntitlementCheckOptions,
+  type EntitlementFlagClient,
+  effectiveEntitlements,
+  type FlagContext,
+  type FlagContextValue,
+  flagContextFor,
+} from "./entitlements.js";
 export {
   ERROR_CODES,
   FluxConfigError,
@@ -73,7 +91,7 @@ export { type RateLimitHeaderSource, rateLimitHeaders } from "./limits/headers.j
 export type { LimitOptions } from "./limits/limit-options.js";
 export { loadMigrations, type MigrationReport, migrate } from "./migrator.js";
 export type { FluxOptions, Logger } from "./options.js";
-export { Orgs } from "./orgs.js";
+export { type OrgChanges, Orgs } from "./orgs.js";
 export { Plans } from "./plans.js";
 export {
   type CreatePortalSessionInput,

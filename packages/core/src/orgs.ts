@@ -16,12 +16,19 @@ import {
   parseInput,
 } from "./validation.js";
 
+/** A Stripe customer id (`cus_…`); null clears it. */
+const stripeCustomerId = z
+  .string()
+  .regex(/^cus_[A-Za-z0-9_]{1,250}$/, "must be a Stripe customer id (cus_…)")
+  .nullable();
+
 const createSchema = z
   .object({
     id: identifier.optional(),
     name: displayName,
     planId: identifier.nullable().optional(),
     metadata: metadataSchema.optional(),
+    stripeCustomerId: stripeCustomerId.optional(),
   })
   .strict();
 
@@ -30,8 +37,19 @@ const updateSchema = z
     name: displayName.optional(),
     planId: identifier.nullable().optional(),
     metadata: metadataSchema.optional(),
+    stripeCustomerId: stripeCustomerId.optional(),
   })
   .strict();
+
+export interface OrgChanges {
+  name?: string;
+  planId?: string | null;
+  metadata?: Record<string, unknown>;
+  /** The org's Stripe customer (`cus_…`), or null to unlink it. */
+  stripeCustomerId?: string | null;
+}
+
+const CUSTOMER_TAKEN = "Another org already has this Stripe customer.";
 
 const entitlementSchema = z
   .object({ granted: z.boolean(), expiresAt: z.date().nullable().optional() })
@@ -43,6 +61,7 @@ export function toOrg(row: OrgRow): Org {
     name: row.name,
     planId: row.planId,
     metadata: (row.metadata ?? {}) as Record<string, unknown>,
+    stripeCustomerId: row.stripeCustomerId,
     createdAt: row.createdAt,
     updatedAt: row.updatedAt,
   };
@@ -52,7 +71,7 @@ export class Orgs {
   constructor(private readonly rt: Runtime) {}
 
   async create(
-    input: { id?: string; name: string; planId?: string | null; metadata?: Record<string, unknown> },
+    input: { id?: string; name: string } & Omit<OrgChanges, "name">,
     options: { actor?: Actor } = {},
   ): Promise<Org> {
     const parsed = parseInput(createSchema, input, "org");
@@ -66,6 +85,7 @@ export class Orgs {
             name: parsed.name,
             planId: parsed.planId ?? null,
             metadata: (parsed.metadata ?? {}) as Prisma.InputJsonValue,
+            stripeCustomerId: parsed.stripeCustomerId ?? null,
           },
         });
         await writeAudit(tx, {
@@ -80,7 +100,12 @@ export class Orgs {
       return toOrg(row);
     } catch (error) {
       if (isUniqueViolation(error)) {
-        throw new FluxError("key_conflict", { detail: "An org with this id already exists." });
+        const customer = parsed.stripeCustomerId
+          ? await this.rt.prisma.org.count({ where: { stripeCustomerId: parsed.stripeCustomerId } })
+          : 0;
+        throw new FluxError("key_conflict", {
+          detail: customer > 0 ? CUSTOMER_TAKEN : "An org with this id already exists.",
+        });
       }
       throw toStoreError(error);
     }
@@ -114,14 +139,17 @@ export class Orgs {
     return { items, nextCursor: rows.length > limit && last ? last.id : null };
   }
 
-  async update(
-    id: string,
-    changes: { name?: string; planId?: string | null; metadata?: Record<string, unknown> },
-    options: { actor?: Actor } = {},
-  ): Promise<Org> {
+  /** The org linked to this Stripe customer, or null. */
+  async findByStripeCustomer(customerId: string): Promise<Org | null> {
+    if (typeof customerId !== "string" || !stripeCustomerId.safeParse(customerId).success) return null;
+    const row = await guard(() => this.rt.prisma.org.findUnique({ where: { stripeCustomerId: customerId } }));
+    return row === null ? null : toOrg(row);
+  }
+
+  async update(id: string, changes: OrgChanges, options: { actor?: Actor } = {}): Promise<Org> {
     idOrNotFound(id, "No such org.");
     const parsed = parseInput(updateSchema, changes, "changes");
-    const row = await guard(() =>
+    const row = await guardUnique(() =>
       this.rt.prisma.$transaction(async (tx) => {
         const before = await tx.org.findUnique({ where: { id } });
         if (before === null) throw new FluxError("not_found", { detail: "No such org." });
@@ -132,6 +160,7 @@ export class Orgs {
             ...(parsed.name !== undefined ? { name: parsed.name } : {}),
             ...(parsed.planId !== undefined ? { planId: parsed.planId } : {}),
             ...(parsed.metadata !== undefined ? { metadata: parsed.metadata as Prisma.InputJsonValue } : {}),
+            ...(parsed.stripeCustomerId !== undefined ? { stripeCustomerId: parsed.stripeCustomerId } : {}),
           },
         });
         await writeAudit(tx, {
@@ -144,6 +173,9 @@ export class Orgs {
           details: {
             changed: Object.keys(parsed),
             ...(parsed.planId !== undefined ? { planId: { from: before.planId, to: parsed.planId } } : {}),
+            ...(parsed.stripeCustomerId !== undefined
+              ? { stripeCustomerId: { from: before.stripeCustomerId, to: parsed.stripeCustomerId } }
+              : {}),
           },
           at: new Date(this.rt.now()),
         });
@@ -193,5 +225,15 @@ export class Orgs {
   private async assertPlan(tx: Pick<Prisma.TransactionClient, "plan">, planId: string): Promise<void> {
     const plan = await tx.plan.findUnique({ where: { id: planId }, select: { id: true } });
     if (plan === null) throw new FluxError("not_found", { detail: "No such plan." });
+  }
+}
+
+/** `guard`, with a unique violation (a Stripe customer linked to another org) as a 409. */
+async function guardUnique<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (error) {
+    if (isUniqueViolation(error)) throw new FluxError("key_conflict", { detail: CUSTOMER_TAKEN });
+    throw error instanceof FluxError ? error : toStoreError(error);
   }
 }

@@ -49,6 +49,8 @@ export interface Org {
   name: string;
   planId: string | null;
   metadata: Record<string, unknown>;
+  /** The org's customer in Stripe (`cus_…`), or null. */
+  stripeCustomerId: string | null;
   createdAt: Date;
   updatedAt: Date;
 }

@@ -149,3 +149,10 @@ export interface AuditEvent {
   actor: Actor;
   details: Record<string, unknown>;
 }
+
+/**
+ * Runs the rest of a request's handling inside a scope made from its verified key, e.g. the
+ * OpenFeature transaction context (`withTransactionContext` of `@flux-keys/openfeature`): code
+ * anywhere in the handler then sees it. Must call `run` exactly once, synchronously or later.
+ */
+export type RunWithContext = (context: KeyContext, run: () => void) => void;

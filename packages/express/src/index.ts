@@ -19,6 +19,7 @@ import {
   type KeyContext,
   type PortalHandler,
   type PortalOptions,
+  type RunWithContext,
   requirementError,
   serveWeb,
 } from "@flux-keys/core";
@@ -46,6 +47,11 @@ export interface FluxKeysOptions extends HttpAuthOptions {
   onDenied?: (error: FluxKeysHttpError, req: Request, res: Response, next: NextFunction) => void;
   /** Hand denials to Express's error handlers with `next(err)` instead of answering. @default false */
   passToErrorHandler?: boolean;
+  /**
+   * Runs the rest of the request inside a scope made from the verified key, e.g.
+   * `withTransactionContext` of `@flux-keys/openfeature`. @default none
+   */
+  runWithContext?: RunWithContext;
 }
 
 interface Attached {
@@ -80,7 +86,7 @@ function deny(
 
 /** Verifies the API key of every request that reaches it. */
 export function fluxKeys(flux: Flux, options: FluxKeysOptions = {}): RequestHandler {
-  const { cost, onDenied: _onDenied, passToErrorHandler: _pass, ...authOptions } = options;
+  const { cost, onDenied: _onDenied, passToErrorHandler: _pass, runWithContext, ...authOptions } = options;
   const auth = createHttpAuth(flux, authOptions);
   // Not an async function: one promise per request (core's), and Express's router does not have
   // to watch a second one.
@@ -115,7 +121,8 @@ export function fluxKeys(flux: Flux, options: FluxKeysOptions = {}): RequestHand
             request: httpRequest,
           });
         });
-        next();
+        if (runWithContext) runWithContext(result.context, next);
+        else next();
       })
       // As Express does for an async middleware: anything thrown reaches the error handlers.
       .catch(next);

@@ -10,6 +10,7 @@
  * (with `statusCode` and `headers`) so your error handler can shape them; left to Fastify's default
  * handler they are sent as RFC 9457 problem details.
  */
+import { AsyncResource } from "node:async_hooks";
 import {
   createHttpAuth,
   type DenialResponse,
@@ -20,6 +21,7 @@ import {
   type KeyContext,
   type PortalOptions,
   type RouteRequirements,
+  type RunWithContext,
   sendWebResponse,
   toWebRequest,
 } from "@flux-keys/core";
@@ -52,6 +54,11 @@ export interface FluxKeysPluginOptions extends HttpAuthOptions {
   flux: Flux;
   /** Units a route costs unless its config says otherwise. @default 1 */
   cost?: number;
+  /**
+   * Runs the rest of the request (hooks and handler) inside a scope made from the verified key,
+   * e.g. `withTransactionContext` of `@flux-keys/openfeature`. @default none
+   */
+  runWithContext?: RunWithContext;
 }
 
 interface Pending {
@@ -69,15 +76,18 @@ const kPending = Symbol("flux-keys.pending");
 const kDenial = Symbol("flux-keys.denial");
 /** A route's requirements with the cost resolved, computed once in `onRoute`. */
 const kRoute = Symbol("flux-keys.route");
+/** The async scope `runWithContext` opened, re-entered before the handler (body parsing leaves it). */
+const kScope = Symbol("flux-keys.scope");
 
 type StatefulRequest = FastifyRequest & {
   [kPending]: Pending | null;
   [kDenial]: { error: FluxError; response: DenialResponse } | null;
+  [kScope]: AsyncResource | null;
 };
 type RouteConfig = { apiKey?: RouteRequirements; [kRoute]?: RouteRequirements };
 
 const plugin: FastifyPluginAsync<FluxKeysPluginOptions> = async (fastify, options) => {
-  const { flux, cost, ...authOptions } = options;
+  const { flux, cost, runWithContext, ...authOptions } = options;
   if (!flux) throw new Error("@flux-keys/fastify: pass { flux } when registering the plugin.");
   const auth = createHttpAuth(flux, authOptions);
 
@@ -85,6 +95,14 @@ const plugin: FastifyPluginAsync<FluxKeysPluginOptions> = async (fastify, option
   fastify.decorateRequest("apiKey", null);
   fastify.decorateRequest(kPending, null);
   fastify.decorateRequest(kDenial, null);
+  if (runWithContext) {
+    fastify.decorateRequest(kScope, null);
+    fastify.addHook("preHandler", (request, _reply, done) => {
+      const scope = (request as StatefulRequest)[kScope];
+      if (scope) scope.runInAsyncScope(done);
+      else done();
+    });
+  }
 
   const resolve = (own: RouteRequirements | undefined): RouteRequirements =>
     own === undefined ? defaultRoute : Object.freeze({ ...own, cost: own.cost ?? cost ?? 1 });
@@ -124,7 +142,11 @@ const plugin: FastifyPluginAsync<FluxKeysPluginOptions> = async (fastify, option
           request: httpRequest,
         };
         reply.headers(result.headers);
-        done();
+        if (!runWithContext) return done();
+        runWithContext(result.context, () => {
+          (request as StatefulRequest)[kScope] = new AsyncResource("flux-keys.request");
+          done();
+        });
       })
       // Anything thrown on the way reaches Fastify's error handling, as from an async hook.
       .catch(done);

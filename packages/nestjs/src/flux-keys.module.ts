@@ -10,9 +10,10 @@ import {
   type Provider,
   RequestMethod,
 } from "@nestjs/common";
-import { APP_FILTER, APP_GUARD } from "@nestjs/core";
+import { APP_FILTER, APP_GUARD, APP_INTERCEPTOR } from "@nestjs/core";
 import { ApiKeyExceptionFilter } from "./api-key.filter.js";
 import { ApiKeyGuard } from "./api-key.guard.js";
+import { ApiKeyContextInterceptor } from "./api-key-context.interceptor.js";
 import { FLUX, FLUX_KEYS_AUTH, FLUX_KEYS_OPTIONS } from "./flux-keys.constants.js";
 import type {
   FluxKeysModuleAsyncOptions,
@@ -35,6 +36,7 @@ const sharedProviders: Provider[] = [
         cost: _cost,
         closeOnShutdown: _close,
         portal: _portal,
+        runWithContext: _run,
         ...http
       } = options;
       return createHttpAuth(flux, http);
@@ -44,6 +46,9 @@ const sharedProviders: Provider[] = [
   ApiKeyGuard,
   { provide: APP_FILTER, useClass: ApiKeyExceptionFilter },
 ];
+
+/** The interceptor of `runWithContext`: only when asked (forRoot), or always (forRootAsync, a no-op without it). */
+const contextInterceptor: Provider = { provide: APP_INTERCEPTOR, useClass: ApiKeyContextInterceptor };
 
 function appGuard(global: boolean | undefined): Provider[] {
   return global === false ? [] : [{ provide: APP_GUARD, useExisting: ApiKeyGuard }];
@@ -66,6 +71,7 @@ export class FluxKeysModule implements NestModule, OnApplicationShutdown {
         { provide: FLUX_KEYS_OPTIONS, useValue: options },
         ...sharedProviders,
         ...appGuard(options.global),
+        ...(options.runWithContext ? [contextInterceptor] : []),
       ],
       exports: [FLUX, FLUX_KEYS_OPTIONS, FLUX_KEYS_AUTH, ApiKeyGuard],
     };
@@ -76,7 +82,12 @@ export class FluxKeysModule implements NestModule, OnApplicationShutdown {
       module: FluxKeysModule,
       global: true,
       imports: options.imports ?? [],
-      providers: [...FluxKeysModule.asyncProviders(options), ...sharedProviders, ...appGuard(options.global)],
+      providers: [
+        ...FluxKeysModule.asyncProviders(options),
+        ...sharedProviders,
+        ...appGuard(options.global),
+        contextInterceptor,
+      ],
       exports: [FLUX, FLUX_KEYS_OPTIONS, FLUX_KEYS_AUTH, ApiKeyGuard],
     };
   }

@@ -1,4 +1,4 @@
-import type { Flux, HttpAuthOptions, PortalOptions } from "@flux-keys/core";
+import type { Flux, HttpAuthOptions, PortalOptions, RunWithContext } from "@flux-keys/core";
 import type { InjectionToken, ModuleMetadata, OptionalFactoryDependency, Type } from "@nestjs/common";
 
 export interface FluxKeysModuleOptions extends HttpAuthOptions {
@@ -15,6 +15,11 @@ export interface FluxKeysModuleOptions extends HttpAuthOptions {
    * middleware ahead of guards: API keys do not open it. @default none
    */
   portal?: PortalOptions;
+  /**
+   * Runs each guarded handler inside a scope made from the verified key, e.g.
+   * `withTransactionContext` of `@flux-keys/openfeature` (through an interceptor). @default none
+   */
+  runWithContext?: RunWithContext;
 }
 
 export interface FluxKeysOptionsFactory {

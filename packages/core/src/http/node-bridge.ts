@@ -57,11 +57,21 @@ export function toWebRequest(req: IncomingMessage, url = req.url ?? "/"): Reques
 
 /**
  * The body of a request a framework's body parser already read (Express's `express.json()`, Nest's
- * default parsers), re-encoded; undefined when the stream is still unread. Handlers that verify a
- * signature over the raw bytes must be mounted before any body parser.
+ * default parsers): the raw bytes when the framework kept them (Nest's `rawBody: true` sets
+ * `req.rawBody`), else re-encoded; undefined when the stream is still unread. Handlers that verify a
+ * signature over the raw bytes must be mounted before any body parser, or under `rawBody: true`.
  */
 function parsedBody(req: IncomingMessage): string | Uint8Array | undefined {
-  const { body, _body: consumed } = req as IncomingMessage & { body?: unknown; _body?: boolean };
+  const {
+    body,
+    _body: consumed,
+    rawBody,
+  } = req as IncomingMessage & {
+    body?: unknown;
+    _body?: boolean;
+    rawBody?: unknown;
+  };
+  if (rawBody instanceof Uint8Array && (consumed === true || req.readableEnded)) return rawBody;
   if (body === undefined || !(consumed === true || req.readableEnded)) return undefined;
   if (typeof body === "string") return body;
   if (body instanceof Uint8Array) return body;

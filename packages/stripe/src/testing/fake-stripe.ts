@@ -40,6 +40,8 @@ export interface FakeStripeServer {
   failRandomly(probability: number): void;
   /** After `count` more meter events, count every further one but hold its response until `release()`. */
   holdAfter(count: number): void;
+  /** Responses held now. */
+  readonly heldCount: number;
   release(): void;
   /** Sum of the counted meter events' `value` for a meter (and customer). */
   total(eventName: string, customerId?: string): number;
@@ -181,6 +183,9 @@ export async function startFakeStripe(): Promise<FakeStripeServer> {
     },
     failRandomly(probability) {
       failProbability = probability;
+    },
+    get heldCount() {
+      return held.length;
     },
     holdAfter(count) {
       holdAfter = count;

@@ -1,0 +1,226 @@
+/**
+ * Usage → Stripe meter events through the real `stripe` client, pointed at a local server that
+ * counts each identifier once (as Stripe does) and fails or holds requests on demand.
+ */
+import { createFlux, type Flux, type FluxOptions } from "@flux-keys/core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { STORES } from "../../../test/support/services.js";
+import { createStripeMeterSync } from "../src/index.js";
+import { type FakeStripeServer, fakeStripeClient, startFakeStripe } from "../src/testing/fake-stripe.js";
+
+const MINUTE = 60_000;
+
+async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const start = Date.now();
+  while (!(await condition())) {
+    if (Date.now() - start > timeoutMs) throw new Error("condition not met");
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+describe.each(STORES)("Stripe meter sync on $name", (store) => {
+  let flux: Flux;
+  let options: (extra?: FluxOptions) => FluxOptions;
+  let teardown: () => Promise<void>;
+  let server: FakeStripeServer;
+  const base = Math.floor(Date.now() / MINUTE) * MINUTE - 60 * MINUTE;
+  let recorded = { acme: 0, globex: 0 };
+
+  beforeAll(async () => {
+    if (!store.available) return;
+    const target = await store.setup();
+    teardown = target.teardown;
+    options = target.options;
+    flux = await createFlux(options());
+    server = await startFakeStripe();
+    await flux.orgs.create({ id: "acme", name: "Acme", stripeCustomerId: "cus_acme" });
+    await flux.orgs.create({ id: "globex", name: "Globex", stripeCustomerId: "cus_globex" });
+    await flux.orgs.create({ id: "nocust", name: "No customer" });
+  });
+  afterAll(async () => {
+    await flux?.close();
+    await server?.close();
+    await teardown?.();
+  });
+
+  /** Records calls spread over `minutes` minutes from `from` (allowed, denied and app errors). */
+  async function use(minutes: number, from: number) {
+    const keys = {
+      acme: (await flux.keys.create().forOrg("acme").issue()).key.id,
+      globex: (await flux.keys.create().forOrg("globex").issue()).key.id,
+      nocust: (await flux.keys.create().forOrg("nocust").issue()).key.id,
+    };
+    for (let m = 0; m < minutes; m++) {
+      const at = from + m * MINUTE + 1_000;
+      for (const [org, keyId] of Object.entries(keys)) {
+        const calls = 1 + ((m * 7 + org.length) % 5);
+        for (let i = 0; i < calls; i++) {
+          flux.usage.record({
+            keyId,
+            orgId: org,
+            method: "GET",
+            endpoint: "/v1/events",
+            status: 200,
+            latencyMs: 1,
+            at,
+          });
+        }
+        // Denials and failures are not billed by default.
+        flux.usage.record({
+          keyId,
+          orgId: org,
+          method: "GET",
+          endpoint: "/v1/events",
+          status: 429,
+          latencyMs: 1,
+          at,
+        });
+        flux.usage.record({
+          keyId,
+          orgId: org,
+          method: "GET",
+          endpoint: "/v1/events",
+          status: 503,
+          latencyMs: 1,
+          at,
+        });
+        if (org === "acme" || org === "globex") recorded[org] += calls;
+      }
+    }
+    await flux.usage.flush();
+  }
+
+  const sync = (f: Flux, extra: Partial<Parameters<typeof createStripeMeterSync>[1]> = {}) =>
+    createStripeMeterSync(f, {
+      stripe: fakeStripeClient(server),
+      meters: [{ eventName: "api_calls" }],
+      retry: { attempts: 8, initialMs: 5, maxMs: 50 },
+      concurrency: 4,
+      ...extra,
+    });
+
+  it.skipIf(!store.available)(
+    "meter totals equal recorded allowed calls, per customer, one event per org minute",
+    async () => {
+      recorded = { acme: 0, globex: 0 };
+      await use(10, base);
+      const report = await sync(flux).runOnce();
+      expect(report).toMatchObject({ planned: 20, sent: 20, failed: 0 });
+      expect(server.total("api_calls", "cus_acme")).toBe(recorded.acme);
+      expect(server.total("api_calls", "cus_globex")).toBe(recorded.globex);
+      expect(server.meterEvents.every((e) => e.timestamp % 60 === 0)).toBe(true);
+      // The request carried the identifier and used it as the idempotency key.
+      const sent = server.requests.filter((r) => r.path === "/v1/billing/meter_events");
+      expect(sent.every((r) => r.idempotencyKey === r.body.identifier)).toBe(true);
+      // Nothing more to send: a second round sends nothing.
+      expect(await sync(flux).runOnce()).toMatchObject({ planned: 0, sent: 0 });
+    },
+  );
+
+  it.skipIf(!store.available)("after injected 500s (fixed and random) totals are still exact", async () => {
+    await use(8, base + 10 * MINUTE);
+    server.failNext(5);
+    const first = await sync(flux).runOnce();
+    expect(first.failed).toBe(0);
+    await use(6, base + 20 * MINUTE);
+    server.failRandomly(0.4);
+    try {
+      const s = sync(flux, { retry: { attempts: 2, initialMs: 1, maxMs: 5 } });
+      for (let round = 0; round < 30; round++) {
+        await s.runOnce();
+        if ((await s.totals("api_calls")).pending === 0) break;
+      }
+    } finally {
+      server.failRandomly(0);
+    }
+    expect(server.requests.filter((r) => r.path === "/v1/billing/meter_events").length).toBeGreaterThan(
+      server.meterEvents.length,
+    );
+    expect(server.total("api_calls", "cus_acme")).toBe(recorded.acme);
+    expect(server.total("api_calls", "cus_globex")).toBe(recorded.globex);
+  });
+
+  it.skipIf(!store.available)("a sender that dies mid-send is resumed exactly by another one", async () => {
+    await use(12, base + 30 * MINUTE);
+    // A second instance on the same database where the store allows one (PostgreSQL).
+    const other = store.name === "postgres" ? await createFlux(options()) : flux;
+    const doomed = sync(other, { concurrency: 2 });
+    server.holdAfter(5);
+    const abandoned = doomed.runOnce().catch(() => null);
+    // Stripe counted more than it answered: those acknowledgements never reach the database.
+    await until(() => server.heldCount >= 2);
+    const partial = server.total("api_calls");
+    expect(partial).toBeLessThan(recorded.acme + recorded.globex);
+    if (other !== flux) await other.close(); // the crash: its connections are gone
+
+    server.release();
+    const resumed = sync(flux);
+    const report = await resumed.runOnce();
+    expect(report.failed).toBe(0);
+    expect(server.total("api_calls", "cus_acme")).toBe(recorded.acme);
+    expect(server.total("api_calls", "cus_globex")).toBe(recorded.globex);
+    expect((await resumed.totals("api_calls")).pending).toBe(0);
+    // The held ones were sent again, with the same identifiers, and counted once.
+    const keys = server.requests.map((r) => r.idempotencyKey).filter((k) => k !== null);
+    expect(keys.length - new Set(keys).size).toBeGreaterThanOrEqual(2);
+    expect((await resumed.totals("api_calls")).sent).toBe(recorded.acme + recorded.globex);
+    await abandoned;
+  });
+
+  it.skipIf(!store.available)(
+    "usage that arrives late for a minute already sent is sent as its next sequence",
+    async () => {
+      const keyId = (await flux.keys.create().forOrg("acme").issue()).key.id;
+      for (let i = 0; i < 4; i++) {
+        flux.usage.record({
+          keyId,
+          orgId: "acme",
+          method: "POST",
+          endpoint: "/v1/late",
+          status: 201,
+          latencyMs: 1,
+          at: base + 1_000,
+        });
+      }
+      await flux.usage.flush();
+      recorded.acme += 4;
+      const before = server.meterEvents.length;
+      expect(await sync(flux).runOnce()).toMatchObject({ planned: 1, sent: 1 });
+      expect(server.meterEvents.length).toBe(before + 1);
+      expect(server.meterEvents.at(-1)?.payload.value).toBe("4");
+      expect(server.total("api_calls", "cus_acme")).toBe(recorded.acme);
+    },
+  );
+
+  it.skipIf(!store.available)(
+    "a meter can count one endpoint only; the current minute waits to settle",
+    async () => {
+      const keyId = (await flux.keys.create().forOrg("globex").issue()).key.id;
+      const exportAt = base + 50 * MINUTE;
+      for (let i = 0; i < 3; i++) {
+        flux.usage.record({
+          keyId,
+          orgId: "globex",
+          method: "POST",
+          endpoint: "/v1/exports",
+          status: 200,
+          latencyMs: 1,
+          at: exportAt,
+        });
+      }
+      flux.usage.record({
+        keyId,
+        orgId: "globex",
+        method: "POST",
+        endpoint: "/v1/exports",
+        status: 200,
+        latencyMs: 1,
+      });
+      await flux.usage.flush();
+      const exports = sync(flux, { meters: [{ eventName: "exports", endpoints: ["POST /v1/exports"] }] });
+      await exports.runOnce();
+      expect(server.total("exports", "cus_globex")).toBe(3);
+      expect(await exports.totals("exports")).toEqual({ sent: 3, pending: 0 });
+    },
+  );
+});

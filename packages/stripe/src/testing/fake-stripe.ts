@@ -301,13 +301,16 @@ export function paymentFailedEvent(input: {
   };
 }
 
-/** The body and `Stripe-Signature` header of a delivery, signed with the SDK's test helper. */
+/**
+ * The body and `Stripe-Signature` header of a delivery, signed with the SDK's test helper. The
+ * body is pretty-printed, as Stripe sends it: a handler that re-encodes a parsed body fails.
+ */
 export function signEvent(
   stripe: Stripe,
   secret: string,
   event: Record<string, unknown>,
   timestamp = Math.floor(Date.now() / 1000),
 ): { body: string; signature: string } {
-  const body = JSON.stringify(event);
+  const body = JSON.stringify(event, null, 2);
   return { body, signature: stripe.webhooks.generateTestHeaderString({ payload: body, secret, timestamp }) };
 }

@@ -201,6 +201,29 @@ export function cliSuite(target: Target, options: { portal: boolean; exitCodes: 
       }
     });
 
+    it("links an org to its Stripe customer and unlinks it", async () => {
+      const linked = await fluxJson<{ stripeCustomerId: string | null }>([
+        "orgs",
+        "update",
+        "acme",
+        "--stripe-customer",
+        "cus_Acme123",
+        ...args,
+      ]);
+      expect(linked.stripeCustomerId).toBe("cus_Acme123");
+      const bad = await flux(["orgs", "update", "acme", "--stripe-customer", "acme", ...args]);
+      expect(bad.code).not.toBe(0);
+      expect(bad.stderr).toContain("Stripe customer id");
+      const unlinked = await fluxJson<{ stripeCustomerId: string | null }>([
+        "orgs",
+        "update",
+        "acme",
+        "--no-stripe-customer",
+        ...args,
+      ]);
+      expect(unlinked.stripeCustomerId).toBeNull();
+    });
+
     it("lists keys, rotates with grace and revokes", async () => {
       const list = await flux(["keys", "list", "--org", "acme", ...args]);
       expect(list.code).toBe(0);

@@ -39,11 +39,15 @@ export function checkForKey(context: Pick<KeyContext, "entitlements">, name: str
 }
 
 /** The attributes of a flag evaluation context (OpenFeature's `EvaluationContext` shape). */
-export type FlagContextValue = string | number | boolean | null | Date | FlagContextValue[];
-export interface FlagContext {
-  targetingKey?: string;
-  [attribute: string]: FlagContextValue | undefined;
-}
+export type FlagContextValue =
+  | string
+  | number
+  | boolean
+  | null
+  | Date
+  | FlagContextValue[]
+  | { [key: string]: FlagContextValue };
+export type FlagContext = { targetingKey?: string } & Record<string, FlagContextValue>;
 
 /**
  * What `entitlements.check` needs of a feature-flag client: an OpenFeature `Client` fits as is.

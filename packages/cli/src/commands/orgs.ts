@@ -1,3 +1,4 @@
+import type { OrgChanges } from "@flux-keys/core";
 import type { Command } from "commander";
 import { UsageError } from "../cli-errors.js";
 import { action, examples, type PageFlags, paged } from "../command.js";
@@ -10,12 +11,14 @@ interface CreateFlags {
   name: string;
   plan?: string;
   metadata?: Record<string, unknown>;
+  stripeCustomer?: string;
 }
 
 interface UpdateFlags {
   name?: string;
   plan?: string | false;
   metadata?: Record<string, unknown>;
+  stripeCustomer?: string | false;
 }
 
 interface EntitleFlags {
@@ -33,6 +36,7 @@ export function registerOrgs(program: Command, io: CliIo): void {
     .requiredOption("--name <name>", "display name")
     .option("--plan <planId>", "plan the org is on")
     .option("--metadata <json>", "JSON object kept with the org", jsonObject)
+    .option("--stripe-customer <cus_id>", "the org's Stripe customer (its subscriptions set the plan)")
     .addHelpText(
       "after",
       examples(
@@ -49,6 +53,7 @@ export function registerOrgs(program: Command, io: CliIo): void {
             ...(flags.id !== undefined ? { id: flags.id } : {}),
             ...(flags.plan !== undefined ? { planId: flags.plan } : {}),
             ...(flags.metadata !== undefined ? { metadata: flags.metadata } : {}),
+            ...(flags.stripeCustomer !== undefined ? { stripeCustomerId: flags.stripeCustomer } : {}),
           },
           { actor: session.actor() },
         );
@@ -66,18 +71,29 @@ export function registerOrgs(program: Command, io: CliIo): void {
     .option("--plan <planId>", "move the org to this plan")
     .option("--no-plan", "take the org off any plan")
     .option("--metadata <json>", "replace the metadata with this JSON object", jsonObject)
+    .option("--stripe-customer <cus_id>", "link the org to this Stripe customer")
+    .option("--no-stripe-customer", "unlink the org from its Stripe customer")
     .addHelpText(
       "after",
-      examples("flux orgs update acme --plan enterprise", 'flux orgs update acme --name "Acme Corp"'),
+      examples(
+        "flux orgs update acme --plan enterprise",
+        'flux orgs update acme --name "Acme Corp"',
+        "flux orgs update acme --stripe-customer cus_Q1w2e3r4",
+      ),
     )
     .action(
       action<UpdateFlags>(io, async (session, flags, [orgId]) => {
-        const changes: { name?: string; planId?: string | null; metadata?: Record<string, unknown> } = {};
+        const changes: OrgChanges = {};
         if (flags.name !== undefined) changes.name = flags.name;
         if (flags.plan !== undefined) changes.planId = flags.plan === false ? null : flags.plan;
         if (flags.metadata !== undefined) changes.metadata = flags.metadata;
+        if (flags.stripeCustomer !== undefined) {
+          changes.stripeCustomerId = flags.stripeCustomer === false ? null : flags.stripeCustomer;
+        }
         if (Object.keys(changes).length === 0)
-          throw new UsageError("Nothing to change: pass --name, --plan, --no-plan or --metadata.");
+          throw new UsageError(
+            "Nothing to change: pass --name, --plan, --no-plan, --metadata or --stripe-customer.",
+          );
         const flux = await session.flux();
         const org = await flux.orgs.update(orgId!, changes, { actor: session.actor() });
         if (session.json) return session.printJson(org);
@@ -130,6 +146,7 @@ export function registerOrgs(program: Command, io: CliIo): void {
             ["id", org.id],
             ["name", org.name],
             ["plan", plan ? `${plan.id} (${plan.name})` : org.planId],
+            ["stripe customer", org.stripeCustomerId],
             ["active keys", activeKeys],
             ["created", when(org.createdAt)],
             ["metadata", Object.keys(org.metadata).length > 0 ? JSON.stringify(org.metadata) : null],

@@ -77,13 +77,14 @@ export function createBilling(rt: Runtime, driver: SqlDriver): Billing {
         const finish = async (outcome: BillingOutcome, orgId: string | null) => {
           await tx.billingEvent.update({ where: { id: input.eventId }, data: { outcome, orgId } });
         };
-        const org = await tx.org.findUnique({ where: { stripeCustomerId: input.customerId } });
-        if (org === null) {
+        // Locked: one writer per org at a time, so the order check and the write see the same state.
+        const [org] = await tx.$queryRaw<Array<{ id: string; planId: string | null }>>`
+          SELECT "id", "plan_id" AS "planId" FROM "flux_orgs"
+          WHERE "stripe_customer_id" = ${input.customerId} FOR UPDATE`;
+        if (org === undefined) {
           await finish("unknown_customer", null);
           return { outcome: "unknown_customer", orgId: null } satisfies BillingResult;
         }
-        // One writer per org at a time: the order check and the write see the same state.
-        await tx.$queryRaw`SELECT 1 FROM "flux_orgs" WHERE "id" = ${org.id} FOR UPDATE`;
         const state = await tx.billingState.findUnique({ where: { orgId: org.id } });
         const actor = actorOf(input.provider);
         const change = input.subscription;

@@ -45,3 +45,4 @@ CREATE TABLE "flux_meter_sends" (
 );
 CREATE UNIQUE INDEX "flux_meter_sends_identifier_key" ON "flux_meter_sends"("identifier");
 CREATE INDEX "flux_meter_sends_meter_sent_at_idx" ON "flux_meter_sends"("meter", "sent_at");
+CREATE INDEX "flux_meter_sends_meter_at_idx" ON "flux_meter_sends"("meter", "at");

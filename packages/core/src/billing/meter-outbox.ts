@@ -30,6 +30,12 @@ export interface MeterOutboxOptions {
    * into hours (`usage.rollupAfter`, 7 days by default) is no longer seen. @default 2592000000 (30 days)
    */
   lookbackMs?: number;
+  /**
+   * Once a meter has sends, a round only reads usage from this long before its newest planned
+   * minute (not the whole lookback): usage arriving later than that for an older minute is not
+   * sent. @default 86400000 (1 day)
+   */
+  lateMs?: number;
 }
 
 export interface MeterSendRow {
@@ -42,17 +48,23 @@ export interface MeterSendRow {
 }
 
 const PLAN = `
-WITH "usage" AS (
+WITH "since" AS (
+  SELECT GREATEST(
+    to_timestamp($2::float8 / 1000),
+    COALESCE((SELECT max(s."at") FROM "flux_meter_sends" AS s WHERE s."meter" = $1), '-infinity')
+      - make_interval(secs => $7::float8 / 1000)
+  ) AS "at"
+), "usage" AS (
   SELECT u."org_id", u."at", sum(u."count")::bigint AS "total"
   FROM "flux_usage_minutes" AS u
-  WHERE u."at" >= to_timestamp($2::float8 / 1000) AND u."at" < to_timestamp($3::float8 / 1000)
+  WHERE u."at" >= (SELECT "at" FROM "since") AND u."at" < to_timestamp($3::float8 / 1000)
     AND u."status_class" = ANY($4::int[])
     AND ($5::text[] IS NULL OR (u."method" || ' ' || u."endpoint") = ANY($5::text[]))
   GROUP BY u."org_id", u."at"
 ), "planned" AS (
   SELECT s."org_id", s."at", sum(s."value")::bigint AS "value", max(s."seq") AS "seq"
   FROM "flux_meter_sends" AS s
-  WHERE s."meter" = $1 AND s."at" >= to_timestamp($2::float8 / 1000)
+  WHERE s."meter" = $1 AND s."at" >= (SELECT "at" FROM "since")
   GROUP BY s."org_id", s."at"
 ), "due" AS (
   SELECT u."org_id", u."at", u."total" - COALESCE(p."value", 0) AS "value",
@@ -96,6 +108,7 @@ export class MeterOutbox {
   private readonly endpoints: string[] | null;
   private readonly settleMs: number;
   private readonly lookbackMs: number;
+  private readonly lateMs: number;
 
   constructor(
     private readonly driver: SqlDriver,
@@ -107,6 +120,7 @@ export class MeterOutbox {
     this.endpoints = options.endpoints && options.endpoints.length > 0 ? [...options.endpoints] : null;
     this.settleMs = options.settleMs ?? 120_000;
     this.lookbackMs = options.lookbackMs ?? 30 * 86_400_000;
+    this.lateMs = options.lateMs ?? 86_400_000;
   }
 
   /** Records the sends that settled usage calls for; returns how many rows it wrote. */
@@ -122,6 +136,7 @@ export class MeterOutbox {
           this.statusClasses,
           this.endpoints,
           limit,
+          this.lateMs,
         ]),
       ),
     );

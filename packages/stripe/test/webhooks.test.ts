@@ -326,6 +326,89 @@ describe.each(STORES)("Stripe webhooks on $name", (store) => {
     expect((await flux.orgs.get(acme.id)).planId).toBe("free");
   });
 
+  it.skipIf(!store.available)("the end of an older subscription leaves the one in force alone", async () => {
+    const acme = await org();
+    await post(
+      sub({
+        type: "customer.subscription.created",
+        created: t0,
+        customer: acme.customer,
+        subscription: "sub_old",
+        status: "active",
+        lookupKey: "pro_monthly",
+      }),
+    );
+    await post(
+      sub({
+        type: "customer.subscription.created",
+        created: t0 + 10,
+        customer: acme.customer,
+        subscription: "sub_new",
+        status: "active",
+        lookupKey: "team_monthly",
+      }),
+    );
+    const ended = await post(
+      sub({
+        type: "customer.subscription.deleted",
+        created: t0 + 20,
+        customer: acme.customer,
+        subscription: "sub_old",
+        status: "canceled",
+        lookupKey: "pro_monthly",
+      }),
+    );
+    expect(ended.body.outcome).toBe("ignored");
+    expect((await flux.orgs.get(acme.id)).planId).toBe("team");
+  });
+
+  it.skipIf(!store.available)(
+    "past due with then: 'suspend' takes the org off any plan after the grace",
+    async () => {
+      const suspending = createStripeWebhookHandler(flux, {
+        stripe,
+        webhookSecret: SECRET,
+        plans: { pro_monthly: "pro" },
+        fallbackPlan: "free",
+        pastDue: { graceDays: 0, then: "suspend" },
+      });
+      const acme = await org();
+      const deliver = async (event: Record<string, unknown>) => {
+        const signed = signEvent(stripe, SECRET, event);
+        const response = await suspending(
+          new Request("http://localhost/", {
+            method: "POST",
+            headers: { "Stripe-Signature": signed.signature },
+            body: signed.body,
+          }),
+        );
+        return (await response.json()) as { outcome: string };
+      };
+      await deliver(
+        sub({
+          type: "customer.subscription.created",
+          created: t0 - 100,
+          customer: acme.customer,
+          status: "active",
+          lookupKey: "pro_monthly",
+        }),
+      );
+      expect((await flux.orgs.get(acme.id)).planId).toBe("pro");
+      // Zero grace days: past due means suspended at once.
+      await deliver(
+        sub({
+          type: "customer.subscription.updated",
+          created: t0 - 99,
+          customer: acme.customer,
+          status: "past_due",
+          lookupKey: "pro_monthly",
+        }),
+      );
+      expect((await flux.orgs.get(acme.id)).planId).toBeNull();
+      expect((await flux.keys.verify(acme.secret)).plan).toBeNull();
+    },
+  );
+
   it.skipIf(!store.available)("a bad or missing signature is a 400 problem and changes nothing", async () => {
     const acme = await org();
     const event = sub({

@@ -224,6 +224,14 @@ export class Keys {
       } catch {
         return DENIALS.store_unavailable;
       }
+    } else if (record !== null && !this.rt.bus.trusts(record.readAt)) {
+      // This instance cannot prove it hears every change: the record is read again (one read
+      // per key at a time). If the database cannot be read either, no change can commit.
+      try {
+        record = await this.load(digest as string);
+      } catch {
+        if (this.rt.options.invalidation.whenDatabaseDown === "refuse") return DENIALS.store_unavailable;
+      }
     }
     if (record === null) return this.failed(DENIALS.key_invalid, address);
     const now = this.rt.now();

@@ -24,6 +24,7 @@ import { Plans } from "./plans.js";
 import { Portal } from "./portal/portal.js";
 import { PostgresBus } from "./postgres-bus.js";
 import type { Runtime } from "./runtime.js";
+import { ServerClock } from "./server-clock.js";
 import type { KeyContext } from "./types.js";
 import { Usage } from "./usage/usage.js";
 
@@ -85,6 +86,14 @@ export async function createFlux(options: FluxOptions = {}): Promise<Flux> {
   try {
     if (resolved.migrate) await migrate(database.driver);
     else await guard(() => database.prisma.$queryRaw`SELECT 1`);
+    if (database.kind === "postgres" && resolved.serverClockIntervalMs !== null) {
+      // From here on every part of this instance reads time from the server's clock.
+      const serverClock = new ServerClock(resolved.clock, database.driver, resolved.logger);
+      await serverClock.measure();
+      serverClock.start(resolved.serverClockIntervalMs);
+      cleanup.push(async () => serverClock.close());
+      resolved.clock = serverClock.now;
+    }
 
     const cache = new KeyCache(resolved.cache);
     const apply = (change: Invalidation) => cache.apply(change);

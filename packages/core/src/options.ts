@@ -83,6 +83,13 @@ export interface FluxOptions {
   };
   /** Milliseconds since the epoch; injectable for tests. @default Date.now */
   clock?: () => number;
+  /**
+   * Decide time with the database server's clock, so that instances with skewed clocks agree on
+   * expiry and grace: the offset of `clock` to PostgreSQL's clock is measured at start and every
+   * `interval`, and added to it. Ignored on PGlite (it runs in this process, on this clock).
+   * @default { interval: '1m' } on PostgreSQL; `false` when a `clock` is injected (a test's fake time is used as is)
+   */
+  serverClock?: boolean | { interval?: Duration };
   /** pino-style logger for operational events (never given secrets or digests). @default none */
   logger?: Logger;
   /**
@@ -117,6 +124,8 @@ export interface ResolvedOptions {
   cache: { max: number; ttlMs: number; negativeTtlMs: number };
   invalidation: { maxStalenessMs: number; whenDatabaseDown: "serve-cached" | "refuse" };
   clock: () => number;
+  /** Interval of the offset measurement, or null when the local clock is used as is. */
+  serverClockIntervalMs: number | null;
   logger: Logger;
   usage: ResolvedUsageOptions;
   limits: ResolvedLimitOptions;
@@ -133,6 +142,7 @@ const KNOWN = new Set([
   "cache",
   "invalidation",
   "clock",
+  "serverClock",
   "logger",
   "usage",
   "limits",
@@ -197,11 +207,29 @@ export function resolveOptions(
     },
     invalidation: resolveInvalidation(options.invalidation),
     clock: options.clock ?? Date.now,
+    serverClockIntervalMs: resolveServerClock(options),
     logger: options.logger ?? {},
     usage: resolveUsageOptions(options.usage),
     limits: resolveLimitOptions(options.limits),
     webhooks: resolveWebhookOptions(options.webhooks),
   };
+}
+
+function resolveServerClock(options: FluxOptions): number | null {
+  const setting = options.serverClock ?? options.clock === undefined;
+  if (setting === false) return null;
+  if (setting === true) return 60_000;
+  if (typeof setting !== "object" || setting === null) {
+    throw new FluxConfigError("invalid_option", "serverClock must be a boolean or { interval }.");
+  }
+  for (const name of Object.keys(setting)) {
+    if (name !== "interval") {
+      throw new FluxConfigError("unknown_option", `Unknown option 'serverClock.${name}' for createFlux().`);
+    }
+  }
+  const ms = configMs(setting.interval ?? "1m", "serverClock.interval");
+  if (ms < 1_000) throw new FluxConfigError("invalid_option", "serverClock.interval must be at least 1s.");
+  return ms;
 }
 
 function resolveInvalidation(options: FluxOptions["invalidation"]): ResolvedOptions["invalidation"] {

@@ -510,3 +510,71 @@ export class FaultyProxy {
     await new Promise((resolve) => this.server.close(resolve));
   }
 }
+
+/**
+ * A loopback TCP proxy in front of redis-server that loses a reply: once armed, the next client
+ * write containing `marker` is forwarded, and when Redis answers, the answer is swallowed and both
+ * connections are destroyed. Redis ran the command; the client never learns it did.
+ */
+export class ReplyLosingProxy {
+  private armed: string | null = null;
+  cuts = 0;
+  private readonly sockets = new Set<Socket>();
+  private constructor(
+    private readonly server: NetServer,
+    readonly port: number,
+  ) {}
+
+  static async start(targetPort: number): Promise<ReplyLosingProxy> {
+    let proxy: ReplyLosingProxy | undefined;
+    const server = createServer((client) => {
+      const self = proxy as ReplyLosingProxy;
+      const upstream = connect(targetPort, "127.0.0.1");
+      self.sockets.add(client);
+      self.sockets.add(upstream);
+      let losing = false;
+      const close = () => {
+        client.destroy();
+        upstream.destroy();
+        self.sockets.delete(client);
+        self.sockets.delete(upstream);
+      };
+      client.on("data", (chunk: Buffer) => {
+        if (self.armed !== null && chunk.includes(self.armed)) {
+          self.armed = null;
+          losing = true;
+        }
+        upstream.write(chunk);
+      });
+      upstream.on("data", (chunk: Buffer) => {
+        if (!losing) {
+          client.write(chunk);
+          return;
+        }
+        self.cuts++;
+        close();
+      });
+      client.on("error", close);
+      upstream.on("error", close);
+      client.on("close", close);
+      upstream.on("close", close);
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    proxy = new ReplyLosingProxy(server, (server.address() as AddressInfo).port);
+    return proxy;
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  /** Lose the reply to the next write that contains `marker`. */
+  arm(marker: string): void {
+    this.armed = marker;
+  }
+
+  async close(): Promise<void> {
+    for (const socket of this.sockets) socket.destroy();
+    await new Promise((resolve) => this.server.close(resolve));
+  }
+}

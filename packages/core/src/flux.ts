@@ -227,6 +227,9 @@ function connectRedis(url: string): Redis {
     // Commands issued in one tick go out in one write: a verify with several windows is one round trip.
     enableAutoPipelining: true,
     maxRetriesPerRequest: 1,
+    // A command whose reply was lost with its connection may have run: never send it again (a
+    // limiter script sent twice counts one request twice). The caller's store policy answers it.
+    autoResendUnfulfilledCommands: false,
     commandTimeout: 1_000,
     connectTimeout: 2_000,
     lazyConnect: false,

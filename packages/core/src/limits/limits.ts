@@ -143,15 +143,20 @@ export class Limits {
 
   /**
    * Opens the limits of one Flux instance. With Redis, windows need ioredis auto-pipelining (one
-   * round trip per request however many windows apply): the shared client is reused when it has
-   * it, else a duplicate connection with it is opened (and closed by `close()`).
+   * round trip per request however many windows apply) and must never have a command resent
+   * after a reconnect (a script whose reply was lost has run: resent, it would count twice). The
+   * shared client is reused when it is set up so, else a duplicate connection that is is opened
+   * (and closed by `close()`).
    */
   static async open(deps: LimitsDependencies): Promise<Limits> {
     const shared = deps.redis;
     if (shared === null) return new Limits(deps, null, false);
-    if (shared.options.enableAutoPipelining) return new Limits(deps, shared, false);
+    if (shared.options.enableAutoPipelining && shared.options.autoResendUnfulfilledCommands === false) {
+      return new Limits(deps, shared, false);
+    }
     const client = shared.duplicate({
       enableAutoPipelining: true,
+      autoResendUnfulfilledCommands: false,
       enableOfflineQueue: false,
       commandTimeout: 1_000,
       maxRetriesPerRequest: 1,

@@ -105,6 +105,12 @@ describe.each(CASES)("adapter contract: $label", ({ target, store }) => {
     await issue("expiring", (b) => b.forOrg("acme").withScopes(["read:events"]).expiresInDays(1));
     await issue("rotating", (b) => b.forOrg("acme").withScopes(["read:events"]));
     await issue("usage", (b) => b.forOrg("acme").withScopes(["read:events", "write:events"]));
+    await issue("guarded", (b) =>
+      b
+        .forOrg("acme")
+        .withScopes(["read:events"])
+        .withRateLimits([{ name: "burst", limit: 5, window: "1m" }]),
+    );
     await flux.keys.revoke(ids.revoked as string, { reason: "contract" });
     const rotated = await flux.keys.rotate(ids.rotating as string, { gracePeriod: "1h" });
     secrets.successor = rotated.secret;
@@ -213,6 +219,23 @@ describe.each(CASES)("adapter contract: $label", ({ target, store }) => {
     expect(after.valid && after.context.rateLimit?.windows[0]?.remaining).toBe(
       before.valid && before.context.rateLimit?.windows[0]?.remaining,
     );
+  });
+
+  run("consumes nothing for requests their route refuses, however many arrive at once", async () => {
+    // 100 at once to a route whose scope the key lacks, with the holder's 4 valid requests among
+    // them: a limit of 5 leaves room for all 4 only if the refused ones take nothing, ever.
+    const refusedScope = () =>
+      api().post("/v1/events").set("Authorization", `Bearer ${secrets.guarded}`).send({ type: "x" });
+    const valid = () => api().get("/v1/events").set("Authorization", `Bearer ${secrets.guarded}`);
+    const requests = Array.from({ length: 104 }, (_, i) => (i % 26 === 25 ? valid() : refusedScope()));
+    const responses = await Promise.all(requests);
+    const statuses = responses.map((r) => r.status);
+    expect(statuses.filter((status) => status === 403)).toHaveLength(100);
+    expect(statuses.filter((status) => status === 200)).toHaveLength(4);
+    // And the window has one left: only the 4 served requests counted.
+    const last = await valid();
+    expect(last.status).toBe(200);
+    expect(last.headers.ratelimit).toContain('"burst";r=0;');
   });
 
   run("refuses a missing entitlement with 403 and allows it where the plan has it", async () => {

@@ -434,3 +434,147 @@ export class CuttingProxy {
     await new Promise((resolve) => this.server.close(resolve));
   }
 }
+
+/**
+ * A loopback TCP proxy that can fail the way networks do: `blackHole()` keeps every connection
+ * open but forwards nothing (a partition: the client learns only from its own timeouts), `cut()`
+ * destroys every connection at once (a reset), `heal()` forwards again (new connections only
+ * after a black hole: held connections stay silent, as a partitioned peer's would).
+ */
+export class FaultyProxy {
+  private holding = false;
+  private readonly sockets = new Set<Socket>();
+  private constructor(
+    private readonly server: NetServer,
+    readonly port: number,
+  ) {}
+
+  static async start(targetPort: number): Promise<FaultyProxy> {
+    let proxy: FaultyProxy | undefined;
+    const server = createServer((client) => {
+      const self = proxy as FaultyProxy;
+      if (self.holding) {
+        // A new connection during a partition: accepted by the kernel, answered by nobody.
+        self.sockets.add(client);
+        client.on("error", () => {});
+        client.on("close", () => self.sockets.delete(client));
+        return;
+      }
+      const upstream = connect(targetPort, "127.0.0.1");
+      self.sockets.add(client);
+      self.sockets.add(upstream);
+      let silenced = false;
+      const close = () => {
+        client.destroy();
+        upstream.destroy();
+        self.sockets.delete(client);
+        self.sockets.delete(upstream);
+      };
+      client.on("data", (chunk: Buffer) => {
+        if (self.holding) silenced = true;
+        if (!silenced) upstream.write(chunk);
+      });
+      upstream.on("data", (chunk: Buffer) => {
+        if (self.holding) silenced = true;
+        if (!silenced) client.write(chunk);
+      });
+      client.on("error", close);
+      upstream.on("error", close);
+      client.on("close", close);
+      upstream.on("close", close);
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    proxy = new FaultyProxy(server, (server.address() as AddressInfo).port);
+    return proxy;
+  }
+
+  /** From now on nothing is forwarded, on open connections or new ones; nothing is closed. */
+  blackHole(): void {
+    this.holding = true;
+  }
+
+  /** Every open connection is destroyed. */
+  cut(): void {
+    for (const socket of this.sockets) socket.destroy();
+    this.sockets.clear();
+  }
+
+  /** New connections are forwarded again; connections held by the black hole are dropped. */
+  heal(): void {
+    this.cut();
+    this.holding = false;
+  }
+
+  async close(): Promise<void> {
+    this.cut();
+    await new Promise((resolve) => this.server.close(resolve));
+  }
+}
+
+/**
+ * A loopback TCP proxy in front of redis-server that loses a reply: once armed, the next client
+ * write containing `marker` is forwarded, and when Redis answers, the answer is swallowed and both
+ * connections are destroyed. Redis ran the command; the client never learns it did.
+ */
+export class ReplyLosingProxy {
+  private armed: string | null = null;
+  cuts = 0;
+  private readonly sockets = new Set<Socket>();
+  private constructor(
+    private readonly server: NetServer,
+    readonly port: number,
+  ) {}
+
+  static async start(targetPort: number): Promise<ReplyLosingProxy> {
+    let proxy: ReplyLosingProxy | undefined;
+    const server = createServer((client) => {
+      const self = proxy as ReplyLosingProxy;
+      const upstream = connect(targetPort, "127.0.0.1");
+      self.sockets.add(client);
+      self.sockets.add(upstream);
+      let losing = false;
+      const close = () => {
+        client.destroy();
+        upstream.destroy();
+        self.sockets.delete(client);
+        self.sockets.delete(upstream);
+      };
+      client.on("data", (chunk: Buffer) => {
+        if (self.armed !== null && chunk.includes(self.armed)) {
+          self.armed = null;
+          losing = true;
+        }
+        upstream.write(chunk);
+      });
+      upstream.on("data", (chunk: Buffer) => {
+        if (!losing) {
+          client.write(chunk);
+          return;
+        }
+        self.cuts++;
+        close();
+      });
+      client.on("error", close);
+      upstream.on("error", close);
+      client.on("close", close);
+      upstream.on("close", close);
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    proxy = new ReplyLosingProxy(server, (server.address() as AddressInfo).port);
+    return proxy;
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  /** Lose the reply to the next write that contains `marker`. */
+  arm(marker: string): void {
+    this.armed = marker;
+  }
+
+  async close(): Promise<void> {
+    for (const socket of this.sockets) socket.destroy();
+    await new Promise((resolve) => this.server.close(resolve));
+  }
+}

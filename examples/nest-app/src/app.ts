@@ -2,7 +2,7 @@
  * The events API on NestJS 12, on the Express or the Fastify platform, protected by Flux Keys.
  */
 import "reflect-metadata";
-import type { Flux } from "@flux-keys/core";
+import type { Flux, FluxOptions } from "@flux-keys/core";
 import { EventStore } from "@flux-keys/example-shared";
 import { FluxKeysModule, type FluxKeysModuleOptions } from "@flux-keys/nestjs";
 import { type INestApplication, Module } from "@nestjs/common";
@@ -13,13 +13,28 @@ import { EVENTS, EventsController, HealthController } from "./events.controller.
 
 export type Platform = "express" | "fastify";
 
+/**
+ * The app on `flux` (an instance you created and close), or on Flux options the module creates
+ * its instance from (and closes on shutdown); with `forRootAsync` when `module` says so.
+ */
 export async function createNestApp(
-  flux: Flux,
+  flux: Flux | FluxOptions,
   platform: Platform = "express",
-  options: Omit<FluxKeysModuleOptions, "flux"> = {},
+  options: Omit<FluxKeysModuleOptions, "flux" | "fluxOptions"> = {},
+  module: "forRoot" | "forRootAsync" = "forRoot",
 ): Promise<INestApplication> {
+  const moduleOptions: FluxKeysModuleOptions = {
+    ...("keys" in flux ? { flux: flux as Flux } : { fluxOptions: flux as FluxOptions }),
+    portal: { basePath: "/portal" },
+    ...options,
+  };
+  const fluxKeys =
+    module === "forRootAsync"
+      ? FluxKeysModule.forRootAsync({ useFactory: async () => moduleOptions })
+      : FluxKeysModule.forRoot(moduleOptions);
+
   @Module({
-    imports: [FluxKeysModule.forRoot({ flux, portal: { basePath: "/portal" }, ...options })],
+    imports: [fluxKeys],
     controllers: [HealthController, EventsController],
     providers: [{ provide: EVENTS, useValue: new EventStore() }],
   })

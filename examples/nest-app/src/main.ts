@@ -1,15 +1,21 @@
 /**
- * `pnpm --filter @flux-keys/example-nest start [express|fastify]`: the events API on the embedded
- * defaults, or on DATABASE_URL / REDIS_URL when set. PORT defaults to 3002.
+ * `pnpm --filter @flux-keys/example-nest start [express|fastify] [forRoot|forRootAsync]`: the
+ * events API on the embedded defaults, or on DATABASE_URL / REDIS_URL when set. PORT defaults to
+ * 3002. As the README's quick start: the module creates Flux from options, and
+ * `enableShutdownHooks()` lets SIGTERM / Ctrl-C flush usage and close it.
  */
-import { closeOnSignals, demoPortalLink, openFlux, printWelcome, seedDemo } from "@flux-keys/example-shared";
+import type { Flux } from "@flux-keys/core";
+import { demoPortalLink, printWelcome, seedDemo } from "@flux-keys/example-shared";
+import { FLUX } from "@flux-keys/nestjs";
 import { createNestApp, type Platform } from "./app.js";
 
 const platform = (process.argv[2] ?? "express") as Platform;
-const flux = await openFlux();
+const module = process.argv[3] === "forRootAsync" ? "forRootAsync" : "forRoot";
+const app = await createNestApp({}, platform, {}, module);
+app.enableShutdownHooks();
+const flux = app.get<Flux>(FLUX);
 const { secret } = await seedDemo(flux);
 const port = Number(process.env.PORT ?? 3002);
-const app = await createNestApp(flux, platform);
 await app.listen(port, "127.0.0.1");
 printWelcome(
   `NestJS (${platform}) events API`,
@@ -17,4 +23,3 @@ printWelcome(
   secret,
   await demoPortalLink(flux, `http://127.0.0.1:${port}`),
 );
-closeOnSignals(() => app.close(), flux);

@@ -261,11 +261,12 @@ export function cliSuite(target: Target, options: { portal: boolean; exitCodes: 
       ]);
       expect(revoked.code).toBe(0);
       expect(revoked.stdout).toMatch(new RegExp(`^Revoked ${rotated.key.id} `));
+      // Revoking the successor ends the lineage: the old key in grace is revoked with it.
+      expect(revoked.stdout).toContain(`Also revoked the keys it replaced, still in grace: ${state.keyId}.`);
 
       const f = await createFlux(core);
       try {
-        const old = await f.keys.verify(state.secret);
-        expect(old.rotation?.replacedBy).toBe(rotated.key.id);
+        await expect(f.keys.verify(state.secret)).rejects.toMatchObject({ code: "key_revoked" });
         await expect(f.keys.verify(rotated.secret)).rejects.toMatchObject({ code: "key_revoked" });
         expect((await f.keys.get(rotated.key.id)).revokedReason).toBe("leaked in a CI log");
       } finally {
@@ -310,8 +311,8 @@ export function cliSuite(target: Target, options: { portal: boolean; exitCodes: 
       const audit = await fluxJson<{
         items: Array<{ action: string; keyId: string | null; actor: { type: string; id?: string } }>;
       }>(["audit", "--org", "acme", "--key", state.keyId, ...args]);
-      expect(audit.items.map((e) => e.action)).toEqual(["key.rotated", "key.created"]);
-      expect(audit.items[1]!.actor).toEqual({ type: "admin", id: "ci-bot" });
+      expect(audit.items.map((e) => e.action)).toEqual(["key.revoked", "key.rotated", "key.created"]);
+      expect(audit.items[2]!.actor).toEqual({ type: "admin", id: "ci-bot" });
     });
 
     if (options.exitCodes)

@@ -32,7 +32,14 @@ export interface Database {
 
 export type DatabaseConfig =
   | { kind: "pglite"; dataDir: string | undefined }
-  | { kind: "postgres"; url: string; schema: string | undefined; poolSize: number };
+  | {
+      kind: "postgres";
+      url: string;
+      schema: string | undefined;
+      poolSize: number;
+      /** A direct connection for sessions of their own (LISTEN), when `url` is a pooler. */
+      directUrl?: string;
+    };
 
 export async function openDatabase(config: DatabaseConfig): Promise<Database> {
   if (config.kind === "pglite") {

@@ -82,6 +82,15 @@ export interface FluxErrorOptions {
 
 export const PROBLEM_TYPE_BASE = "https://flux-keys.dev/problems/";
 
+/**
+ * Problem types registered elsewhere, used instead of ours: an exhausted quota is the RateLimit
+ * draft's `quota-exceeded` (draft-ietf-httpapi-ratelimit-headers, "Problem Types"), which also
+ * names the policies it violated in `violated-policies`.
+ */
+const REGISTERED_TYPES: Partial<Record<FluxErrorCode, string>> = {
+  quota_exceeded: "https://iana.org/assignments/http-problem-types#quota-exceeded",
+};
+
 /** A denial or failure with a stable code. Thrown by `verify()` and the management API. */
 export class FluxError extends Error {
   override readonly name = "FluxError";
@@ -106,7 +115,7 @@ export class FluxError extends Error {
   toProblem(instance?: string): ProblemDetails {
     return {
       ...this.extensions,
-      type: PROBLEM_TYPE_BASE + this.code,
+      type: REGISTERED_TYPES[this.code] ?? PROBLEM_TYPE_BASE + this.code,
       title: this.title,
       status: this.status,
       detail: this.detail,

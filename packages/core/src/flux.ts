@@ -11,8 +11,8 @@ import { FluxConfigError, FluxError } from "./errors.js";
 import type { LifecycleEventType, LifecycleHandler } from "./events/event-types.js";
 import { Events } from "./events/events.js";
 import { Webhooks } from "./events/webhooks.js";
-import { type InvalidationBus, localBus, redisBus } from "./invalidation-bus.js";
-import { KeyCache } from "./key-cache.js";
+import { type InvalidationBus, localBus } from "./invalidation-bus.js";
+import { type Invalidation, KeyCache } from "./key-cache.js";
 import { Keys } from "./keys.js";
 import { type ClientAddressSource, clientAddress } from "./limits/client-address.js";
 import { checkEntitlement, type EntitlementEntry, listEntitlements } from "./limits/entitlement-queries.js";
@@ -23,7 +23,9 @@ import { type FluxOptions, type ResolvedOptions, resolveOptions } from "./option
 import { Orgs } from "./orgs.js";
 import { Plans } from "./plans.js";
 import { Portal } from "./portal/portal.js";
+import { PostgresBus } from "./postgres-bus.js";
 import type { Runtime } from "./runtime.js";
+import { ServerClock } from "./server-clock.js";
 import type { KeyContext } from "./types.js";
 import { Usage } from "./usage/usage.js";
 
@@ -73,6 +75,8 @@ export interface Flux {
     database: Database;
     cache: KeyCache;
     redis: Redis | null;
+    /** The invalidation bus: `hearing()` says whether every committed change reaches this instance. */
+    bus: InvalidationBus;
     /** Lifecycle events: `publish({ type, orgId, keyId, data })` for events outside a transaction. */
     events: Events;
   };
@@ -93,10 +97,31 @@ export async function createFlux(options: FluxOptions = {}): Promise<Flux> {
   try {
     if (resolved.migrate) await migrate(database.driver);
     else await guard(() => database.prisma.$queryRaw`SELECT 1`);
+    if (database.kind === "postgres" && resolved.serverClockIntervalMs !== null) {
+      // From here on every part of this instance reads time from the server's clock.
+      const serverClock = new ServerClock(resolved.clock, database.driver, resolved.logger);
+      await serverClock.measure();
+      serverClock.start(resolved.serverClockIntervalMs);
+      cleanup.push(async () => serverClock.close());
+      resolved.clock = serverClock.now;
+    }
 
     const cache = new KeyCache(resolved.cache);
+    const apply = (change: Invalidation) => cache.apply(change);
+    let bus: InvalidationBus = localBus(apply);
+    if (resolved.database.kind === "postgres") {
+      const config = resolved.database;
+      bus = await PostgresBus.start({
+        url: config.directUrl ?? config.url,
+        schema: config.schema,
+        maxStalenessMs: resolved.invalidation.maxStalenessMs,
+        apply,
+        logger: resolved.logger,
+      });
+      const opened = bus;
+      cleanup.push(() => opened.close());
+    }
     let redis: Redis | null = null;
-    let bus: InvalidationBus = localBus((change) => cache.apply(change));
     if (resolved.redis !== null) {
       redis = "client" in resolved.redis ? resolved.redis.client : connectRedis(resolved.redis.url);
       if ("url" in resolved.redis) {
@@ -111,14 +136,6 @@ export async function createFlux(options: FluxOptions = {}): Promise<Flux> {
       } catch {
         throw new FluxError("store_unavailable", { detail: "Redis could not be reached." });
       }
-      bus = await redisBus(
-        redis,
-        `${resolved.redis.keyPrefix}invalidate`,
-        (change) => cache.apply(change),
-        resolved.logger,
-      );
-      const opened = bus;
-      cleanup.push(() => opened.close());
     }
 
     const events = new Events({
@@ -195,7 +212,7 @@ export async function createFlux(options: FluxOptions = {}): Promise<Flux> {
         closed ??= closeAll();
         return closed;
       },
-      internals: { options: resolved, database, cache, redis, events },
+      internals: { options: resolved, database, cache, redis, bus, events },
       get portal() {
         portal ??= new Portal(flux);
         return portal;
@@ -232,6 +249,9 @@ function connectRedis(url: string): Redis {
     // Commands issued in one tick go out in one write: a verify with several windows is one round trip.
     enableAutoPipelining: true,
     maxRetriesPerRequest: 1,
+    // A command whose reply was lost with its connection may have run: never send it again (a
+    // limiter script sent twice counts one request twice). The caller's store policy answers it.
+    autoResendUnfulfilledCommands: false,
     commandTimeout: 1_000,
     connectTimeout: 2_000,
     lazyConnect: false,

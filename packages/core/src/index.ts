@@ -70,6 +70,7 @@ export {
   type KeyChanges,
   type KeyListQuery,
   Keys,
+  type RevokedKey,
   type RotatedKey,
   type ScopeSuggestion,
   type VerifyOptions,

@@ -25,6 +25,8 @@ export type Invalidation =
   | { kind: "all" };
 
 const NEGATIVE = Symbol("unknown key");
+/** Invalidations remembered for fills in flight; a read outliving more of them is refused. */
+const RECENT_MAX = 256;
 
 export interface CacheEpoch {
   epoch: number;
@@ -36,10 +38,13 @@ export class KeyCache {
   private readonly digestByKeyId = new Map<string, string>();
   private readonly negativeTtlMs: number;
   /**
-   * Bumped by every invalidation. A database read that started before an invalidation must not
-   * fill the cache with what it read: `set` refuses records read under an older epoch.
+   * Bumped by every invalidation. A database read that started before an invalidation of what it
+   * read (its key, org or plan, or everything) must not fill the cache with it: `set` looks
+   * through the invalidations since the read's epoch (`recent`, the last RECENT_MAX of them) and
+   * refuses the fill when one concerns the record, or when they are no longer all known.
    */
   private epoch = 0;
+  private readonly recent: Array<Exclude<Invalidation, { kind: "unknown-keys" }>> = [];
   /** Bumped when keys are issued: refuses "unknown" fills read before, but not known records. */
   private unknownEpoch = 0;
 
@@ -79,7 +84,8 @@ export class KeyCache {
   }
 
   set(digest: string, record: CachedRecord, readAt: CacheEpoch): void {
-    if (readAt.epoch !== this.epoch) return;
+    if (readAt.epoch !== this.epoch && (record === null || this.invalidatedSince(record, readAt.epoch)))
+      return;
     if (record === null) {
       if (readAt.unknownEpoch !== this.unknownEpoch) return;
       this.lru.set(digest, NEGATIVE, { ttl: this.negativeTtlMs });
@@ -89,9 +95,26 @@ export class KeyCache {
     }
   }
 
+  private invalidatedSince(record: KeyRecord, epoch: number): boolean {
+    const missed = this.epoch - epoch;
+    if (missed > this.recent.length) return true;
+    for (let i = this.recent.length - missed; i < this.recent.length; i++) {
+      const change = this.recent[i] as Exclude<Invalidation, { kind: "unknown-keys" }>;
+      if (change.kind === "all") return true;
+      if (change.kind === "key" && change.id === record.id) return true;
+      if (change.kind === "org" && change.id === record.orgId) return true;
+      if (change.kind === "plan" && change.id === record.plan?.id) return true;
+    }
+    return false;
+  }
+
   apply(change: Invalidation): void {
     if (change.kind === "unknown-keys") this.unknownEpoch++;
-    else this.epoch++;
+    else {
+      this.epoch++;
+      this.recent.push(change);
+      if (this.recent.length > RECENT_MAX) this.recent.shift();
+    }
     switch (change.kind) {
       case "key": {
         const digest = this.digestByKeyId.get(change.id);

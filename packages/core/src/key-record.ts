@@ -2,6 +2,7 @@
  * What verification needs about one key, read in one indexed query that also brings the org's
  * plan and entitlement overrides, and then served from the cache.
  */
+import { performance } from "node:perf_hooks";
 import type { PrismaClient } from "./database.js";
 import { effectiveEntitlements, type OverrideRow } from "./entitlements.js";
 import type { KeyEnvironment } from "./key-format.js";
@@ -37,6 +38,8 @@ export interface KeyRecord {
   /** Context without per-request parts, rebuilt when the entitlement set changes with time. */
   base: Omit<KeyContext, "rateLimit"> | null;
   baseValidUntil: number;
+  /** `performance.now()` when the read that brought this record was sent (see InvalidationBus.trusts). */
+  readAt: number;
 }
 
 interface Row {
@@ -63,6 +66,7 @@ interface Row {
 }
 
 export async function loadKeyRecord(prisma: PrismaClient, digest: string): Promise<KeyRecord | null> {
+  const readAt = performance.now();
   const rows = await prisma.$queryRaw<Row[]>`
     SELECT k."id", k."org_id", k."name", k."environment", k."scopes", k."metadata",
            k."expires_at", k."revoked_at", k."replaced_by_id", k."sunset_at",
@@ -114,6 +118,7 @@ export async function loadKeyRecord(prisma: PrismaClient, digest: string): Promi
     ),
     base: null,
     baseValidUntil: 0,
+    readAt,
   };
 }
 

@@ -62,6 +62,11 @@ export interface IssuedKey {
   secret: string;
 }
 
+export interface RevokedKey extends ApiKeyInfo {
+  /** Predecessors still in their rotation grace that this revocation ended too (oldest last). */
+  revokedWith: string[];
+}
+
 export interface RotatedKey extends IssuedKey {
   /** The replaced key, now in its grace period (or expired when the grace is 0). */
   previous: ApiKeyInfo;
@@ -223,6 +228,14 @@ export class Keys {
         record = await this.load(digest as string);
       } catch {
         return DENIALS.store_unavailable;
+      }
+    } else if (record !== null && !this.rt.bus.trusts(record.readAt)) {
+      // This instance cannot prove it hears every change: the record is read again (one read
+      // per key at a time). If the database cannot be read either, no change can commit.
+      try {
+        record = await this.load(digest as string);
+      } catch {
+        if (this.rt.options.invalidation.whenDatabaseDown === "refuse") return DENIALS.store_unavailable;
       }
     }
     if (record === null) return this.failed(DENIALS.key_invalid, address);
@@ -502,39 +515,85 @@ export class Keys {
     return this.info(row);
   }
 
-  /** Revokes a key at once. Idempotent: revoking a revoked key returns it unchanged. */
-  async revoke(id: string, options: { reason?: string; actor?: Actor } = {}): Promise<ApiKeyInfo> {
+  /**
+   * Revokes a key at once, and with it the keys it replaced that are still in their rotation
+   * grace (its lineage), each with its own audit event; `{ lineage: false }` revokes this key
+   * only. `revokedWith` lists the predecessors revoked by this call. Idempotent: revoking a
+   * revoked key returns it unchanged (its predecessors still in grace are revoked then).
+   */
+  async revoke(
+    id: string,
+    options: { reason?: string; actor?: Actor; lineage?: boolean } = {},
+  ): Promise<RevokedKey> {
     const reason =
       options.reason === undefined ? null : parseInput(z.string().max(500), options.reason, "reason");
+    if (options.lineage !== undefined && typeof options.lineage !== "boolean") {
+      throw new FluxError("invalid_request", { detail: "lineage must be a boolean." });
+    }
     const actor = options.actor ?? SYSTEM_ACTOR;
     const keyId = keyIdOrNotFound(id);
-    const row = await this.transaction(async (tx) => {
+    const { row, revokedWith } = await this.transaction(async (tx) => {
       const before = await tx.apiKey.findUnique({ where: { id: keyId } });
       if (before === null) throw new FluxError("not_found", { detail: "No such key." });
-      if (before.revokedAt !== null) return before;
       const now = new Date(this.rt.now());
-      const { count } = await tx.apiKey.updateMany({
-        where: { id: before.id, version: before.version, revokedAt: null },
-        data: { revokedAt: now, revokedReason: reason, version: { increment: 1 } },
-      });
-      if (count === 0) {
-        const current = await tx.apiKey.findUniqueOrThrow({ where: { id: before.id } });
-        if (current.revokedAt !== null) return current;
-        throw new FluxError("key_conflict");
+      let row = before;
+      if (before.revokedAt === null) {
+        const revoked = await this.revokeRow(tx, before, { reason, actor, now, details: { reason } });
+        if (revoked === null) {
+          const current = await tx.apiKey.findUniqueOrThrow({ where: { id: before.id } });
+          if (current.revokedAt === null) throw new FluxError("key_conflict");
+          row = current;
+        } else {
+          row = revoked;
+        }
       }
-      await writeAudit(tx, {
-        action: "key.revoked",
-        actor,
-        orgId: before.orgId,
-        keyId: before.id,
-        details: { reason },
-        at: now,
-      });
-      await this.rt.events.record(tx, keyRevoked(before, reason, actor));
-      return tx.apiKey.findUniqueOrThrow({ where: { id: before.id } });
+      const revokedWith: string[] = [];
+      if (options.lineage === false) return { row, revokedWith };
+      // Walk back through the keys this one replaced: a predecessor still in grace would keep
+      // the revoked key's access alive until its sunset.
+      let successorId = before.id;
+      for (let hops = 0; hops < 1_000; hops++) {
+        const predecessor = await tx.apiKey.findUnique({ where: { replacedById: successorId } });
+        if (predecessor === null) break;
+        successorId = predecessor.id;
+        if (keyStatus(predecessor, now.getTime()) !== "grace") continue;
+        const revoked = await this.revokeRow(tx, predecessor, {
+          reason,
+          actor,
+          now,
+          details: { reason, lineageOf: before.id },
+        });
+        if (revoked === null) throw new FluxError("key_conflict");
+        revokedWith.push(predecessor.id);
+      }
+      return { row, revokedWith };
     });
     await this.rt.bus.publish({ kind: "key", id: row.id });
-    return this.info(row);
+    for (const predecessor of revokedWith) await this.rt.bus.publish({ kind: "key", id: predecessor });
+    return { ...this.info(row), revokedWith };
+  }
+
+  /** Marks one key revoked (if still at the version read), with its audit and lifecycle events. */
+  private async revokeRow(
+    tx: Prisma.TransactionClient,
+    before: ApiKeyRow,
+    change: { reason: string | null; actor: Actor; now: Date; details: Record<string, unknown> },
+  ): Promise<ApiKeyRow | null> {
+    const { count } = await tx.apiKey.updateMany({
+      where: { id: before.id, version: before.version, revokedAt: null },
+      data: { revokedAt: change.now, revokedReason: change.reason, version: { increment: 1 } },
+    });
+    if (count === 0) return null;
+    await writeAudit(tx, {
+      action: "key.revoked",
+      actor: change.actor,
+      orgId: before.orgId,
+      keyId: before.id,
+      details: change.details,
+      at: change.now,
+    });
+    await this.rt.events.record(tx, keyRevoked(before, change.reason, change.actor));
+    return tx.apiKey.findUniqueOrThrow({ where: { id: before.id } });
   }
 
   /**

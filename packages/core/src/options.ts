@@ -29,9 +29,13 @@ export interface FluxOptions {
    * - `{ pglite: 'memory://' }` or `{ pglite: true }`: embedded PGlite in memory;
    * - `{ pglite: './folder' }`: embedded PGlite persisted in a folder;
    * - `{ url }`: PostgreSQL through `@prisma/adapter-pg` (`schema` sets the search path).
+   *   `directUrl` is a direct connection to the server for what needs a session of its own (the
+   *   invalidation bus's `LISTEN`), when `url` goes through a transaction pooler such as PgBouncer.
    * @default `DATABASE_URL` when set, else embedded PGlite in memory
    */
-  database?: { pglite: string | true } | { url: string; schema?: string; poolSize?: number };
+  database?:
+    | { pglite: string | true }
+    | { url: string; schema?: string; poolSize?: number; directUrl?: string };
   /**
    * Redis for cache invalidation across instances (and shared limits). Either a URL, or an
    * ioredis client you own (Flux Keys will not close it).
@@ -59,8 +63,33 @@ export interface FluxOptions {
     /** How long an unknown key is remembered as unknown. @default '2s' */
     negativeTtl?: Duration;
   };
+  /**
+   * How changes reach the caches of other instances. On PostgreSQL every committed change to a
+   * key, org, plan or entitlement override is heard through `LISTEN/NOTIFY` within a second; an
+   * instance that cannot prove it hears (heartbeats on the listening connection) trusts a cached
+   * record for at most `maxStaleness` before reading it again. On PGlite (one process) changes are
+   * applied in process.
+   */
+  invalidation?: {
+    /** How long a cached record is trusted while the bus is not heard. @default '1s' */
+    maxStaleness?: Duration;
+    /**
+     * While the bus is not heard and the database cannot be read either: `'serve-cached'` keeps
+     * answering from the cache (no change can commit while the database is down), `'refuse'`
+     * answers `store_unavailable`.
+     * @default 'serve-cached'
+     */
+    whenDatabaseDown?: "serve-cached" | "refuse";
+  };
   /** Milliseconds since the epoch; injectable for tests. @default Date.now */
   clock?: () => number;
+  /**
+   * Decide time with the database server's clock, so that instances with skewed clocks agree on
+   * expiry and grace: the offset of `clock` to PostgreSQL's clock is measured at start and every
+   * `interval`, and added to it. Ignored on PGlite (it runs in this process, on this clock).
+   * @default { interval: '1m' } on PostgreSQL; `false` when a `clock` is injected (a test's fake time is used as is)
+   */
+  serverClock?: boolean | { interval?: Duration };
   /** pino-style logger for operational events (never given secrets or digests). @default none */
   logger?: Logger;
   /**
@@ -93,7 +122,10 @@ export interface ResolvedOptions {
   pepper: string | undefined;
   environments: ReadonlySet<KeyEnvironment>;
   cache: { max: number; ttlMs: number; negativeTtlMs: number };
+  invalidation: { maxStalenessMs: number; whenDatabaseDown: "serve-cached" | "refuse" };
   clock: () => number;
+  /** Interval of the offset measurement, or null when the local clock is used as is. */
+  serverClockIntervalMs: number | null;
   logger: Logger;
   usage: ResolvedUsageOptions;
   limits: ResolvedLimitOptions;
@@ -108,7 +140,9 @@ const KNOWN = new Set([
   "pepper",
   "environments",
   "cache",
+  "invalidation",
   "clock",
+  "serverClock",
   "logger",
   "usage",
   "limits",
@@ -171,12 +205,51 @@ export function resolveOptions(
       ttlMs: configMs(options.cache?.ttl ?? "30s", "cache.ttl"),
       negativeTtlMs: configMs(options.cache?.negativeTtl ?? "2s", "cache.negativeTtl"),
     },
+    invalidation: resolveInvalidation(options.invalidation),
     clock: options.clock ?? Date.now,
+    serverClockIntervalMs: resolveServerClock(options),
     logger: options.logger ?? {},
     usage: resolveUsageOptions(options.usage),
     limits: resolveLimitOptions(options.limits),
     webhooks: resolveWebhookOptions(options.webhooks),
   };
+}
+
+function resolveServerClock(options: FluxOptions): number | null {
+  const setting = options.serverClock ?? options.clock === undefined;
+  if (setting === false) return null;
+  if (setting === true) return 60_000;
+  if (typeof setting !== "object" || setting === null) {
+    throw new FluxConfigError("invalid_option", "serverClock must be a boolean or { interval }.");
+  }
+  for (const name of Object.keys(setting)) {
+    if (name !== "interval") {
+      throw new FluxConfigError("unknown_option", `Unknown option 'serverClock.${name}' for createFlux().`);
+    }
+  }
+  const ms = configMs(setting.interval ?? "1m", "serverClock.interval");
+  if (ms < 1_000) throw new FluxConfigError("invalid_option", "serverClock.interval must be at least 1s.");
+  return ms;
+}
+
+function resolveInvalidation(options: FluxOptions["invalidation"]): ResolvedOptions["invalidation"] {
+  for (const name of Object.keys(options ?? {})) {
+    if (name !== "maxStaleness" && name !== "whenDatabaseDown") {
+      throw new FluxConfigError("unknown_option", `Unknown option 'invalidation.${name}' for createFlux().`);
+    }
+  }
+  const maxStalenessMs = configMs(options?.maxStaleness ?? "1s", "invalidation.maxStaleness");
+  if (maxStalenessMs < 100) {
+    throw new FluxConfigError("invalid_option", "invalidation.maxStaleness must be at least 100ms.");
+  }
+  const whenDatabaseDown = options?.whenDatabaseDown ?? "serve-cached";
+  if (whenDatabaseDown !== "serve-cached" && whenDatabaseDown !== "refuse") {
+    throw new FluxConfigError(
+      "invalid_option",
+      "invalidation.whenDatabaseDown must be 'serve-cached' or 'refuse'.",
+    );
+  }
+  return { maxStalenessMs, whenDatabaseDown };
 }
 
 function resolveDatabase(database: FluxOptions["database"], env: NodeJS.ProcessEnv): DatabaseConfig {
@@ -189,7 +262,12 @@ function resolveDatabase(database: FluxOptions["database"], env: NodeJS.ProcessE
     return { kind: "pglite", dataDir: dir === true || dir === "memory://" ? undefined : dir };
   }
   if ("url" in database && typeof database.url === "string" && database.url.length > 0) {
-    return postgres(database.url, database.schema, database.poolSize ?? 10);
+    const config = postgres(database.url, database.schema, database.poolSize ?? 10);
+    if (database.directUrl === undefined || config.kind !== "postgres") return config;
+    if (typeof database.directUrl !== "string" || !URL.canParse(database.directUrl)) {
+      throw new FluxConfigError("invalid_option", "database.directUrl is not a valid PostgreSQL URL.");
+    }
+    return { ...config, directUrl: database.directUrl };
   }
   throw new FluxConfigError("invalid_option", "database must be { pglite } or { url }.");
 }

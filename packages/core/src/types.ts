@@ -152,7 +152,7 @@ export interface AuditEvent {
 
 /**
  * Runs the rest of a request's handling inside a scope made from its verified key, e.g. the
- * OpenFeature transaction context (`withTransactionContext` of `@flux-keys/openfeature`): code
+ * OpenFeature transaction context (`transactionContextFromKey()` of `@flux-keys/openfeature`): code
  * anywhere in the handler then sees it. Must call `run` exactly once, synchronously or later.
  */
 export type RunWithContext = (context: KeyContext, run: () => void) => void;

@@ -38,6 +38,23 @@ describe("KeyCache", () => {
     expect(cache.get("d")).toBeUndefined();
   });
 
+  it("keeps a fill read before an invalidation of something else; refuses it past what it remembers", () => {
+    const cache = new KeyCache(options);
+    const before = cache.currentEpoch();
+    cache.apply({ kind: "key", id: "other" });
+    cache.apply({ kind: "org", id: "other-org" });
+    cache.set("d", record("k1"), before);
+    expect(cache.get("d")).toBeTruthy();
+    const stale = cache.currentEpoch();
+    cache.apply({ kind: "plan", id: "p" });
+    cache.set("e", record("k2"), stale);
+    expect(cache.get("e")).toBeUndefined();
+    const old = cache.currentEpoch();
+    for (let i = 0; i < 300; i++) cache.apply({ kind: "key", id: `x${i}` });
+    cache.set("f", record("k3"), old);
+    expect(cache.get("f")).toBeUndefined();
+  });
+
   it("refuses an unknown-key fill read before an issuance, but not a known record", () => {
     const cache = new KeyCache(options);
     cache.set("gone", null, cache.currentEpoch());

@@ -306,6 +306,48 @@ describe.each(STORES)("key lifecycle on $name", (store) => {
     },
   );
 
+  it.skipIf(!store.available)(
+    "revoking a rotated key ends its lineage: predecessors in grace are revoked too",
+    async () => {
+      const first = await flux.keys.create().forOrg("acme").withScopes(["read:events"]).issue();
+      const second = await flux.keys.rotate(first.key.id, { gracePeriod: "1h" });
+      const third = await flux.keys.rotate(second.key.id, { gracePeriod: "1h" });
+      for (const secret of [first.secret, second.secret, third.secret]) {
+        expect((await flux.keys.check(secret)).valid).toBe(true);
+      }
+      const revoked = await flux.keys.revoke(third.key.id, {
+        reason: "leaked",
+        actor: { type: "admin", id: "ops" },
+      });
+      expect(revoked.status).toBe("revoked");
+      expect(revoked.revokedWith).toEqual([second.key.id, first.key.id]);
+      for (const secret of [first.secret, second.secret, third.secret]) {
+        expect(await flux.keys.check(secret)).toMatchObject({ valid: false, error: { code: "key_revoked" } });
+      }
+      for (const id of [first.key.id, second.key.id]) {
+        const events = (await flux.audit.list({ keyId: id })).items.filter((e) => e.action === "key.revoked");
+        expect(events).toHaveLength(1);
+        expect(events[0]).toMatchObject({ details: { reason: "leaked", lineageOf: third.key.id } });
+        expect(events[0]?.actor).toMatchObject({ type: "admin", id: "ops" });
+      }
+      // Again: nothing more to revoke.
+      expect((await flux.keys.revoke(third.key.id)).revokedWith).toEqual([]);
+    },
+  );
+
+  it.skipIf(!store.available)("revoke with { lineage: false } revokes this key only", async () => {
+    const first = await flux.keys.create().forOrg("acme").issue();
+    const second = await flux.keys.rotate(first.key.id, { gracePeriod: "1h" });
+    const revoked = await flux.keys.revoke(second.key.id, { lineage: false });
+    expect(revoked.revokedWith).toEqual([]);
+    expect(await flux.keys.check(second.secret)).toMatchObject({
+      valid: false,
+      error: { code: "key_revoked" },
+    });
+    expect((await flux.keys.check(first.secret)).valid).toBe(true);
+    await expectCode(flux.keys.revoke(first.key.id, { lineage: "yes" as never }), "invalid_request");
+  });
+
   it.skipIf(!store.available)("concurrent rotate and revoke end in one consistent state", async () => {
     const { key } = await flux.keys.create().forOrg("acme").issue();
     const [rotation, revocation] = await Promise.allSettled([

@@ -587,6 +587,15 @@ describe.each(STORES)("portal handler on $name", (store) => {
             (e: { action: string; keyId: string }) => e.action === "key.rotated" && e.keyId === key.id,
           ),
         ).toBe(true);
+        // Revoking the successor ends the lineage, and the answer says so.
+        const revoked = await call(`/portal/api/keys/${result.key.id}/revoke`, {
+          method: "POST",
+          as: admin,
+          body: {},
+        });
+        expect(revoked.status).toBe(200);
+        expect((await revoked.json()).revokedWith).toEqual([key.id]);
+        expect((await flux.keys.get(key.id)).status).toBe("revoked");
       },
     );
 

@@ -24,6 +24,7 @@ import {
   serveWeb,
 } from "@flux-keys/core";
 import type { NextFunction, Request, RequestHandler, Response } from "express";
+import { kRequirement, type Requirement, routeRequirements } from "./route-requirements.js";
 
 /** An Express request that passed `fluxKeys()`: `req.apiKey` is the verified key's context. */
 export type ApiKeyRequest<P = Record<string, string>> = Request<P> & { apiKey: KeyContext };
@@ -49,7 +50,7 @@ export interface FluxKeysOptions extends HttpAuthOptions {
   passToErrorHandler?: boolean;
   /**
    * Runs the rest of the request inside a scope made from the verified key, e.g.
-   * `withTransactionContext` of `@flux-keys/openfeature`. @default none
+   * `transactionContextFromKey()` of `@flux-keys/openfeature`. @default none
    */
   runWithContext?: RunWithContext;
 }
@@ -90,7 +91,7 @@ export function fluxKeys(flux: Flux, options: FluxKeysOptions = {}): RequestHand
   const auth = createHttpAuth(flux, authOptions);
   // Not an async function: one promise per request (core's), and Express's router does not have
   // to watch a second one.
-  return (req, res, next) => {
+  const middleware: RequestHandler = (req, res, next) => {
     const startedAt = performance.now();
     const units = typeof cost === "function" ? cost(req) : (cost ?? 1);
     const httpRequest = {
@@ -99,8 +100,15 @@ export function fluxKeys(flux: Flux, options: FluxKeysOptions = {}): RequestHand
       headers: req.headers,
       remoteAddress: req.socket.remoteAddress,
     };
+    // The guards this request will meet are checked before anything is consumed.
+    const required = requirementsOf(req, middleware);
     auth
-      .authenticate(httpRequest, { cost: units })
+      .authenticate(
+        httpRequest,
+        required.scopes.length === 0 && required.entitlements.length === 0
+          ? { cost: units }
+          : { cost: units, scopes: required.scopes, entitlement: required.entitlements },
+      )
       .then((result) => {
         if (!result.ok) return deny({ options }, result, req, res, next);
         (req as ApiKeyRequest).apiKey = result.context;
@@ -127,14 +135,26 @@ export function fluxKeys(flux: Flux, options: FluxKeysOptions = {}): RequestHand
       // As Express does for an async middleware: anything thrown reaches the error handlers.
       .catch(next);
   };
+  return middleware;
 }
 
-function guard(
-  check: (context: KeyContext) => FluxError | null,
-  scopes: readonly string[] = [],
-): RequestHandler {
+/** The requirements of the guards after `middleware` on this request's route (see route-requirements.ts). */
+function requirementsOf(req: Request, middleware: RequestHandler): Requirement {
+  const app = req.app as (Request["app"] & { router?: { stack?: unknown }; parent?: unknown }) | undefined;
+  if (app === undefined) return { scopes: [], entitlements: [] };
+  const query = req.originalUrl.indexOf("?");
+  let path = query === -1 ? req.originalUrl : req.originalUrl.slice(0, query);
+  // An app mounted inside another sees paths below its mount point.
+  if (app.parent !== undefined && typeof app.mountpath === "string" && path.startsWith(app.mountpath)) {
+    path = path.slice(app.mountpath.length) || "/";
+  }
+  return routeRequirements(app.router, middleware, req.method, path);
+}
+
+function guard(check: (context: KeyContext) => FluxError | null, requirement: Requirement): RequestHandler {
+  const scopes = requirement.scopes;
   // Synchronous on the allowed path: no promise per request.
-  return (req, res, next) => {
+  const handler: RequestHandler = (req, res, next) => {
     const attachment = (req as AttachedRequest)[kAttached];
     const context = (req as Partial<ApiKeyRequest>).apiKey;
     if (attachment === undefined || context === undefined) {
@@ -146,22 +166,31 @@ function guard(
       attachment.scopes.push(...scopes);
       return next();
     }
-    // A denied request consumes nothing: give back what fluxKeys() took.
+    // Only where fluxKeys() could not see this guard: give back what it took.
     attachment.auth
       .release(context, attachment.cost)
       .then(() => deny(attachment, attachment.auth.denied(error, true), req, res, next), next);
   };
+  // fluxKeys() reads this to refuse the request before consuming anything.
+  (handler as RequestHandler & { [kRequirement]: Requirement })[kRequirement] = requirement;
+  return handler;
 }
 
 /** Lets the request through only when the key holds every one of these scopes. */
 export function requireScopes(...scopes: string[]): RequestHandler {
   const required = scopes.flat();
-  return guard((context) => requirementError(context, required, undefined), required);
+  return guard((context) => requirementError(context, required, undefined), {
+    scopes: required,
+    entitlements: [],
+  });
 }
 
 /** Lets the request through only when the key's org is entitled to this feature. */
 export function requireEntitlement(name: string): RequestHandler {
-  return guard((context) => requirementError(context, undefined, [name]));
+  return guard((context) => requirementError(context, undefined, [name]), {
+    scopes: [],
+    entitlements: [name],
+  });
 }
 
 export type { FluxError, KeyContext };

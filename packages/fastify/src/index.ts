@@ -56,7 +56,7 @@ export interface FluxKeysPluginOptions extends HttpAuthOptions {
   cost?: number;
   /**
    * Runs the rest of the request (hooks and handler) inside a scope made from the verified key,
-   * e.g. `withTransactionContext` of `@flux-keys/openfeature`. @default none
+   * e.g. `transactionContextFromKey()` of `@flux-keys/openfeature`. @default none
    */
   runWithContext?: RunWithContext;
 }

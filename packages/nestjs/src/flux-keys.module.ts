@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { createHttpAuth, type Flux, serveWeb } from "@flux-keys/core";
+import { createFlux, createHttpAuth, type Flux, serveWeb } from "@flux-keys/core";
 import {
   type DynamicModule,
   Inject,
@@ -21,17 +21,29 @@ import type {
   FluxKeysOptionsFactory,
 } from "./flux-keys.options.js";
 
+/** Flux instances the module created itself (and so closes on shutdown by default). */
+const created = new WeakSet<Flux>();
+
 const sharedProviders: Provider[] = [
   {
     provide: FLUX,
-    useFactory: (options: FluxKeysModuleOptions) => options.flux,
+    useFactory: async (options: FluxKeysModuleOptions) => {
+      if (options.flux !== undefined) return options.flux;
+      if (options.fluxOptions === undefined) {
+        throw new Error("FluxKeysModule needs `flux` (a createFlux() instance) or `fluxOptions`.");
+      }
+      const flux = await createFlux(options.fluxOptions);
+      created.add(flux);
+      return flux;
+    },
     inject: [FLUX_KEYS_OPTIONS],
   },
   {
     provide: FLUX_KEYS_AUTH,
-    useFactory: (options: FluxKeysModuleOptions) => {
+    useFactory: (options: FluxKeysModuleOptions, flux: Flux) => {
       const {
-        flux,
+        flux: _flux,
+        fluxOptions: _fluxOptions,
         global: _global,
         cost: _cost,
         closeOnShutdown: _close,
@@ -41,7 +53,7 @@ const sharedProviders: Provider[] = [
       } = options;
       return createHttpAuth(flux, http);
     },
-    inject: [FLUX_KEYS_OPTIONS],
+    inject: [FLUX_KEYS_OPTIONS, FLUX],
   },
   ApiKeyGuard,
   { provide: APP_FILTER, useClass: ApiKeyExceptionFilter },
@@ -61,7 +73,10 @@ function appGuard(global: boolean | undefined): Provider[] {
  */
 @Module({})
 export class FluxKeysModule implements NestModule, OnApplicationShutdown {
-  constructor(@Inject(FLUX_KEYS_OPTIONS) private readonly options: FluxKeysModuleOptions) {}
+  constructor(
+    @Inject(FLUX_KEYS_OPTIONS) private readonly options: FluxKeysModuleOptions,
+    @Inject(FLUX) private readonly flux: Flux,
+  ) {}
 
   static forRoot(options: FluxKeysModuleOptions): DynamicModule {
     return {
@@ -113,7 +128,7 @@ export class FluxKeysModule implements NestModule, OnApplicationShutdown {
   configure(consumer: MiddlewareConsumer): void {
     const portal = this.options.portal;
     if (!portal) return;
-    const handler = this.options.flux.portal.handler(portal);
+    const handler = this.flux.portal.handler(portal);
     const base = handler.basePath;
     const middleware = (
       req: IncomingMessage & { originalUrl?: string },
@@ -135,7 +150,13 @@ export class FluxKeysModule implements NestModule, OnApplicationShutdown {
       );
   }
 
+  /**
+   * Runs after the HTTP server has stopped (every response finished, so every call recorded):
+   * usage is flushed, and the instance closed when the module created it or was told to.
+   */
   async onApplicationShutdown(): Promise<void> {
-    if (this.options.closeOnShutdown) await (this.options.flux as Flux).close();
+    const close = this.options.closeOnShutdown ?? created.has(this.flux);
+    if (close) await this.flux.close();
+    else await this.flux.usage.flush().catch(() => {});
   }
 }

@@ -1,14 +1,23 @@
-import type { Flux, HttpAuthOptions, PortalOptions, RunWithContext } from "@flux-keys/core";
+import type { Flux, FluxOptions, HttpAuthOptions, PortalOptions, RunWithContext } from "@flux-keys/core";
 import type { InjectionToken, ModuleMetadata, OptionalFactoryDependency, Type } from "@nestjs/common";
 
 export interface FluxKeysModuleOptions extends HttpAuthOptions {
-  /** The instance from `createFlux()`; `close()` it on shutdown (or set `closeOnShutdown`). */
-  flux: Flux;
+  /**
+   * The instance from `createFlux()`, or the options for the module to create one with
+   * (`{ fluxOptions: {} }` reads `DATABASE_URL` / `REDIS_URL`); inject it with `@Inject(FLUX)`.
+   */
+  flux?: Flux;
+  /** Options for the module to create (and own) the Flux instance, when `flux` is not given. */
+  fluxOptions?: FluxOptions;
   /** Guard every route of the app (`APP_GUARD`); else use `@UseGuards(ApiKeyGuard)`. @default true */
   global?: boolean;
   /** Units a route costs unless `@RateLimitCost()` says otherwise. @default 1 */
   cost?: number;
-  /** Call `flux.close()` when the Nest app shuts down (flushes usage). @default false */
+  /**
+   * Call `flux.close()` when the Nest app shuts down. Usage is flushed on shutdown either way;
+   * call `app.enableShutdownHooks()` so that SIGTERM runs the shutdown hooks.
+   * @default true when the module created the instance (`fluxOptions`), else false
+   */
   closeOnShutdown?: boolean;
   /**
    * Serve the customer portal under `portal.basePath` (e.g. `{ basePath: "/portal" }`), as
@@ -17,7 +26,7 @@ export interface FluxKeysModuleOptions extends HttpAuthOptions {
   portal?: PortalOptions;
   /**
    * Runs each guarded handler inside a scope made from the verified key, e.g.
-   * `withTransactionContext` of `@flux-keys/openfeature` (through an interceptor). @default none
+   * `transactionContextFromKey()` of `@flux-keys/openfeature` (through an interceptor). @default none
    */
   runWithContext?: RunWithContext;
 }

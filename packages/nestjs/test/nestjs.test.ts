@@ -83,6 +83,14 @@ async function start(imports: unknown[], controllers: unknown[]): Promise<INestA
   return app;
 }
 
+const lastHour = () => ({
+  from: new Date(Date.now() - 3_600_000),
+  to: new Date(Date.now() + 60_000),
+  granularity: "hour" as const,
+});
+const total = (result: { series: Array<{ totals: { calls: number } }> }) =>
+  result.series.reduce((sum, series) => sum + series.totals.calls, 0);
+
 describe("@flux-keys/nestjs", () => {
   beforeAll(async () => {
     ({ flux, secret } = await embeddedFluxWithKey(20));
@@ -128,6 +136,37 @@ describe("@flux-keys/nestjs", () => {
     } finally {
       await app.close();
     }
+  });
+
+  it("flushes usage when the app shuts down, and closes only the instances it created", async () => {
+    const app = await start([FluxKeysModule.forRoot({ flux, global: false })], [GuardedController]);
+    await flux.usage.flush();
+    const before = await flux.usage.query({ orgId: "acme", ...lastHour() });
+    const served = await request(app.getHttpServer())
+      .get("/guarded")
+      .set("Authorization", `Bearer ${secret}`);
+    expect(served.status).toBe(200);
+    await app.close();
+    // Nothing flushed it but the module's shutdown hook (the flush interval is 5 s).
+    const after = await flux.usage.query({ orgId: "acme", ...lastHour() });
+    expect(total(after) - total(before)).toBe(1);
+    // The instance was given to the module: still open.
+    expect((await flux.keys.check(secret)).valid).toBe(true);
+
+    const owning = await start(
+      [
+        FluxKeysModule.forRootAsync({
+          global: false,
+          useFactory: () => ({ fluxOptions: { database: { pglite: true }, redis: null } }),
+        }),
+      ],
+      [UnguardedController],
+    );
+    const created = owning.get<Flux>(FLUX);
+    await created.orgs.create({ id: "own", name: "Own" });
+    await owning.close();
+    // Created by the module: closed with the app.
+    await expect(created.orgs.get("own")).rejects.toThrow();
   });
 
   it("lets a subclass override the guard's extension points", async () => {

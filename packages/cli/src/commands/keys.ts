@@ -265,19 +265,26 @@ export function registerKeys(program: Command, io: CliIo): void {
 
   keys
     .command("revoke")
-    .description("Revoke a key at once (idempotent).")
+    .description(
+      "Revoke a key at once (idempotent), and the older keys it replaced that are still in their rotation grace.",
+    )
     .argument("<keyId>")
     .option("--reason <text>", "why (kept in the key and the audit log)")
+    .option("--key-only", "revoke this key only: predecessors in grace keep working until their sunset")
     .addHelpText("after", examples('flux keys revoke key_8fK2… --reason "leaked in a CI log"'))
     .action(
-      action<{ reason?: string }>(io, async (session, flags, [keyId]) => {
+      action<{ reason?: string; keyOnly?: boolean }>(io, async (session, flags, [keyId]) => {
         const flux = await session.flux();
         const key = await flux.keys.revoke(keyId!, {
           ...(flags.reason !== undefined ? { reason: flags.reason } : {}),
+          ...(flags.keyOnly ? { lineage: false } : {}),
           actor: session.actor(),
         });
         if (session.json) return session.printJson(key);
         session.out(`Revoked ${key.id} (${keyDisplay(key)}) at ${when(key.revokedAt)}.`);
+        if (key.revokedWith.length > 0) {
+          session.out(`Also revoked the keys it replaced, still in grace: ${key.revokedWith.join(", ")}.`);
+        }
       }),
     );
 }

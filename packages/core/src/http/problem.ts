@@ -41,7 +41,13 @@ export function denialResponse(
   } else if (error.status === 400) {
     headers["WWW-Authenticate"] = `Bearer ${realm}, error="invalid_request"`;
   }
-  if ((error.status === 503 || error.status === 429) && headers["Retry-After"] === undefined) {
+  // A quota that never refills says nothing of retrying; everything else says when.
+  const neverRefills = error.code === "quota_exceeded" && error.extensions.retryAfter === null;
+  if (
+    (error.status === 503 || error.status === 429) &&
+    headers["Retry-After"] === undefined &&
+    !neverRefills
+  ) {
     headers["Retry-After"] = "1";
   }
   return { status: error.status, headers, body: error.toProblem(options.instance) };

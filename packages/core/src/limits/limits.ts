@@ -53,6 +53,12 @@ interface BoundWindow {
   storedKey: string;
   /** Its queue in `inFlight` (Redis): the limit and the counter. */
   flight: string;
+  /**
+   * What the store last answered for this window (remaining points, and when it resets on the
+   * limiter's clock): a refusal answered without a store call reports every window from it.
+   */
+  lastRemaining: number;
+  lastResetAt: number;
 }
 
 interface BoundQuota {
@@ -143,15 +149,20 @@ export class Limits {
 
   /**
    * Opens the limits of one Flux instance. With Redis, windows need ioredis auto-pipelining (one
-   * round trip per request however many windows apply): the shared client is reused when it has
-   * it, else a duplicate connection with it is opened (and closed by `close()`).
+   * round trip per request however many windows apply) and must never have a command resent
+   * after a reconnect (a script whose reply was lost has run: resent, it would count twice). The
+   * shared client is reused when it is set up so, else a duplicate connection that is is opened
+   * (and closed by `close()`).
    */
   static async open(deps: LimitsDependencies): Promise<Limits> {
     const shared = deps.redis;
     if (shared === null) return new Limits(deps, null, false);
-    if (shared.options.enableAutoPipelining) return new Limits(deps, shared, false);
+    if (shared.options.enableAutoPipelining && shared.options.autoResendUnfulfilledCommands === false) {
+      return new Limits(deps, shared, false);
+    }
     const client = shared.duplicate({
       enableAutoPipelining: true,
+      autoResendUnfulfilledCommands: false,
       enableOfflineQueue: false,
       commandTimeout: 1_000,
       maxRetriesPerRequest: 1,
@@ -404,10 +415,15 @@ export class Limits {
       const res =
         outcome instanceof Denied ? outcome.res : outcome instanceof RateLimiterRes ? outcome : null;
       const gaveBack = outcome instanceof RateLimiterRes ? refunded : 0;
+      const remaining = res === null ? 0 : Math.min(window.limit, res.remainingPoints + gaveBack);
+      if (res !== null) {
+        window.lastRemaining = remaining;
+        window.lastResetAt = now + res.msBeforeNext;
+      }
       states[i] = {
         name: window.name,
         limit: window.limit,
-        remaining: res === null ? 0 : Math.min(window.limit, res.remainingPoints + gaveBack),
+        remaining,
         window: window.seconds,
         resetIn: res === null ? window.seconds : secondsUntil(res.msBeforeNext, window.seconds),
         per: window.per,
@@ -442,9 +458,13 @@ export class Limits {
           retryAfter === null
             ? "The API key's quota is used up."
             : `The API key's ${state.quota.period === "day" ? "daily" : "monthly"} quota is used up.`,
-        extensions: { window: "quota", retryAfter, rateLimit: state },
+        // A total quota never refills: no Retry-After (retryAfter null) promises a retry.
+        extensions: { window: "quota", retryAfter, rateLimit: state, "violated-policies": ["quota"] },
       });
     }
+    // A window refused: the quota was not asked on every store (the memory path stops at the
+    // first refusal), so no 429 reports it, whichever store counts.
+    state.quota = null;
     let worst: RateLimitWindowState | null = null;
     for (let i = 0; i < bound.windows.length; i++) {
       const windowState = state.windows[i] as RateLimitWindowState;
@@ -464,12 +484,23 @@ export class Limits {
     const outcomes: Outcome[] = bound.windows.map((w) =>
       w === window ? new Denied(new RateLimiterRes(0, ms, window.limit + 1)) : STORE_FAILED,
     );
-    const full = this.state(bound, outcomes, now, 0);
-    // Only the exhausted window is known; the others were not asked.
-    const state: RateLimitState = {
-      windows: full.windows.filter((w) => w.name === window.name && w.per === window.per),
-      quota: null,
-    };
+    const state = this.state(bound, outcomes, now, 0);
+    // The others were not asked: they are reported as the store last answered for them, so the
+    // 429 lists every window, as one answered by the store does.
+    for (let i = 0; i < bound.windows.length; i++) {
+      const other = bound.windows[i] as BoundWindow;
+      if (other === window) continue;
+      const resetMs = other.lastResetAt - now;
+      state.windows[i] = {
+        name: other.name,
+        limit: other.limit,
+        remaining: resetMs > 0 ? other.lastRemaining : other.limit,
+        window: other.seconds,
+        resetIn: resetMs > 0 ? secondsUntil(resetMs, other.seconds) : other.seconds,
+        per: other.per,
+      };
+    }
+    state.quota = null;
     const retryAfter = secondsUntil(ms, window.seconds);
     return {
       valid: false,
@@ -604,6 +635,8 @@ export class Limits {
         counter,
         storedKey: limiter.getKey(counter),
         flight: flightId(spec.limit, counter),
+        lastRemaining: spec.limit,
+        lastResetAt: 0,
       });
     }
     if (windows.length === 0 && quota === null) return null;

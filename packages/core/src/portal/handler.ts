@@ -553,7 +553,7 @@ class PortalApp {
       { orgId: customer.orgId, userId: customer.userId, keyId: key.id },
       "flux-keys portal: key revoked",
     );
-    return json(200, { key: this.view(revoked, customer) });
+    return json(200, { key: this.view(revoked, customer), revokedWith: revoked.revokedWith });
   }
 
   private async usage(url: URL, customer: PortalCustomer) {

@@ -572,16 +572,17 @@ export const PORTAL_SCRIPT = String.raw`(function () {
         onsubmit: function (event) {
           event.preventDefault();
           var payload = reason.value.trim() ? { reason: reason.value.trim() } : {};
-          api("POST", "/api/keys/" + encodeURIComponent(key.id) + "/revoke", payload).then(function () {
+          api("POST", "/api/keys/" + encodeURIComponent(key.id) + "/revoke", payload).then(function (result) {
             close();
-            toast("Key revoked.");
+            var ended = (result && result.revokedWith) || [];
+            toast(ended.length === 0 ? "Key revoked." : "Key revoked, with " + ended.length + " older " + (ended.length === 1 ? "key" : "keys") + " it replaced that were still in grace.");
             route();
           }, function (error) {
             showError(err, error);
           });
         },
       }, [
-        h("p", null, ["Anything using ", h("code", { text: keyText(key) }), " will be refused immediately. This cannot be undone."]),
+        h("p", null, ["Anything using ", h("code", { text: keyText(key) }), " will be refused immediately, and so will any older key it replaced that is still in its rotation grace. This cannot be undone."]),
         err,
         h("div", { class: "field" }, [h("label", { for: "revoke-reason", text: "Reason (optional)" }), reason]),
         h("div", { class: "actions" }, [

@@ -1,0 +1,113 @@
+/**
+ * What the route of a request requires, known before anything is consumed. Express runs the
+ * route's guards (`requireScopes`, `requireEntitlement`) only after `fluxKeys()` has verified the
+ * key, so without this a request its route refuses would count against the key's limits first.
+ * Each guard carries its requirement; this walks the app's router as Express will (the layers
+ * after `fluxKeys()` whose path matches, into nested routers, up to the first route that handles
+ * the method) and collects the requirements of the guards it will meet.
+ *
+ * It reads the router's layers through the small surface Express 5's `router` exposes
+ * (`stack`, `layer.match(path)`, `layer.route`, `route._handlesMethod`); where it cannot see
+ * (an app mounted inside another, a guard added in a handler), the guard still refuses and gives
+ * back what was consumed, as before.
+ */
+
+/** Guards made by `requireScopes` / `requireEntitlement` carry what they require. */
+export const kRequirement = Symbol.for("flux-keys.express.requirement");
+
+export interface Requirement {
+  scopes: string[];
+  entitlements: string[];
+}
+
+interface LayerLike {
+  handle: unknown;
+  method?: string;
+  route?: RouteLike;
+  match(path: string): false | { path: string };
+}
+
+interface RouteLike {
+  stack: LayerLike[];
+  _handlesMethod(method: string): boolean;
+}
+
+interface Walk {
+  self: unknown;
+  method: string;
+  seenSelf: boolean;
+  found: Requirement;
+}
+
+const NONE: Requirement = Object.freeze({ scopes: [], entitlements: [] }) as Requirement;
+const CACHE_MAX = 1_000;
+
+/** Per router: requirements by `METHOD path` (bounded; a full cache starts again). */
+const caches = new WeakMap<object, Map<string, Requirement>>();
+
+export function routeRequirements(
+  router: { stack?: unknown } | undefined,
+  self: unknown,
+  method: string,
+  path: string,
+): Requirement {
+  if (router === undefined || !Array.isArray(router.stack)) return NONE;
+  let cache = caches.get(router);
+  if (cache === undefined) {
+    cache = new Map();
+    caches.set(router, cache);
+  }
+  const key = `${method} ${path}`;
+  const cached = cache.get(key);
+  if (cached !== undefined) return cached;
+  const walk: Walk = { self, method, seenSelf: false, found: { scopes: [], entitlements: [] } };
+  visit(router.stack as LayerLike[], path, walk);
+  const found = walk.found.scopes.length === 0 && walk.found.entitlements.length === 0 ? NONE : walk.found;
+  if (cache.size >= CACHE_MAX) cache.clear();
+  cache.set(key, found);
+  return found;
+}
+
+/** True when the walk reached the route that will answer (nothing after it runs). */
+function visit(stack: LayerLike[], path: string, walk: Walk): boolean {
+  for (const layer of stack) {
+    let match: false | { path: string };
+    try {
+      match = layer.match(path);
+    } catch {
+      match = false;
+    }
+    if (!match) continue;
+    const route = layer.route;
+    if (route !== undefined) {
+      if (!route._handlesMethod(walk.method) && walk.method !== "HEAD") continue;
+      if (walk.seenSelf) {
+        const method = walk.method.toLowerCase();
+        for (const handler of route.stack) {
+          if (handler.method === undefined || handler.method === method || method === "head") {
+            collect(handler.handle, walk);
+          }
+        }
+      }
+      return true;
+    }
+    const handle = layer.handle as { stack?: unknown } | undefined;
+    if (handle === walk.self) {
+      walk.seenSelf = true;
+      continue;
+    }
+    if (walk.seenSelf) collect(handle, walk);
+    if (handle !== undefined && Array.isArray(handle.stack)) {
+      const rest = path.slice(match.path.length);
+      if (visit(handle.stack as LayerLike[], rest.startsWith("/") ? rest : `/${rest}`, walk)) return true;
+    }
+  }
+  return false;
+}
+
+function collect(handle: unknown, walk: Walk): void {
+  const requirement = (handle as { [kRequirement]?: Requirement } | undefined)?.[kRequirement];
+  if (requirement === undefined) return;
+  walk.found.scopes.push(...requirement.scopes);
+  walk.found.entitlements.push(...requirement.entitlements);
+}

@@ -1,0 +1,68 @@
+/**
+ * Fault: the connection to Redis drops after Redis ran a limiter script and before its reply
+ * arrived (a proxy forwards the command, swallows the answer and cuts both sides), many times.
+ * A command whose reply was lost is never sent again: each request is counted in Redis exactly
+ * once, so the counter equals the requests admitted.
+ */
+import { createFlux, type Flux } from "@flux-keys/core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ReplyLosingProxy, redisAvailable, ThrowawayRedis, until } from "./support/faults-services.js";
+
+const CUTS = 8;
+
+describe.skipIf(!redisAvailable)("fault: a limiter reply lost with its connection", () => {
+  let redis: ThrowawayRedis;
+  let proxy: ReplyLosingProxy;
+  let flux: Flux;
+  let secret: string;
+
+  beforeAll(async () => {
+    redis = await ThrowawayRedis.start();
+    proxy = await ReplyLosingProxy.start(redis.port);
+    flux = await createFlux({
+      database: { pglite: true },
+      redis: { url: proxy.url, keyPrefix: "lost:" },
+      limits: { onStoreError: "insurance", preAuth: false },
+    });
+    await flux.plans.upsert({
+      id: "metered",
+      name: "Metered",
+      rateLimits: [{ name: "rpm", limit: 10_000, window: "1h" }],
+    });
+    await flux.orgs.create({ id: "acme", name: "Acme", planId: "metered" });
+    ({ secret } = await flux.keys.create().forOrg("acme").issue());
+  });
+
+  afterAll(async () => {
+    await flux?.close();
+    await proxy?.close();
+    await redis?.destroy();
+  });
+
+  async function counter(): Promise<number> {
+    const inspector = redis.inspector();
+    try {
+      const keys = await inspector.keys("lost:rl*");
+      expect(keys.length).toBe(1);
+      return Number(await inspector.get(keys[0] as string));
+    } finally {
+      inspector.disconnect();
+    }
+  }
+
+  it("counts every admitted request once, however many replies are lost", async () => {
+    let admitted = 0;
+    for (let i = 0; i < CUTS; i++) {
+      // The limiter script names its counter; its reply is lost with the connection.
+      proxy.arm("lost:rl");
+      if ((await flux.keys.check(secret)).valid) admitted++;
+      await until(() => flux.internals.redis?.status === "ready", 5_000, "Redis reconnected");
+      if ((await flux.keys.check(secret)).valid) admitted++;
+    }
+    expect(proxy.cuts).toBe(CUTS);
+    expect(admitted).toBe(2 * CUTS);
+    // Give a resent command every chance to arrive before counting.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(await counter()).toBe(admitted);
+  });
+});

@@ -10,7 +10,7 @@ export interface PastDuePolicy {
    * working but lose the plan's scopes, entitlements and limits; give suspended orgs a plan with a
    * tiny quota if they must be locked out). @default the `fallbackPlan`
    */
-  then?: string | "suspend";
+  afterGrace?: string | "suspend";
 }
 
 export interface StripeWebhookOptions {
@@ -22,7 +22,7 @@ export interface StripeWebhookOptions {
   plans: Record<string, string>;
   /** The plan of an org whose subscription is canceled, unpaid, paused or incomplete. @default null (no plan) */
   fallbackPlan?: string | null;
-  /** What `past_due` does. @default { graceDays: 3, then: fallbackPlan } */
+  /** What `past_due` does. @default { graceDays: 3, afterGrace: fallbackPlan } */
   pastDue?: PastDuePolicy;
   /** Seconds a signature stays acceptable (replay window). @default 300 */
   tolerance?: number;
@@ -80,11 +80,12 @@ export function resolveWebhookOptions(options: StripeWebhookOptions): ResolvedWe
   }
   const fallbackPlanId = options.fallbackPlan ?? null;
   const pastDue = options.pastDue ?? {};
-  unknownKeys(pastDue, new Set(["graceDays", "then"]), "pastDue");
+  unknownKeys(pastDue, new Set(["graceDays", "afterGrace"]), "pastDue");
   const graceDays = pastDue.graceDays ?? 3;
   if (!Number.isFinite(graceDays) || graceDays < 0) fail("pastDue.graceDays must be a number of days ≥ 0.");
-  const then = pastDue.then;
-  const pastDuePlanId = then === undefined ? fallbackPlanId : then === "suspend" ? null : then;
+  const afterGrace = pastDue.afterGrace;
+  const pastDuePlanId =
+    afterGrace === undefined ? fallbackPlanId : afterGrace === "suspend" ? null : afterGrace;
   const tolerance = options.tolerance ?? 300;
   if (!Number.isFinite(tolerance) || tolerance <= 0) fail("tolerance must be a positive number of seconds.");
   const maxBodyBytes = options.maxBodyBytes ?? 1_048_576;

@@ -363,14 +363,14 @@ describe.each(STORES)("Stripe webhooks on $name", (store) => {
   });
 
   it.skipIf(!store.available)(
-    "past due with then: 'suspend' takes the org off any plan after the grace",
+    "past due with afterGrace: 'suspend' takes the org off any plan after the grace",
     async () => {
       const suspending = createStripeWebhookHandler(flux, {
         stripe,
         webhookSecret: SECRET,
         plans: { pro_monthly: "pro" },
         fallbackPlan: "free",
-        pastDue: { graceDays: 0, then: "suspend" },
+        pastDue: { graceDays: 0, afterGrace: "suspend" },
       });
       const acme = await org();
       const deliver = async (event: Record<string, unknown>) => {

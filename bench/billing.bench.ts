@@ -117,6 +117,7 @@ async function webhookCost(store: string): Promise<void> {
         );
       }
       const applied: number[] = [];
+      const cpuStart = process.cpuUsage();
       const wallStart = performance.now();
       for (const delivery of deliveries) {
         const { elapsed, outcome } = await post(delivery);
@@ -124,6 +125,8 @@ async function webhookCost(store: string): Promise<void> {
         applied.push(elapsed);
       }
       const wall = performance.now() - wallStart;
+      const cpu = process.cpuUsage(cpuStart);
+      const cpuPerWebhook = (cpu.user + cpu.system) / 1000 / WEBHOOKS;
       const replayed: number[] = [];
       for (const delivery of deliveries.slice(0, 200)) {
         const { elapsed, outcome } = await post(delivery);
@@ -137,7 +140,7 @@ async function webhookCost(store: string): Promise<void> {
         signatureOnly.push(performance.now() - start);
       }
       console.log(
-        `${store}: webhook applied (plan change + audit + invalidation), ${WEBHOOKS} sequential: p50 ${ms(quantile(applied, 0.5))}, p90 ${ms(quantile(applied, 0.9))}, p99 ${ms(quantile(applied, 0.99))}; ${(WEBHOOKS / (wall / 1000)).toFixed(0)} webhooks/s`,
+        `${store}: webhook applied (plan change + audit + invalidation), ${WEBHOOKS} sequential: p50 ${ms(quantile(applied, 0.5))}, p90 ${ms(quantile(applied, 0.9))}, p99 ${ms(quantile(applied, 0.99))}; ${(WEBHOOKS / (wall / 1000)).toFixed(0)} webhooks/s; this process's CPU ${ms(cpuPerWebhook)} per webhook`,
       );
       console.log(
         `${store}: webhook replayed (duplicate), 200: p50 ${ms(quantile(replayed, 0.5))}, p99 ${ms(quantile(replayed, 0.99))}; signature check alone p50 ${ms(quantile(signatureOnly, 0.5))}`,
@@ -193,12 +196,15 @@ async function meterThroughput(store: string): Promise<void> {
         const planStart = performance.now();
         await outbox.plan();
         const planMs = performance.now() - planStart;
+        const cpuBefore = process.cpuUsage();
         const start = performance.now();
         const report = await sync.runOnce();
         const elapsed = performance.now() - start;
+        const cpu = process.cpuUsage(cpuBefore);
+        const cpuPerEvent = (cpu.user + cpu.system) / report.sent;
         const total = server.total(eventName);
         console.log(
-          `${store}: meter sender, concurrency ${concurrency}: ${report.sent} events in ${(elapsed / 1000).toFixed(2)} s = ${(report.sent / (elapsed / 1000)).toFixed(0)} events/s (planning ${ORGS * MINUTES} buckets: ${ms(planMs)}); meter total ${total} ${total === expected ? "=" : "≠"} recorded ${expected}`,
+          `${store}: meter sender, concurrency ${concurrency}: ${report.sent} events in ${(elapsed / 1000).toFixed(2)} s = ${(report.sent / (elapsed / 1000)).toFixed(0)} events/s, ${cpuPerEvent.toFixed(0)} µs CPU per event (sender and fake server together) (planning ${ORGS * MINUTES} buckets: ${ms(planMs)}); meter total ${total} ${total === expected ? "=" : "≠"} recorded ${expected}`,
         );
         await sync.close();
       }

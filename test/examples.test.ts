@@ -13,7 +13,11 @@ const EXAMPLES = [
   { name: "fastify", entry: "examples/fastify-app/src/main.ts", args: [] },
   { name: "nest (express)", entry: "examples/nest-app/src/main.ts", args: ["express"] },
   { name: "nest (fastify)", entry: "examples/nest-app/src/main.ts", args: ["fastify"] },
-  { name: "nest (express, forRootAsync)", entry: "examples/nest-app/src/main.ts", args: ["express", "forRootAsync"] },
+  {
+    name: "nest (express, forRootAsync)",
+    entry: "examples/nest-app/src/main.ts",
+    args: ["express", "forRootAsync"],
+  },
 ];
 
 function freePort(): Promise<number> {

@@ -83,7 +83,11 @@ async function start(imports: unknown[], controllers: unknown[]): Promise<INestA
   return app;
 }
 
-const lastHour = () => ({ from: new Date(Date.now() - 3_600_000), to: new Date(Date.now() + 60_000), granularity: "hour" as const });
+const lastHour = () => ({
+  from: new Date(Date.now() - 3_600_000),
+  to: new Date(Date.now() + 60_000),
+  granularity: "hour" as const,
+});
 const total = (result: { series: Array<{ totals: { calls: number } }> }) =>
   result.series.reduce((sum, series) => sum + series.totals.calls, 0);
 
@@ -138,7 +142,9 @@ describe("@flux-keys/nestjs", () => {
     const app = await start([FluxKeysModule.forRoot({ flux, global: false })], [GuardedController]);
     await flux.usage.flush();
     const before = await flux.usage.query({ orgId: "acme", ...lastHour() });
-    const served = await request(app.getHttpServer()).get("/guarded").set("Authorization", `Bearer ${secret}`);
+    const served = await request(app.getHttpServer())
+      .get("/guarded")
+      .set("Authorization", `Bearer ${secret}`);
     expect(served.status).toBe(200);
     await app.close();
     // Nothing flushed it but the module's shutdown hook (the flush interval is 5 s).
@@ -148,7 +154,12 @@ describe("@flux-keys/nestjs", () => {
     expect((await flux.keys.check(secret)).valid).toBe(true);
 
     const owning = await start(
-      [FluxKeysModule.forRootAsync({ global: false, useFactory: () => ({ fluxOptions: { database: { pglite: true }, redis: null } }) })],
+      [
+        FluxKeysModule.forRootAsync({
+          global: false,
+          useFactory: () => ({ fluxOptions: { database: { pglite: true }, redis: null } }),
+        }),
+      ],
       [UnguardedController],
     );
     const created = owning.get<Flux>(FLUX);

@@ -113,4 +113,11 @@ export function closeOnSignals(closeServer: () => Promise<void>, flux: Flux): vo
   };
   process.once("SIGTERM", () => void close("SIGTERM"));
   process.once("SIGINT", () => void close("SIGINT"));
+  // A package manager that runs this (`pnpm start`) may exit on SIGTERM without passing it on:
+  // when the process that started us is gone, stop as if we had been told to.
+  const parent = process.ppid;
+  const watch = setInterval(() => {
+    if (process.ppid !== parent) void close("parent exited");
+  }, 250);
+  watch.unref();
 }

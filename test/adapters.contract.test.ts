@@ -15,6 +15,7 @@ import {
   REDIS_URL,
   uniqueName,
 } from "./support/services.js";
+import { rawRequest } from "./support/adversarial-cases.js";
 import { type RunningApp, TARGETS } from "./support/targets.js";
 
 const DOCS = "https://docs.example.test/keys/rotation";
@@ -202,6 +203,43 @@ describe.each(CASES)("adapter contract: $label", ({ target, store }) => {
       .set("Authorization", `Bearer ${secrets.full}`)
       .set("X-API-Key", secrets.full as string);
     expect(same.status).toBe(200);
+  });
+
+  run("refuses two Authorization or two X-API-Key headers: 400, even with the same value", async () => {
+    const full = secrets.full as string;
+    const reader = secrets.reader as string;
+    const cases: Array<Array<[string, string]>> = [
+      [
+        ["Authorization", `Bearer ${full}`],
+        ["Authorization", `Bearer ${reader}`],
+      ],
+      [
+        ["X-API-Key", full],
+        ["X-API-Key", reader],
+      ],
+      [
+        ["Authorization", `Bearer ${full}`],
+        ["Authorization", "Basic dXNlcjpwYXNz"],
+      ],
+    ];
+    for (const headers of cases) {
+      const response = await rawRequest(app.url, { path: "/v1/events", headers });
+      expect(response.status).toBe(400);
+      expect(response.headers["content-type"]).toMatch(/^application\/problem\+json/);
+      expect(JSON.parse(response.body)).toMatchObject({ code: "invalid_request", status: 400 });
+      expect(response.body).not.toContain(full.slice(10, 40));
+    }
+    // A singleton field sent twice is malformed (RFC 9110 §5.3), whatever the copies say.
+    const repeated = await rawRequest(app.url, {
+      path: "/v1/events",
+      headers: [
+        ["X-API-Key", full],
+        ["X-API-Key", full],
+      ],
+    });
+    expect(repeated.status).toBe(400);
+    const single = await rawRequest(app.url, { path: "/v1/events", headers: [["X-API-Key", full]] });
+    expect(single.status).toBe(200);
   });
 
   run("refuses a missing scope with 403 insufficient_scope, consuming nothing", async () => {

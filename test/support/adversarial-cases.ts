@@ -283,15 +283,15 @@ export const HEADER_CASES: HeaderCase[] = [
   {
     name: "duplicate X-API-Key (joined by Node)",
     headers: (k) => [...apiKey(k.live), ...apiKey(k.live)],
-    status: 401,
-    code: "key_malformed",
+    status: 400,
+    code: "invalid_request",
     parserRejects: true,
   },
   {
     name: "duplicate Authorization (Node keeps the first)",
     headers: (k) => [...bearer("garbage-first"), ...bearer(k.live)],
-    status: 401,
-    code: "key_malformed",
+    status: 400,
+    code: "invalid_request",
     parserRejects: true,
   },
   {

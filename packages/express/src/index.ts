@@ -92,6 +92,7 @@ export function fluxKeys(flux: Flux, options: FluxKeysOptions = {}): RequestHand
       method: req.method,
       url: req.originalUrl,
       headers: req.headers,
+      rawHeaders: req.rawHeaders,
       remoteAddress: req.socket.remoteAddress,
     };
     // The guards this request will meet are checked before anything is consumed.

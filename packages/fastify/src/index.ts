@@ -106,6 +106,7 @@ const plugin: FastifyPluginAsync<FluxKeysPluginOptions> = async (fastify, option
       method: request.method,
       url: request.raw.url ?? "/",
       headers: request.headers,
+      rawHeaders: request.raw.rawHeaders,
       remoteAddress: request.socket.remoteAddress,
     };
     auth

@@ -17,8 +17,9 @@ interface PlatformRequest {
   method: string;
   url: string;
   originalUrl?: string;
-  raw?: { url?: string };
+  raw?: { url?: string; rawHeaders?: string[] };
   headers: Record<string, string | string[] | undefined>;
+  rawHeaders?: string[];
   socket: { remoteAddress?: string };
   route?: { path?: unknown };
   baseUrl?: string;
@@ -66,6 +67,7 @@ export class ApiKeyGuard implements CanActivate {
       method: request.method,
       url: request.originalUrl ?? request.raw?.url ?? request.url,
       headers: request.headers,
+      rawHeaders: request.raw?.rawHeaders ?? request.rawHeaders,
       remoteAddress: request.socket?.remoteAddress,
     };
     const result = await this.auth.authenticate(httpRequest, requirements);

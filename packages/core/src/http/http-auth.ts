@@ -48,6 +48,11 @@ export interface HttpRequestLike {
   /** Path and query as received (`req.url`). */
   url: string;
   headers: HeaderBag;
+  /**
+   * Node's `req.rawHeaders` (name, value, name, value…): pass it so that a repeated credential
+   * header is seen (Node keeps only the first `Authorization` in `req.headers`).
+   */
+  rawHeaders?: readonly string[];
   /** The socket's peer address. */
   remoteAddress?: string | null;
 }
@@ -126,7 +131,12 @@ export class HttpAuth {
    * missing scope or entitlement, limit) consumes nothing from the key's limits or quota.
    */
   async authenticate(request: HttpRequestLike, route: RouteRequirements = {}): Promise<HttpAuthResult> {
-    const credential = extractCredential(request.headers, request.url, this.credentialOptions);
+    const credential = extractCredential(
+      request.headers,
+      request.url,
+      this.credentialOptions,
+      request.rawHeaders,
+    );
     if (!credential.ok) return this.denied(credential.error, false);
     // One plain options object per request (no spreads on the hot path); undefined means "none".
     const result = await this.flux.keys.check(credential.key, {

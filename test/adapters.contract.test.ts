@@ -7,6 +7,7 @@ import { createFlux, type Flux, type FluxOptions } from "@flux-keys/core";
 import request from "supertest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateKey } from "../packages/core/src/key-format.js";
+import { rawRequest } from "./support/adversarial-cases.js";
 import {
   DATABASE_URL,
   freshSchema,
@@ -15,7 +16,6 @@ import {
   REDIS_URL,
   uniqueName,
 } from "./support/services.js";
-import { rawRequest } from "./support/adversarial-cases.js";
 import { type RunningApp, TARGETS } from "./support/targets.js";
 
 const DOCS = "https://docs.example.test/keys/rotation";

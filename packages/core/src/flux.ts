@@ -44,7 +44,7 @@ export interface Flux {
     list(orgId: string): Promise<EntitlementEntry[]>;
   };
   readonly limits: {
-    /** The client address of a request, trusting forwarded-for hops as `limits.trustProxy` says. */
+    /** The client address of a request, trusting forwarded-for hops as `trustProxy` says. */
     clientAddress(source: ClientAddressSource): string | null;
   };
   /** The customer self-service portal: `handler(options)` (Web Request -> Response), `createSession()`. */
@@ -183,7 +183,7 @@ export async function createFlux(options: FluxOptions = {}): Promise<Flux> {
         check: (orgId, name) => checkEntitlement(database.prisma, orgId, name, resolved.clock()),
         list: (orgId) => listEntitlements(database.prisma, orgId, resolved.clock()),
       },
-      limits: { clientAddress: (source) => clientAddress(source, resolved.limits.trust) },
+      limits: { clientAddress: (source) => clientAddress(source, resolved.trust) },
       on: (type, handler) => events.on(type, handler),
       webhooks,
       close: () => {

@@ -65,7 +65,8 @@ export function extractCredential(
   // once every other check has run, as before).
   let key: string | undefined;
   let conflict = false;
-  const read = (name: string) => (rawHeaders === undefined ? single(headers, name) : fromRaw(rawHeaders, name));
+  const read = (name: string) =>
+    rawHeaders === undefined ? single(headers, name) : fromRaw(rawHeaders, name);
 
   const authorization = read(options.authorizationHeader);
   if (authorization === null) return refuse("Send one Authorization header.");

@@ -219,3 +219,5 @@ export function fluxWebHandler(
     serveWeb(handler, req, res, req.originalUrl).catch(next);
   };
 }
+
+export { morganUrl, pinoHttpSerializers, redactUrl } from "./log-redaction.js";

@@ -170,6 +170,7 @@ const plugin: FastifyPluginAsync<FluxKeysPluginOptions> = async (fastify, option
 export const fluxKeys = fp(plugin, { fastify: "5.x", name: "@flux-keys/fastify" });
 export default fluxKeys;
 export type { KeyContext, RouteRequirements };
+export { createRequestSerializer, requestSerializer } from "./log-redaction.js";
 
 export interface FluxPortalPluginOptions extends PortalOptions {
   flux: Flux;

@@ -19,7 +19,14 @@ export interface CredentialOptions {
 
 export type CredentialResult = { ok: true; key: string | undefined } | { ok: false; error: FluxError };
 
-const SUSPICIOUS_PARAMETERS = new Set(["api_key", "apikey", "api-key", "access_token", "x-api-key", "token"]);
+export const SUSPICIOUS_PARAMETERS: ReadonlySet<string> = new Set([
+  "api_key",
+  "apikey",
+  "api-key",
+  "access_token",
+  "x-api-key",
+  "token",
+]);
 
 const BEARER = /^Bearer[ ]+(\S+)[ ]*$/i;
 const NO_KEY: CredentialResult = Object.freeze({ ok: true, key: undefined });

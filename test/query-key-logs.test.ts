@@ -79,8 +79,8 @@ describe("Fastify's request log with requestSerializer", () => {
     const sink = new Sink();
     const app = await fastifyApp(sink, true);
     try {
-      await sendAll(app.server as unknown as Server);
-      await sendAll(app.server as unknown as Server, true);
+      await sendAll(app.server);
+      await sendAll(app.server, true);
       expect(sink.text).toContain("incoming request");
       expect(sink.text).toContain("api_key=[REDACTED]");
       expect(sink.text).toContain("page=2&q=[REDACTED]");
@@ -95,7 +95,7 @@ describe("Fastify's request log with requestSerializer", () => {
     const sink = new Sink();
     const app = await fastifyApp(sink, false);
     try {
-      await sendAll(app.server as unknown as Server);
+      await sendAll(app.server);
       expect(sink.text).toContain(secret);
     } finally {
       await app.close();

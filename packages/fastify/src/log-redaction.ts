@@ -13,7 +13,7 @@ export function createRequestSerializer(options: RedactOptions = {}) {
   return (request: FastifyRequest) => ({
     method: request.method,
     url: redactUrl(request.url, options),
-    version: request.headers?.["accept-version"],
+    version: acceptVersion(request.headers?.["accept-version"]),
     host: request.host,
     remoteAddress: request.ip,
     remotePort: request.socket?.remotePort,
@@ -22,3 +22,7 @@ export function createRequestSerializer(options: RedactOptions = {}) {
 
 /** The request serializer for keys with the default `flux` prefix. */
 export const requestSerializer = createRequestSerializer();
+
+function acceptVersion(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value.join(", ") : value;
+}

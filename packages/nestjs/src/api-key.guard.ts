@@ -1,4 +1,4 @@
-import type { HttpAuth, KeyContext, RouteRequirements } from "@flux-keys/core";
+import { type HttpAuth, type KeyContext, type RouteRequirements, requirementError } from "@flux-keys/core";
 import { type CanActivate, type ExecutionContext, Inject, Injectable } from "@nestjs/common";
 import { Reflector } from "@nestjs/core";
 import { ApiKeyDeniedException } from "./api-key.exception.js";
@@ -10,6 +10,7 @@ import {
   PUBLIC_KEY,
   SCOPES_KEY,
 } from "./flux-keys.constants.js";
+import { kVerified, type VerifiedByMiddleware } from "./flux-keys.middleware.js";
 import type { FluxKeysModuleOptions } from "./flux-keys.options.js";
 
 /** What the guard needs of a request, on either platform. */
@@ -17,7 +18,8 @@ interface PlatformRequest {
   method: string;
   url: string;
   originalUrl?: string;
-  raw?: { url?: string; rawHeaders?: string[] };
+  raw?: { url?: string; rawHeaders?: string[]; [kVerified]?: VerifiedByMiddleware };
+  [kVerified]?: VerifiedByMiddleware;
   headers: Record<string, string | string[] | undefined>;
   rawHeaders?: string[];
   socket: { remoteAddress?: string };
@@ -60,6 +62,8 @@ export class ApiKeyGuard implements CanActivate {
       request.apiKey ??= null;
       return true;
     }
+    const verified = request.raw?.[kVerified] ?? request[kVerified];
+    if (verified !== undefined) return this.checkVerified(verified, requirements, request, context);
     const platformResponse = context.switchToHttp().getResponse<PlatformResponse>();
     const response = platformResponse.raw ?? platformResponse;
     const startedAt = performance.now();
@@ -92,6 +96,27 @@ export class ApiKeyGuard implements CanActivate {
       });
     });
     return true;
+  }
+
+  /**
+   * FluxKeysMiddleware already verified this request (and consumed its cost): only the controller
+   * route's scopes and entitlement are checked; a refusal gives back what the middleware took.
+   */
+  private async checkVerified(
+    verified: VerifiedByMiddleware,
+    requirements: RouteRequirements,
+    request: PlatformRequest,
+    context: ExecutionContext,
+  ): Promise<boolean> {
+    const entitlement = requirements.entitlement;
+    const entitlements = typeof entitlement === "string" ? [entitlement] : entitlement;
+    const error = requirementError(verified.context, requirements.scopes, entitlements);
+    if (error === null) {
+      request.apiKey = verified.context;
+      return true;
+    }
+    await this.auth.release(verified.context, verified.cost);
+    return this.onDenied(new ApiKeyDeniedException(error, this.auth.denied(error, true).response), context);
   }
 
   /** Requirements per controller class and handler: metadata is fixed once the app is built. */

@@ -14,6 +14,7 @@ import { APP_FILTER, APP_GUARD } from "@nestjs/core";
 import { ApiKeyExceptionFilter } from "./api-key.filter.js";
 import { ApiKeyGuard } from "./api-key.guard.js";
 import { FLUX, FLUX_KEYS_AUTH, FLUX_KEYS_OPTIONS } from "./flux-keys.constants.js";
+import { FluxKeysMiddleware } from "./flux-keys.middleware.js";
 import type {
   FluxKeysModuleAsyncOptions,
   FluxKeysModuleOptions,
@@ -54,6 +55,7 @@ const sharedProviders: Provider[] = [
     inject: [FLUX_KEYS_OPTIONS, FLUX],
   },
   ApiKeyGuard,
+  FluxKeysMiddleware,
   { provide: APP_FILTER, useClass: ApiKeyExceptionFilter },
 ];
 
@@ -82,7 +84,7 @@ export class FluxKeysModule implements NestModule, OnApplicationShutdown {
         ...sharedProviders,
         ...appGuard(options.global),
       ],
-      exports: [FLUX, FLUX_KEYS_OPTIONS, FLUX_KEYS_AUTH, ApiKeyGuard],
+      exports: [FLUX, FLUX_KEYS_OPTIONS, FLUX_KEYS_AUTH, ApiKeyGuard, FluxKeysMiddleware],
     };
   }
 
@@ -92,7 +94,7 @@ export class FluxKeysModule implements NestModule, OnApplicationShutdown {
       global: true,
       imports: options.imports ?? [],
       providers: [...FluxKeysModule.asyncProviders(options), ...sharedProviders, ...appGuard(options.global)],
-      exports: [FLUX, FLUX_KEYS_OPTIONS, FLUX_KEYS_AUTH, ApiKeyGuard],
+      exports: [FLUX, FLUX_KEYS_OPTIONS, FLUX_KEYS_AUTH, ApiKeyGuard, FluxKeysMiddleware],
     };
   }
 

@@ -13,9 +13,10 @@ type MiddlewareRequest = IncomingMessage & {
   [kVerified]?: VerifiedByMiddleware;
 };
 
-/** What the middleware verified and consumed, for ApiKeyGuard on the same request. */
+/** What was verified and consumed for this request, for ApiKeyGuard on the same request. */
 export interface VerifiedByMiddleware {
   context: KeyContext;
+  /** Given back if the guard refuses the route (0: nothing to give back). */
   cost: number;
 }
 

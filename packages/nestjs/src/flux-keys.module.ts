@@ -48,6 +48,7 @@ const sharedProviders: Provider[] = [
         cost: _cost,
         closeOnShutdown: _close,
         portal: _portal,
+        allowContexts: _allowContexts,
         ...http
       } = options;
       return createHttpAuth(flux, http);

@@ -1,10 +1,11 @@
 /**
  * ApiKeyGuard outside plain HTTP: GraphQL resolvers behind the global guard are protected (a real
  * query over HTTP, @nestjs/graphql with the Apollo driver, on the Express and the Fastify
- * platform), and any other context type (ws, rpc…) is refused unless the handler is @Public() or
- * the app opts that type in.
+ * platform), and any other context type is refused unless the handler is @Public() or the app opts
+ * that type in: a real TCP microservice for rpc, Nest's own execution context of a gateway for ws.
  */
 import "reflect-metadata";
+import { createServer } from "node:net";
 import { createFlux, type Flux, type HttpAuth, type KeyContext } from "@flux-keys/core";
 import {
   ApiKey,
@@ -17,12 +18,14 @@ import {
   Scopes,
 } from "@flux-keys/nestjs";
 import { ApolloDriver, type ApolloDriverConfig } from "@nestjs/apollo";
-import { type INestApplication, Module } from "@nestjs/common";
+import { Controller, type INestApplication, type INestMicroservice, Module } from "@nestjs/common";
 import { NestFactory, Reflector } from "@nestjs/core";
 import { ExecutionContextHost } from "@nestjs/core/helpers/execution-context-host.js";
 import { GraphQLModule, Query, Resolver } from "@nestjs/graphql";
+import { ClientProxyFactory, MessagePattern, Transport } from "@nestjs/microservices";
 import { ExpressAdapter } from "@nestjs/platform-express";
 import { FastifyAdapter } from "@nestjs/platform-fastify";
+import { firstValueFrom } from "rxjs";
 import request from "supertest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -57,6 +60,29 @@ class Gateway {
   publicHandle() {
     return "handled";
   }
+}
+
+@Controller()
+class Patterns {
+  @MessagePattern("report")
+  report() {
+    return "the report";
+  }
+
+  @Public()
+  @MessagePattern("ping")
+  ping() {
+    return "pong";
+  }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const probe = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = probe.address() as { port: number };
+      probe.close(() => resolve(port));
+    });
+  });
 }
 
 let flux: Flux;
@@ -136,6 +162,42 @@ describe.each(["express", "fastify"] as const)("GraphQL behind the global ApiKey
     expect(JSON.stringify(response.body.errors)).toContain("scope_denied");
     expect(JSON.stringify(response.body)).not.toContain("secret stats");
     expect(before - (await remaining(reader))).toBe(1);
+  });
+});
+
+describe("ApiKeyGuard on a TCP microservice (rpc)", () => {
+  async function call(allowContexts: string[] | undefined, pattern: string): Promise<unknown> {
+    @Module({
+      imports: [FluxKeysModule.forRoot({ flux, ...(allowContexts ? { allowContexts } : {}) })],
+      controllers: [Patterns],
+    })
+    class ServiceModule {}
+    const port = await freePort();
+    const service: INestMicroservice = await NestFactory.createMicroservice(ServiceModule, {
+      transport: Transport.TCP,
+      options: { host: "127.0.0.1", port },
+      logger: false,
+      abortOnError: false,
+    });
+    await service.listen();
+    const client = ClientProxyFactory.create({
+      transport: Transport.TCP,
+      options: { host: "127.0.0.1", port },
+    });
+    try {
+      return await firstValueFrom(client.send(pattern, { key: reader }));
+    } catch (error) {
+      return { refused: (error as { message?: string }).message };
+    } finally {
+      client.close();
+      await service.close();
+    }
+  }
+
+  it("refuses a message pattern unless it is @Public() or the app opts rpc in", async () => {
+    expect(await call(undefined, "report")).toEqual({ refused: "Forbidden resource" });
+    expect(await call(undefined, "ping")).toBe("pong");
+    expect(await call(["rpc"], "report")).toBe("the report");
   });
 });
 

@@ -9,6 +9,10 @@ import { Writable } from "node:stream";
 import { createFlux, type Flux } from "@flux-keys/core";
 import { fluxKeys as expressFluxKeys, morganUrl, pinoHttpSerializers } from "@flux-keys/express";
 import { fluxKeys as fastifyFluxKeys, requestSerializer } from "@flux-keys/fastify";
+import { FluxKeysModule } from "@flux-keys/nestjs";
+import { Controller, Get, Module } from "@nestjs/common";
+import { NestFactory } from "@nestjs/core";
+import { FastifyAdapter } from "@nestjs/platform-fastify";
 import express from "express";
 import Fastify from "fastify";
 import morgan from "morgan";
@@ -97,6 +101,35 @@ describe("Fastify's request log with requestSerializer", () => {
     try {
       await sendAll(app.server);
       expect(sink.text).toContain(secret);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+@Controller("v1")
+class EventsController {
+  @Get("events")
+  list() {
+    return { data: [] };
+  }
+}
+
+describe("NestJS on Fastify with requestSerializer", () => {
+  it("holds no key sent in the query string", async () => {
+    const sink = new Sink();
+    @Module({ imports: [FluxKeysModule.forRoot({ flux })], controllers: [EventsController] })
+    class AppModule {}
+    const adapter = new FastifyAdapter({
+      logger: { level: "trace", stream: sink, serializers: { req: requestSerializer } },
+    });
+    const app = await NestFactory.create(AppModule, adapter, { logger: false, abortOnError: false });
+    await app.init();
+    await app.getHttpAdapter().getInstance().ready();
+    try {
+      await sendAll(app.getHttpServer());
+      expect(sink.text).toContain("api_key=[REDACTED]");
+      expect(sink.text).not.toContain(secret);
     } finally {
       await app.close();
     }

@@ -216,7 +216,10 @@ export function clientFacingUrl(
   if (scheme === "https" || scheme === "http") result.protocol = `${scheme}:`;
   if (host !== undefined && AUTHORITY.test(host)) {
     try {
-      result.host = new URL(`${result.protocol}//${host}/`).host;
+      const forwarded = new URL(`${result.protocol}//${host}/`);
+      // Both parts: a forwarded host without a port means the scheme's default, not ours.
+      result.hostname = forwarded.hostname;
+      result.port = forwarded.port;
     } catch {
       // An authority the URL parser refuses (a port past 65535): keep the connection's host.
     }

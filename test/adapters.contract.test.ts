@@ -188,6 +188,9 @@ describe.each(CASES)("adapter contract: $label", ({ target, store }) => {
     const inQuery = await api().get(`/v1/events?api_key=${secrets.full}`);
     expect(inQuery.status).toBe(400);
     expect(problemOf(inQuery).code).toBe("invalid_request");
+    const asName = await api().get(`/v1/events?${secrets.full}`);
+    expect(asName.status).toBe(400);
+    expect(problemOf(asName).code).toBe("invalid_request");
     const hidden = await api()
       .get(`/v1/events?q=${secrets.full}`)
       .set("Authorization", `Bearer ${secrets.full}`);

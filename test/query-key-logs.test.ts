@@ -48,6 +48,7 @@ const paths = () => [
   `/v1/events?page=2&q=${secret}`,
   `/v1/events?token=${encodeURIComponent(secret)}&x=1`,
   `/v1/events?access_token=${secret}#frag`,
+  `/v1/events?${secret}`,
 ];
 
 async function sendAll(server: Server | string, withHeader = false) {

@@ -103,7 +103,11 @@ export function extractCredential(
       if (options.queryParameter !== false && name === options.queryParameter) {
         if (key === undefined) key = value;
         else if (value !== key) conflict = true;
-      } else if (SUSPICIOUS_PARAMETERS.has(lower) || value.startsWith(keyPrefix)) {
+      } else if (
+        SUSPICIOUS_PARAMETERS.has(lower) ||
+        value.startsWith(keyPrefix) ||
+        name.startsWith(keyPrefix)
+      ) {
         return refuse("API keys are not accepted in the URL; send them in the Authorization header.");
       }
     }

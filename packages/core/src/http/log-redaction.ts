@@ -55,6 +55,11 @@ export function redactUrl(url: string, options: RedactOptions = {}): string {
       const eq = part.indexOf("=");
       const name = decode(eq === -1 ? part : part.slice(0, eq));
       const value = eq === -1 ? "" : decode(part.slice(eq + 1));
+      // A key as the parameter's name (`?flux_live_…`): the whole pair goes.
+      if (isKeyLike("", name, options)) {
+        changed = true;
+        return REDACTED;
+      }
       if (!isKeyLike(name, value, options) || value.length === 0) return part;
       changed = true;
       return `${part.slice(0, eq)}=${REDACTED}`;
@@ -67,6 +72,10 @@ export function redactQuery(query: unknown, options: RedactOptions = {}): unknow
   if (typeof query !== "object" || query === null) return query;
   const out: Record<string, unknown> = {};
   for (const [name, value] of Object.entries(query as Record<string, unknown>)) {
+    if (isKeyLike("", name, options)) {
+      out[REDACTED] = REDACTED;
+      continue;
+    }
     const values = Array.isArray(value) ? value : [value];
     out[name] = values.some((v) => typeof v === "string" && isKeyLike(name, v, options)) ? REDACTED : value;
   }

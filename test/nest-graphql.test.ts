@@ -117,7 +117,15 @@ describe.each(["express", "fastify"] as const)("GraphQL behind the global ApiKey
     @Module({
       imports: [
         FluxKeysModule.forRoot({ flux }),
-        GraphQLModule.forRoot<ApolloDriverConfig>({ driver: ApolloDriver, autoSchemaFile: true }),
+        GraphQLModule.forRoot<ApolloDriverConfig>({
+          driver: ApolloDriver,
+          autoSchemaFile: true,
+          // Fastify: hand the reply to the context too, for the RateLimit fields (Express's
+          // request carries its response already).
+          ...(platform === "fastify"
+            ? { context: (request: unknown, reply: unknown) => ({ req: request, reply }) }
+            : {}),
+        }),
       ],
       providers: [AccountResolver],
     })
@@ -151,6 +159,7 @@ describe.each(["express", "fastify"] as const)("GraphQL behind the global ApiKey
   it("answers a query with a valid key, and a @Public() field without one", async () => {
     const response = await query("{ whoami }", { Authorization: `Bearer ${reader}` });
     expect(response.body).toEqual({ data: { whoami: "acme" } });
+    expect(response.headers.ratelimit).toMatch(/^"sustained";r=\d+;t=\d+$/);
     expect((await query("{ ping }")).body).toEqual({ data: { ping: "pong" } });
   });
 

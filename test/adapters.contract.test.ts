@@ -7,6 +7,7 @@ import { createFlux, type Flux, type FluxOptions } from "@flux-keys/core";
 import request from "supertest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateKey } from "../packages/core/src/key-format.js";
+import { rawRequest } from "./support/adversarial-cases.js";
 import {
   DATABASE_URL,
   freshSchema,
@@ -187,6 +188,9 @@ describe.each(CASES)("adapter contract: $label", ({ target, store }) => {
     const inQuery = await api().get(`/v1/events?api_key=${secrets.full}`);
     expect(inQuery.status).toBe(400);
     expect(problemOf(inQuery).code).toBe("invalid_request");
+    const asName = await api().get(`/v1/events?${secrets.full}`);
+    expect(asName.status).toBe(400);
+    expect(problemOf(asName).code).toBe("invalid_request");
     const hidden = await api()
       .get(`/v1/events?q=${secrets.full}`)
       .set("Authorization", `Bearer ${secrets.full}`);
@@ -202,6 +206,43 @@ describe.each(CASES)("adapter contract: $label", ({ target, store }) => {
       .set("Authorization", `Bearer ${secrets.full}`)
       .set("X-API-Key", secrets.full as string);
     expect(same.status).toBe(200);
+  });
+
+  run("refuses two Authorization or two X-API-Key headers: 400, even with the same value", async () => {
+    const full = secrets.full as string;
+    const reader = secrets.reader as string;
+    const cases: Array<Array<[string, string]>> = [
+      [
+        ["Authorization", `Bearer ${full}`],
+        ["Authorization", `Bearer ${reader}`],
+      ],
+      [
+        ["X-API-Key", full],
+        ["X-API-Key", reader],
+      ],
+      [
+        ["Authorization", `Bearer ${full}`],
+        ["Authorization", "Basic dXNlcjpwYXNz"],
+      ],
+    ];
+    for (const headers of cases) {
+      const response = await rawRequest(app.url, { path: "/v1/events", headers });
+      expect(response.status).toBe(400);
+      expect(response.headers["content-type"]).toMatch(/^application\/problem\+json/);
+      expect(JSON.parse(response.body)).toMatchObject({ code: "invalid_request", status: 400 });
+      expect(response.body).not.toContain(full.slice(10, 40));
+    }
+    // A singleton field sent twice is malformed (RFC 9110 §5.3), whatever the copies say.
+    const repeated = await rawRequest(app.url, {
+      path: "/v1/events",
+      headers: [
+        ["X-API-Key", full],
+        ["X-API-Key", full],
+      ],
+    });
+    expect(repeated.status).toBe(400);
+    const single = await rawRequest(app.url, { path: "/v1/events", headers: [["X-API-Key", full]] });
+    expect(single.status).toBe(200);
   });
 
   run("refuses a missing scope with 403 insufficient_scope, consuming nothing", async () => {

@@ -3,8 +3,8 @@
  * standalone on a loopback port, next to a tiny API that verifies keys with `flux.keys.check`.
  * A customer opens a portal link, creates a key, copies the secret, calls the API with it,
  * rotates it, sees the old key in grace (and still used), revokes it, sees the API refuse it and
- * the chart change. A page on another site tries to forge a POST. Screenshots go to
- * test-results/portal/.
+ * the chart change. A page on another site tries to forge a POST. Then the same behind a
+ * TLS-terminating proxy (https outside, http to the portal). Screenshots go to test-results/portal/.
  *
  * Under CI a missing /usr/bin/chromium fails this file; elsewhere the suite is skipped.
  */
@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { createFlux, type Flux, type PortalHandler, servePortal } from "@flux-keys/core";
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startTlsProxy, type TlsProxy } from "./support/tls-proxy.js";
 
 const CHROMIUM = "/usr/bin/chromium";
 const hasChromium = existsSync(CHROMIUM);
@@ -361,5 +362,89 @@ fetch("${portalOrigin}/portal/api/keys", { method: "POST", mode: "no-cors", cred
     expect(again?.status()).toBe(401);
     await page.getByRole("heading", { name: "Please sign in" }).waitFor();
     await shot("12-signed-out");
+  });
+});
+
+describe.skipIf(!hasChromium)("portal in a browser behind a TLS-terminating proxy", () => {
+  let flux: Flux;
+  let portal: PortalHandler;
+  let closePortal: () => Promise<void>;
+  let proxy: TlsProxy;
+  let browser: Browser;
+  let context: BrowserContext;
+  let page: Page;
+
+  beforeAll(async () => {
+    // The proxy reaches the portal from 127.0.0.1: the only peer this instance trusts.
+    flux = await createFlux({ database: { pglite: true }, redis: null, trustProxy: "127.0.0.1" });
+    await flux.plans.upsert({ id: "growth", name: "Growth", scopes: ["read:events", "write:events"] });
+    await flux.orgs.create({ id: "acme", name: "Acme Inc.", planId: "growth" });
+    portal = flux.portal.handler({ basePath: "/portal" });
+    const served = await servePortal(portal);
+    closePortal = served.close;
+    proxy = await startTlsProxy(served.url);
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"],
+    });
+    // The proxy's certificate is self-signed for this run.
+    context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 860 } });
+    page = await context.newPage();
+  }, 120_000);
+
+  afterAll(async () => {
+    await context?.close();
+    await browser?.close();
+    await proxy?.close();
+    await closePortal?.();
+    await flux?.close();
+  });
+
+  it("signs in with Secure cookies, then creates, rotates and revokes a key over https", async () => {
+    const { url } = await portal.createSession({ orgId: "acme", userId: "ann@acme.test", role: "admin" });
+    const landing = await page.goto(`${proxy.url}${url}`);
+    expect(landing?.status()).toBe(200);
+    expect(page.url()).toBe(`${proxy.url}/portal/`);
+    const cookies = await context.cookies(`${proxy.url}/portal/`);
+    expect(cookies.find((c) => c.name === "flux_portal")).toMatchObject({ secure: true, httpOnly: true });
+    await page.getByRole("heading", { name: "API keys" }).waitFor();
+
+    // Create: a same-origin POST whose Origin is the proxy's https one.
+    await page.getByRole("button", { name: "Create key" }).click();
+    const dialog = page.getByRole("dialog", { name: "Create an API key" });
+    await dialog.getByLabel("Name").fill("Behind the proxy");
+    await dialog.getByLabel("read:events").check();
+    await dialog.getByRole("button", { name: "Create key" }).click();
+    const secretDialog = page.getByRole("dialog", { name: /Your new key/ });
+    await secretDialog.waitFor();
+    const secret = await secretDialog.getByLabel("Secret key").inputValue();
+    expect(secret).toMatch(/^flux_live_[0-9A-Za-z]{49}$/);
+    await secretDialog.getByRole("button", { name: "I have saved it" }).click();
+    await page.getByRole("heading", { name: /Behind the proxy/ }).waitFor();
+    const keyId = decodeURIComponent(page.url().split("#/keys/")[1] as string);
+
+    // Rotate.
+    await page.getByLabel("Grace period").selectOption("24h");
+    await page.getByRole("button", { name: "Rotate key" }).click();
+    const rotated = page.getByRole("dialog", { name: /Your rotated key/ });
+    await rotated.waitFor();
+    const newSecret = await rotated.getByLabel("Secret key").inputValue();
+    expect(newSecret).not.toBe(secret);
+    await rotated.getByRole("button", { name: "I have saved it" }).click();
+
+    // Revoke the old key.
+    await page.goto(`${proxy.url}/portal/#/keys/${encodeURIComponent(keyId)}`);
+    await page.getByRole("heading", { name: /Behind the proxy/ }).waitFor();
+    await page.getByRole("button", { name: "Revoke key…" }).click();
+    const confirm = page.getByRole("dialog", { name: /Revoke “Behind the proxy”/ });
+    await confirm.getByRole("button", { name: "Revoke key" }).click();
+    await page
+      .getByRole("heading", { name: /Behind the proxy/ })
+      .getByText("Revoked")
+      .waitFor();
+    expect((await flux.keys.check(secret)).valid).toBe(false);
+    expect((await flux.keys.check(newSecret)).valid).toBe(true);
+    const actions = (await flux.audit.list({ orgId: "acme" })).items.map((event) => event.action);
+    expect(actions).toEqual(expect.arrayContaining(["key.created", "key.rotated", "key.revoked"]));
   });
 });

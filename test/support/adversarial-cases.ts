@@ -283,15 +283,15 @@ export const HEADER_CASES: HeaderCase[] = [
   {
     name: "duplicate X-API-Key (joined by Node)",
     headers: (k) => [...apiKey(k.live), ...apiKey(k.live)],
-    status: 401,
-    code: "key_malformed",
+    status: 400,
+    code: "invalid_request",
     parserRejects: true,
   },
   {
     name: "duplicate Authorization (Node keeps the first)",
     headers: (k) => [...bearer("garbage-first"), ...bearer(k.live)],
-    status: 401,
-    code: "key_malformed",
+    status: 400,
+    code: "invalid_request",
     parserRejects: true,
   },
   {
@@ -382,6 +382,8 @@ export function rawRequest(
     localAddress?: string;
     /** The Host header as sent. @default the URL's host */
     host?: string;
+    /** Sent as is after the headers (set Content-Length yourself). @default none */
+    body?: string;
   },
 ): Promise<RawResponse> {
   const { hostname, port } = new URL(url);
@@ -390,7 +392,7 @@ export function rawRequest(
     `Host: ${request.host ?? `${hostname}:${port}`}`,
   ];
   for (const [name, value] of request.headers) lines.push(`${name}: ${value}`);
-  lines.push("Connection: close", "", "");
+  lines.push("Connection: close", "", request.body ?? "");
   const bytes = Buffer.from(lines.join("\r\n"), request.encoding ?? "utf8");
   return new Promise((resolve, reject) => {
     const socket = connect({

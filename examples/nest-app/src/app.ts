@@ -41,7 +41,7 @@ export async function createNestApp(
   class AppModule {}
 
   const adapter = platform === "fastify" ? new FastifyAdapter() : new ExpressAdapter();
-  const app = await NestFactory.create(AppModule, adapter, { logger: false });
+  const app = await NestFactory.create(AppModule, adapter, { logger: false, abortOnError: false });
   await app.init();
   if (platform === "fastify") await app.getHttpAdapter().getInstance().ready();
   return app;

@@ -53,7 +53,7 @@ export interface Flux {
     list(orgId: string): Promise<EntitlementEntry[]>;
   };
   readonly limits: {
-    /** The client address of a request, trusting forwarded-for hops as `limits.trustProxy` says. */
+    /** The client address of a request, trusting forwarded-for hops as `trustProxy` says. */
     clientAddress(source: ClientAddressSource): string | null;
   };
   /** What billing integrations (`@flux-keys/stripe`) use: provider events, meter outboxes. */
@@ -205,7 +205,7 @@ export async function createFlux(options: FluxOptions = {}): Promise<Flux> {
         list: (orgId) => listEntitlements(database.prisma, orgId, resolved.clock()),
       },
       billing: createBilling(rt, database.driver),
-      limits: { clientAddress: (source) => clientAddress(source, resolved.limits.trust) },
+      limits: { clientAddress: (source) => clientAddress(source, resolved.trust) },
       on: (type, handler) => events.on(type, handler),
       webhooks,
       close: () => {

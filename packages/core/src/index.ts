@@ -60,6 +60,14 @@ export {
   type HttpRequestLike,
   type RouteRequirements,
 } from "./http/http-auth.js";
+export {
+  isKeyLike,
+  REDACTED,
+  type RedactOptions,
+  redactHeaders,
+  redactQuery,
+  redactUrl,
+} from "./http/log-redaction.js";
 export { type DenialResponse, denialResponse, PROBLEM_CONTENT_TYPE } from "./http/problem.js";
 export { KeyBuilder } from "./key-builder.js";
 export { createKeyParser, type KeyEnvironment, type ParsedKey } from "./key-format.js";

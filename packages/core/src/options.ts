@@ -12,6 +12,7 @@ import {
   type WebhookOptions,
 } from "./events/webhook-options.js";
 import { ENVIRONMENTS, isValidPrefix, type KeyEnvironment } from "./key-format.js";
+import { compileTrust, type TrustProxy } from "./limits/client-address.js";
 import { type LimitOptions, type ResolvedLimitOptions, resolveLimitOptions } from "./limits/limit-options.js";
 import { type ResolvedUsageOptions, resolveUsageOptions, type UsageOptions } from "./usage/usage-options.js";
 
@@ -93,16 +94,30 @@ export interface FluxOptions {
   /** pino-style logger for operational events (never given secrets or digests). @default none */
   logger?: Logger;
   /**
+   * Which proxies in front of this instance to believe, for every part of it: the client address
+   * (the pre-authentication limiter, key observations, the portal's sessions and audit entries,
+   * `flux.limits.clientAddress()`) from `X-Forwarded-For`, and the portal's scheme and host (so its
+   * origin check and `Secure` cookies) from `X-Forwarded-Proto` / `X-Forwarded-Host` or
+   * `Forwarded`. Forwarded headers count only when the socket's peer is trusted.
+   * - `false`: none (only the socket address and the connection's own scheme);
+   * - `true`: every hop (the leftmost `X-Forwarded-For` entry is the client);
+   * - a number: that many hops from the socket;
+   * - addresses / CIDRs of your proxies (also `'loopback'`, `'linklocal'`, `'uniquelocal'`), as an
+   *   array or a comma-separated string.
+   * The same values as Express's `trust proxy` setting and Fastify's `trustProxy`: give both the same.
+   * @default false
+   */
+  trustProxy?: TrustProxy;
+  /**
    * Usage tracking (`flux.usage`): flush cadence, buffer bound, rollup and retention. Every
    * default is a `@default` tag on `UsageOptions`.
    * @default { flushInterval: '5s', maxBufferedBuckets: 100000, flushAt: 10000, batchSize: 5000, rollupAfter: '7d', retention: null, maintenanceInterval: '1h' }
    */
   usage?: UsageOptions;
   /**
-   * Rate limits and quotas: what happens when the limit store fails, the pre-authentication
-   * limiter, and which proxies `clientAddress()` trusts. Every default is a `@default` tag on
-   * `LimitOptions`.
-   * @default { onStoreError: 'insurance', preAuth: { limit: 30, window: '1m' }, trustProxy: false }
+   * Rate limits and quotas: what happens when the limit store fails, and the pre-authentication
+   * limiter. Every default is a `@default` tag on `LimitOptions`.
+   * @default { onStoreError: 'insurance', preAuth: { limit: 30, window: '1m' } }
    */
   limits?: LimitOptions;
   /**
@@ -127,6 +142,9 @@ export interface ResolvedOptions {
   /** Interval of the offset measurement, or null when the local clock is used as is. */
   serverClockIntervalMs: number | null;
   logger: Logger;
+  trustProxy: TrustProxy;
+  /** `trustProxy` compiled once: `(address, hop) => trusted`. */
+  trust: (address: string, hop: number) => boolean;
   usage: ResolvedUsageOptions;
   limits: ResolvedLimitOptions;
   webhooks: ResolvedWebhookOptions;
@@ -144,6 +162,7 @@ const KNOWN = new Set([
   "clock",
   "serverClock",
   "logger",
+  "trustProxy",
   "usage",
   "limits",
   "webhooks",
@@ -189,6 +208,13 @@ export function resolveOptions(
         ? { client: options.redis.client, keyPrefix: redisPrefix }
         : { url: options.redis.url, keyPrefix: redisPrefix };
   }
+  const trustProxy = options.trustProxy ?? false;
+  let trust: ResolvedOptions["trust"];
+  try {
+    trust = compileTrust(trustProxy);
+  } catch (error) {
+    throw new FluxConfigError("invalid_option", `trustProxy: ${(error as Error).message}.`);
+  }
   const cacheMax = options.cache?.max ?? 10_000;
   if (!Number.isInteger(cacheMax) || cacheMax < 1) {
     throw new FluxConfigError("invalid_option", "cache.max must be a positive integer.");
@@ -209,6 +235,8 @@ export function resolveOptions(
     clock: options.clock ?? Date.now,
     serverClockIntervalMs: resolveServerClock(options),
     logger: options.logger ?? {},
+    trustProxy,
+    trust,
     usage: resolveUsageOptions(options.usage),
     limits: resolveLimitOptions(options.limits),
     webhooks: resolveWebhookOptions(options.webhooks),

@@ -344,7 +344,7 @@ describe("limits options", () => {
     await expect(createFlux({ limits: { onStoreError: "open" as never } })).rejects.toMatchObject({
       code: "invalid_option",
     });
-    await expect(createFlux({ limits: { trustProxy: ["not-an-ip"] } })).rejects.toMatchObject({
+    await expect(createFlux({ trustProxy: ["not-an-ip"] })).rejects.toMatchObject({
       code: "invalid_option",
     });
   });

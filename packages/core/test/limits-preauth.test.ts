@@ -102,7 +102,8 @@ describe("pre-authentication limiter", () => {
     const open = await createFlux({
       database: { pglite: true },
       redis: null,
-      limits: { preAuth: false, trustProxy: "loopback" },
+      trustProxy: "loopback",
+      limits: { preAuth: false },
     });
     try {
       // The instance's clientAddress() uses its trustProxy option.

@@ -98,6 +98,7 @@ export function fluxKeys(flux: Flux, options: FluxKeysOptions = {}): RequestHand
       method: req.method,
       url: req.originalUrl,
       headers: req.headers,
+      rawHeaders: req.rawHeaders,
       remoteAddress: req.socket.remoteAddress,
     };
     // The guards this request will meet are checked before anything is consumed.
@@ -225,3 +226,5 @@ export function fluxWebHandler(
     serveWeb(handler, req, res, req.originalUrl).catch(next);
   };
 }
+
+export { morganUrl, pinoHttpSerializers, redactUrl } from "./log-redaction.js";

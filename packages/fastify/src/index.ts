@@ -124,6 +124,7 @@ const plugin: FastifyPluginAsync<FluxKeysPluginOptions> = async (fastify, option
       method: request.method,
       url: request.raw.url ?? "/",
       headers: request.headers,
+      rawHeaders: request.raw.rawHeaders,
       remoteAddress: request.socket.remoteAddress,
     };
     auth
@@ -191,6 +192,7 @@ const plugin: FastifyPluginAsync<FluxKeysPluginOptions> = async (fastify, option
 export const fluxKeys = fp(plugin, { fastify: "5.x", name: "@flux-keys/fastify" });
 export default fluxKeys;
 export type { KeyContext, RouteRequirements };
+export { createRequestSerializer, requestSerializer } from "./log-redaction.js";
 
 export interface FluxPortalPluginOptions extends PortalOptions {
   flux: Flux;

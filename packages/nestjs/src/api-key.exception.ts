@@ -1,4 +1,4 @@
-import type { DenialResponse, FluxError } from "@flux-keys/core";
+import type { DenialResponse, FluxError, ProblemDetails } from "@flux-keys/core";
 import { HttpException } from "@nestjs/common";
 
 /**
@@ -9,12 +9,19 @@ import { HttpException } from "@nestjs/common";
 export class ApiKeyDeniedException extends HttpException {
   readonly code: FluxError["code"];
   readonly headers: Record<string, string>;
+  /**
+   * Under GraphQL: graphql-js copies an original error's `extensions` into the GraphQL error, so
+   * a denied field's error carries the stable `code`, the HTTP `status` and the problem document.
+   */
+  readonly extensions: { code: FluxError["code"]; status: number; problem: ProblemDetails };
   constructor(
     readonly error: FluxError,
     response: DenialResponse,
   ) {
     super(response.body, response.status, { description: error.title });
+    this.message = error.message;
     this.code = error.code;
     this.headers = response.headers;
+    this.extensions = { code: error.code, status: response.status, problem: response.body };
   }
 }

@@ -1,4 +1,4 @@
-import type { HttpAuth, KeyContext, RouteRequirements } from "@flux-keys/core";
+import { type HttpAuth, type KeyContext, type RouteRequirements, requirementError } from "@flux-keys/core";
 import { type CanActivate, type ExecutionContext, Inject, Injectable } from "@nestjs/common";
 import { Reflector } from "@nestjs/core";
 import { ApiKeyDeniedException } from "./api-key.exception.js";
@@ -10,6 +10,7 @@ import {
   PUBLIC_KEY,
   SCOPES_KEY,
 } from "./flux-keys.constants.js";
+import { kVerified, type VerifiedByMiddleware } from "./flux-keys.middleware.js";
 import type { FluxKeysModuleOptions } from "./flux-keys.options.js";
 
 /** What the guard needs of a request, on either platform. */
@@ -17,13 +18,36 @@ interface PlatformRequest {
   method: string;
   url: string;
   originalUrl?: string;
-  raw?: { url?: string };
+  raw?: { url?: string; rawHeaders?: string[]; [kVerified]?: VerifiedByMiddleware };
+  [kVerified]?: VerifiedByMiddleware;
   headers: Record<string, string | string[] | undefined>;
+  rawHeaders?: string[];
   socket: { remoteAddress?: string };
   route?: { path?: unknown };
   baseUrl?: string;
   routeOptions?: { url?: string };
   apiKey?: KeyContext | null;
+  /** Express: the response of this request. */
+  res?: PlatformResponse;
+}
+
+/** A GraphQL context as the drivers build it (Apollo: `{ req, res? }`; Mercurius: `{ reply }`). */
+interface GraphqlContext {
+  req?: PlatformRequest;
+  res?: PlatformResponse;
+  reply?: PlatformResponse & { request?: PlatformRequest };
+}
+
+/** The HTTP request behind a GraphQL resolver call (resolver args: root, args, context, info). */
+export function graphqlRequest(context: ExecutionContext): PlatformRequest | undefined {
+  const gql = context.getArgByIndex<GraphqlContext | undefined>(2);
+  return gql?.req ?? gql?.reply?.request;
+}
+
+/** `Query.events`: the usage endpoint of a GraphQL field (no route template there). */
+function graphqlField(context: ExecutionContext): string {
+  const info = context.getArgByIndex<{ parentType?: { name?: string }; fieldName?: string } | undefined>(3);
+  return `${info?.parentType?.name ?? "GraphQL"}.${info?.fieldName ?? "?"}`;
 }
 
 interface RawResponse {
@@ -52,25 +76,54 @@ export class ApiKeyGuard implements CanActivate {
   ) {}
 
   async canActivate(context: ExecutionContext): Promise<boolean> {
-    if (context.getType() !== "http") return true;
+    const type = context.getType<string>();
+    if (type !== "http" && type !== "graphql") {
+      // ws, rpc…: no HTTP request to read a key from. Fail closed unless the handler is public or
+      // the app said this context type is guarded by something else.
+      return this.getRequirements(context).public === true || this.allowedContexts.has(type);
+    }
     const requirements = this.getRequirements(context);
-    const request = this.getRequest(context);
+    const request = this.getRequest(context) as PlatformRequest | undefined;
+    // A GraphQL operation with no HTTP request behind it (a subscription over a socket): refused.
+    if (request === undefined || request === null) return requirements.public === true;
     if (requirements.public === true) {
       request.apiKey ??= null;
       return true;
     }
-    const platformResponse = context.switchToHttp().getResponse<PlatformResponse>();
-    const response = platformResponse.raw ?? platformResponse;
+    const verified = request.raw?.[kVerified] ?? request[kVerified];
+    if (verified !== undefined) return this.checkVerified(verified, requirements, request, context);
+    const platformResponse = this.responseOf(context, request);
+    const response = platformResponse?.raw ?? platformResponse;
     const startedAt = performance.now();
     const httpRequest = {
       method: request.method,
       url: request.originalUrl ?? request.raw?.url ?? request.url,
       headers: request.headers,
+      rawHeaders: request.raw?.rawHeaders ?? request.rawHeaders,
       remoteAddress: request.socket?.remoteAddress,
     };
     const result = await this.auth.authenticate(httpRequest, requirements);
     if (!result.ok) return this.onDenied(new ApiKeyDeniedException(result.error, result.response), context);
     request.apiKey = result.context;
+    const record = () =>
+      this.auth.record(result.context, {
+        method: request.method,
+        endpoint: type === "graphql" ? graphqlField(context) : this.routeTemplate(request),
+        status: response?.statusCode ?? 200,
+        startedAt,
+        scopes: requirements.scopes,
+        request: httpRequest,
+      });
+    if (type === "graphql") {
+      // Every other guarded field of this operation reuses this verification (one HTTP request,
+      // consumed once); their own requirements are still checked.
+      request[kVerified] = { context: result.context, cost: 0 };
+    }
+    if (platformResponse === undefined || response === undefined) {
+      // No response object in this GraphQL context (Apollo on Fastify): recorded now.
+      record();
+      return true;
+    }
     if (platformResponse.raw !== undefined && platformResponse.headers !== undefined) {
       // Fastify: through the reply, so that Fastify still writes all its headers in one writeHead
       // (a header set on the raw response sends every other one through setHeader too).
@@ -79,17 +132,43 @@ export class ApiKeyGuard implements CanActivate {
       for (const name in result.headers) response.setHeader(name, result.headers[name] as string);
     }
     // `on`, not `once`: "finish" is emitted once, and `once` wraps the listener per request.
-    response.on("finish", () => {
-      this.auth.record(result.context, {
-        method: request.method,
-        endpoint: this.routeTemplate(request),
-        status: response.statusCode,
-        startedAt,
-        scopes: requirements.scopes,
-        request: httpRequest,
-      });
-    });
+    response.on("finish", record);
     return true;
+  }
+
+  private get allowedContexts(): ReadonlySet<string> {
+    this.allowed ??= new Set(this.options.allowContexts ?? []);
+    return this.allowed;
+  }
+  private allowed: ReadonlySet<string> | undefined;
+
+  /** The platform response: HTTP's, or the one in a GraphQL context (`res`, `reply`, `req.res`). */
+  private responseOf(context: ExecutionContext, request: PlatformRequest): PlatformResponse | undefined {
+    if (context.getType<string>() !== "graphql")
+      return context.switchToHttp().getResponse<PlatformResponse>();
+    const gql = context.getArgByIndex<GraphqlContext | undefined>(2);
+    return gql?.res ?? gql?.reply ?? request.res;
+  }
+
+  /**
+   * FluxKeysMiddleware already verified this request (and consumed its cost): only the controller
+   * route's scopes and entitlement are checked; a refusal gives back what the middleware took.
+   */
+  private async checkVerified(
+    verified: VerifiedByMiddleware,
+    requirements: RouteRequirements,
+    request: PlatformRequest,
+    context: ExecutionContext,
+  ): Promise<boolean> {
+    const entitlement = requirements.entitlement;
+    const entitlements = typeof entitlement === "string" ? [entitlement] : entitlement;
+    const error = requirementError(verified.context, requirements.scopes, entitlements);
+    if (error === null) {
+      request.apiKey = verified.context;
+      return true;
+    }
+    if (verified.cost > 0) await this.auth.release(verified.context, verified.cost);
+    return this.onDenied(new ApiKeyDeniedException(error, this.auth.denied(error, true).response), context);
   }
 
   /** Requirements per controller class and handler: metadata is fixed once the app is built. */
@@ -125,7 +204,9 @@ export class ApiKeyGuard implements CanActivate {
     };
   }
 
+  /** The HTTP request: the platform's, or under GraphQL the one in its context (as `GqlExecutionContext`). */
   protected getRequest(context: ExecutionContext): PlatformRequest {
+    if (context.getType<string>() === "graphql") return graphqlRequest(context) as PlatformRequest;
     return context.switchToHttp().getRequest<PlatformRequest>();
   }
 

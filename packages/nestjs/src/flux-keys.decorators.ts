@@ -1,4 +1,5 @@
 import { createParamDecorator, type ExecutionContext, SetMetadata } from "@nestjs/common";
+import { graphqlRequest } from "./api-key.guard.js";
 import { COST_KEY, ENTITLEMENT_KEY, PUBLIC_KEY, SCOPES_KEY } from "./flux-keys.constants.js";
 
 /** The route (or every route of the controller) needs no API key. */
@@ -14,6 +15,8 @@ export const Entitlement = (...names: string[]) => SetMetadata(ENTITLEMENT_KEY, 
 export const RateLimitCost = (cost: number) => SetMetadata(COST_KEY, cost);
 
 /** The verified key's context (`KeyContext`), or `null` on a `@Public()` route. */
-export const ApiKey = createParamDecorator(
-  (_data: unknown, context: ExecutionContext) => context.switchToHttp().getRequest().apiKey ?? null,
-);
+export const ApiKey = createParamDecorator((_data: unknown, context: ExecutionContext) => {
+  const request =
+    context.getType<string>() === "graphql" ? graphqlRequest(context) : context.switchToHttp().getRequest();
+  return request?.apiKey ?? null;
+});

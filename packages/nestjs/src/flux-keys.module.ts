@@ -15,6 +15,7 @@ import { ApiKeyExceptionFilter } from "./api-key.filter.js";
 import { ApiKeyGuard } from "./api-key.guard.js";
 import { ApiKeyContextInterceptor } from "./api-key-context.interceptor.js";
 import { FLUX, FLUX_KEYS_AUTH, FLUX_KEYS_OPTIONS } from "./flux-keys.constants.js";
+import { FluxKeysMiddleware } from "./flux-keys.middleware.js";
 import type {
   FluxKeysModuleAsyncOptions,
   FluxKeysModuleOptions,
@@ -49,6 +50,7 @@ const sharedProviders: Provider[] = [
         closeOnShutdown: _close,
         portal: _portal,
         runWithContext: _run,
+        allowContexts: _allowContexts,
         ...http
       } = options;
       return createHttpAuth(flux, http);
@@ -56,6 +58,7 @@ const sharedProviders: Provider[] = [
     inject: [FLUX_KEYS_OPTIONS, FLUX],
   },
   ApiKeyGuard,
+  FluxKeysMiddleware,
   { provide: APP_FILTER, useClass: ApiKeyExceptionFilter },
 ];
 
@@ -88,7 +91,7 @@ export class FluxKeysModule implements NestModule, OnApplicationShutdown {
         ...appGuard(options.global),
         ...(options.runWithContext ? [contextInterceptor] : []),
       ],
-      exports: [FLUX, FLUX_KEYS_OPTIONS, FLUX_KEYS_AUTH, ApiKeyGuard],
+      exports: [FLUX, FLUX_KEYS_OPTIONS, FLUX_KEYS_AUTH, ApiKeyGuard, FluxKeysMiddleware],
     };
   }
 
@@ -103,7 +106,7 @@ export class FluxKeysModule implements NestModule, OnApplicationShutdown {
         ...appGuard(options.global),
         contextInterceptor,
       ],
-      exports: [FLUX, FLUX_KEYS_OPTIONS, FLUX_KEYS_AUTH, ApiKeyGuard],
+      exports: [FLUX, FLUX_KEYS_OPTIONS, FLUX_KEYS_AUTH, ApiKeyGuard, FluxKeysMiddleware],
     };
   }
 

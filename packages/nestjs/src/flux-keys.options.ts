@@ -14,6 +14,12 @@ export interface FluxKeysModuleOptions extends HttpAuthOptions {
   /** Units a route costs unless `@RateLimitCost()` says otherwise. @default 1 */
   cost?: number;
   /**
+   * Execution context types besides `http` and `graphql` (e.g. `'ws'`, `'rpc'`) that ApiKeyGuard
+   * lets through without a key, because something else authenticates them. Any other type is
+   * refused (the guard returns false) unless the handler is `@Public()`. @default []
+   */
+  allowContexts?: readonly string[];
+  /**
    * Call `flux.close()` when the Nest app shuts down. Usage is flushed on shutdown either way;
    * call `app.enableShutdownHooks()` so that SIGTERM runs the shutdown hooks.
    * @default true when the module created the instance (`fluxOptions`), else false

@@ -19,7 +19,14 @@ export interface CredentialOptions {
 
 export type CredentialResult = { ok: true; key: string | undefined } | { ok: false; error: FluxError };
 
-const SUSPICIOUS_PARAMETERS = new Set(["api_key", "apikey", "api-key", "access_token", "x-api-key", "token"]);
+export const SUSPICIOUS_PARAMETERS: ReadonlySet<string> = new Set([
+  "api_key",
+  "apikey",
+  "api-key",
+  "access_token",
+  "x-api-key",
+  "token",
+]);
 
 const BEARER = /^Bearer[ ]+(\S+)[ ]*$/i;
 const NO_KEY: CredentialResult = Object.freeze({ ok: true, key: undefined });
@@ -28,7 +35,10 @@ function refuse(detail: string): CredentialResult {
   return { ok: false, error: new FluxError("invalid_request", { detail }) };
 }
 
-/** One header value: duplicates (an array, or a comma-joined repeat) are refused. */
+/**
+ * One header value. `Authorization` and the key header are singleton fields (RFC 9110 §5.3): sent
+ * twice (an array, or two lines in the raw headers) the request is refused, whatever the copies say.
+ */
 function single(headers: HeaderBag, name: string): string | undefined | null {
   const value = headers[name];
   if (value === undefined) return undefined;
@@ -36,17 +46,36 @@ function single(headers: HeaderBag, name: string): string | undefined | null {
   return value;
 }
 
+/**
+ * A header's value from the raw header list (`req.rawHeaders`: name, value, name, value…). Node
+ * keeps only the first `Authorization` in `req.headers` and joins other repeats with ", ", so a
+ * second credential is visible only here. Null when the header is there twice.
+ */
+function fromRaw(rawHeaders: readonly string[], name: string): string | undefined | null {
+  let found: string | undefined;
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const header = rawHeaders[i] as string;
+    if (header.length !== name.length || header.toLowerCase() !== name) continue;
+    if (found !== undefined) return null;
+    found = rawHeaders[i + 1] as string;
+  }
+  return found;
+}
+
 export function extractCredential(
   headers: HeaderBag,
   url: string | undefined,
   options: CredentialOptions,
+  rawHeaders?: readonly string[],
 ): CredentialResult {
   // The credential found first; any other, different one makes the request ambiguous (refused
   // once every other check has run, as before).
   let key: string | undefined;
   let conflict = false;
+  const read = (name: string) =>
+    rawHeaders === undefined ? single(headers, name) : fromRaw(rawHeaders, name);
 
-  const authorization = single(headers, options.authorizationHeader);
+  const authorization = read(options.authorizationHeader);
   if (authorization === null) return refuse("Send one Authorization header.");
   if (authorization !== undefined) {
     const match = BEARER.exec(authorization);
@@ -56,7 +85,7 @@ export function extractCredential(
   }
 
   if (options.apiKeyHeader !== false) {
-    const header = single(headers, options.apiKeyHeader);
+    const header = read(options.apiKeyHeader);
     if (header === null) return refuse(`Send one ${options.apiKeyHeader} header.`);
     if (header !== undefined) {
       const value = header.trim();
@@ -74,7 +103,11 @@ export function extractCredential(
       if (options.queryParameter !== false && name === options.queryParameter) {
         if (key === undefined) key = value;
         else if (value !== key) conflict = true;
-      } else if (SUSPICIOUS_PARAMETERS.has(lower) || value.startsWith(keyPrefix)) {
+      } else if (
+        SUSPICIOUS_PARAMETERS.has(lower) ||
+        value.startsWith(keyPrefix) ||
+        name.startsWith(keyPrefix)
+      ) {
         return refuse("API keys are not accepted in the URL; send them in the Authorization header.");
       }
     }

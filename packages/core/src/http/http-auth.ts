@@ -5,7 +5,7 @@
  */
 import { FluxConfigError, FluxError } from "../errors.js";
 import type { Flux } from "../flux.js";
-import { clientAddress, compileTrust, type TrustProxy } from "../limits/client-address.js";
+import { clientAddress } from "../limits/client-address.js";
 import { rateLimitHeaders } from "../limits/headers.js";
 import type { KeyContext } from "../types.js";
 import { type CredentialOptions, extractCredential, type HeaderBag } from "./credentials.js";
@@ -23,8 +23,6 @@ export interface HttpAuthOptions {
   queryParameter?: string | false;
   /** `realm` of `WWW-Authenticate`. @default 'api' */
   realm?: string;
-  /** Which proxies' `X-Forwarded-For` to believe for the client address. @default false */
-  trustProxy?: TrustProxy;
   /** Documentation sent as `Link: <…>; rel="deprecation"` to keys in a rotation grace. @default none */
   rotationDocsUrl?: string;
   /** Record every verified request in `flux.usage`. @default true */
@@ -48,6 +46,11 @@ export interface HttpRequestLike {
   /** Path and query as received (`req.url`). */
   url: string;
   headers: HeaderBag;
+  /**
+   * Node's `req.rawHeaders` (name, value, name, value…): pass it so that a repeated credential
+   * header is seen (Node keeps only the first `Authorization` in `req.headers`).
+   */
+  rawHeaders?: readonly string[];
   /** The socket's peer address. */
   remoteAddress?: string | null;
 }
@@ -61,6 +64,7 @@ export interface ResolvedHttpAuthOptions {
   apiKeyHeader: string | false;
   queryParameter: string | false;
   realm: string;
+  /** The instance's `trustProxy` (from `createFlux`), compiled. */
   trust: (address: string, hop: number) => boolean;
   rotationDocsUrl: string | undefined;
   usage: boolean;
@@ -71,20 +75,23 @@ const KNOWN = new Set([
   "apiKeyHeader",
   "queryParameter",
   "realm",
-  "trustProxy",
   "rotationDocsUrl",
   "usage",
 ]);
 
-export function resolveHttpAuthOptions(options: HttpAuthOptions = {}): ResolvedHttpAuthOptions {
+export function resolveHttpAuthOptions(
+  options: HttpAuthOptions = {},
+  trust: ResolvedHttpAuthOptions["trust"] = () => false,
+): ResolvedHttpAuthOptions {
   for (const name of Object.keys(options)) {
+    if (name === "trustProxy") {
+      // One setting for the whole instance: the portal and the limiter must see the same client.
+      throw new FluxConfigError(
+        "invalid_option",
+        "trustProxy is no longer an adapter option: set it once on createFlux({ trustProxy }).",
+      );
+    }
     if (!KNOWN.has(name)) throw new FluxConfigError("unknown_option", `Unknown API key option '${name}'.`);
-  }
-  let trust: ResolvedHttpAuthOptions["trust"];
-  try {
-    trust = compileTrust(options.trustProxy ?? false);
-  } catch (error) {
-    throw new FluxConfigError("invalid_option", `trustProxy: ${(error as Error).message}.`);
   }
   return {
     authorizationHeader: (options.authorizationHeader ?? "authorization").toLowerCase(),
@@ -112,7 +119,7 @@ export class HttpAuth {
     readonly flux: Flux,
     options: HttpAuthOptions = {},
   ) {
-    this.options = resolveHttpAuthOptions(options);
+    this.options = resolveHttpAuthOptions(options, flux.internals.options.trust);
     this.credentialOptions = {
       authorizationHeader: this.options.authorizationHeader,
       apiKeyHeader: this.options.apiKeyHeader,
@@ -126,7 +133,12 @@ export class HttpAuth {
    * missing scope or entitlement, limit) consumes nothing from the key's limits or quota.
    */
   async authenticate(request: HttpRequestLike, route: RouteRequirements = {}): Promise<HttpAuthResult> {
-    const credential = extractCredential(request.headers, request.url, this.credentialOptions);
+    const credential = extractCredential(
+      request.headers,
+      request.url,
+      this.credentialOptions,
+      request.rawHeaders,
+    );
     if (!credential.ok) return this.denied(credential.error, false);
     // One plain options object per request (no spreads on the hot path); undefined means "none".
     const result = await this.flux.keys.check(credential.key, {

@@ -3,7 +3,6 @@
  * the `@default` tags and once in `resolveLimitOptions`.
  */
 import { FluxConfigError } from "../errors.js";
-import { compileTrust, type TrustProxy } from "./client-address.js";
 
 export type WindowLength = number | "1s" | "1m" | "1h" | "1d";
 
@@ -25,24 +24,14 @@ export interface LimitOptions {
    * @default { limit: 30, window: '1m' }
    */
   preAuth?: { limit: number; window: WindowLength } | false;
-  /**
-   * Which `X-Forwarded-For` hops `clientAddress()` trusts: `false` (only the socket address),
-   * `true` (all: the leftmost entry), a hop count, or addresses / CIDRs of your proxies
-   * (also `'loopback'`, `'linklocal'`, `'uniquelocal'`), as an array or a comma-separated string.
-   * @default false
-   */
-  trustProxy?: TrustProxy;
 }
 
 export interface ResolvedLimitOptions {
   onStoreError: "insurance" | "fail-closed";
   preAuth: { limit: number; windowSeconds: number } | null;
-  trustProxy: TrustProxy;
-  /** `trustProxy` compiled once. */
-  trust: (address: string, hop: number) => boolean;
 }
 
-const KNOWN = new Set(["onStoreError", "preAuth", "trustProxy"]);
+const KNOWN = new Set(["onStoreError", "preAuth"]);
 const SHORTHAND: Record<string, number> = { "1s": 1, "1m": 60, "1h": 3600, "1d": 86400 };
 
 export function resolveLimitOptions(limits: LimitOptions | undefined): ResolvedLimitOptions {
@@ -51,6 +40,12 @@ export function resolveLimitOptions(limits: LimitOptions | undefined): ResolvedL
     throw new FluxConfigError("invalid_option", "limits must be an object.");
   }
   for (const name of Object.keys(input)) {
+    if (name === "trustProxy") {
+      throw new FluxConfigError(
+        "invalid_option",
+        "limits.trustProxy is gone: set trustProxy once, at the top level: createFlux({ trustProxy }).",
+      );
+    }
     if (!KNOWN.has(name)) throw new FluxConfigError("unknown_option", `Unknown option 'limits.${name}'.`);
   }
   const onStoreError = input.onStoreError ?? "insurance";
@@ -69,14 +64,7 @@ export function resolveLimitOptions(limits: LimitOptions | undefined): ResolvedL
     }
     preAuth = { limit: preAuthInput.limit, windowSeconds };
   }
-  const trustProxy = input.trustProxy ?? false;
-  let trust: ResolvedLimitOptions["trust"];
-  try {
-    trust = compileTrust(trustProxy);
-  } catch (error) {
-    throw new FluxConfigError("invalid_option", `limits.trustProxy: ${(error as Error).message}`);
-  }
-  return { onStoreError, preAuth, trustProxy, trust };
+  return { onStoreError, preAuth };
 }
 
 /** Seconds of a window given as a positive integer or a shorthand; null when invalid. */

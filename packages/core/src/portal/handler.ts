@@ -13,6 +13,7 @@ import { PORTAL_STYLES } from "./assets/portal-styles.js";
 import {
   checkCrossSite,
   clearCookie,
+  clientFacingUrl,
   csrfToken,
   internalProblem,
   json,
@@ -122,7 +123,12 @@ class PortalApp {
   async handle(request: Request, context: PortalRequestContext): Promise<Response> {
     let url: URL;
     try {
-      url = new URL(request.url);
+      url = clientFacingUrl(
+        new URL(request.url),
+        request.headers,
+        context.remoteAddress,
+        this.flux.internals.options.trust,
+      );
     } catch {
       return problem(new FluxError("invalid_request", { detail: "The request URL must be absolute." }));
     }

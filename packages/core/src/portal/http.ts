@@ -178,3 +178,57 @@ async function readText(request: Request, limit: number): Promise<string> {
   }
   return Buffer.concat(chunks).toString("utf8");
 }
+
+const AUTHORITY = /^(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
+
+/**
+ * The URL as the browser sees it. Behind a trusted TLS-terminating proxy the connection is plain
+ * HTTP to an internal host, so the scheme and host come from `X-Forwarded-Proto` /
+ * `X-Forwarded-Host` (the first, client-facing entry), else from the first element of `Forwarded`
+ * (RFC 7239). They are believed only when the socket's peer is trusted (`trustProxy`), and only
+ * when well-formed (`http`/`https`, a host with an optional port); otherwise the URL is unchanged.
+ */
+export function clientFacingUrl(
+  url: URL,
+  headers: Headers,
+  remoteAddress: string | null | undefined,
+  trust: (address: string, hop: number) => boolean,
+): URL {
+  if (!remoteAddress || !trust(remoteAddress, 0)) return url;
+  let proto = firstEntry(headers.get("x-forwarded-proto"));
+  let host = firstEntry(headers.get("x-forwarded-host"));
+  if (proto === undefined && host === undefined) {
+    const element = firstEntry(headers.get("forwarded"));
+    for (const pair of element?.split(";") ?? []) {
+      const eq = pair.indexOf("=");
+      if (eq < 0) continue;
+      const name = pair.slice(0, eq).trim().toLowerCase();
+      const value = pair
+        .slice(eq + 1)
+        .trim()
+        .replace(/^"(.*)"$/, "$1");
+      if (name === "proto") proto = value;
+      else if (name === "host") host = value;
+    }
+  }
+  const result = new URL(url.href);
+  const scheme = proto?.toLowerCase();
+  if (scheme === "https" || scheme === "http") result.protocol = `${scheme}:`;
+  if (host !== undefined && AUTHORITY.test(host)) {
+    try {
+      const forwarded = new URL(`${result.protocol}//${host}/`);
+      // Both parts: a forwarded host without a port means the scheme's default, not ours.
+      result.hostname = forwarded.hostname;
+      result.port = forwarded.port;
+    } catch {
+      // An authority the URL parser refuses (a port past 65535): keep the connection's host.
+    }
+  }
+  return result;
+}
+
+function firstEntry(value: string | null): string | undefined {
+  if (value === null) return undefined;
+  const first = value.split(",")[0]?.trim();
+  return first === undefined || first.length === 0 ? undefined : first;
+}

@@ -15,7 +15,7 @@ export interface PortalCustomer {
 
 /** Per-request facts only the server adapter knows. */
 export interface PortalRequestContext {
-  /** The socket's peer address; `X-Forwarded-For` is believed as `createFlux({ limits: { trustProxy } })` says. */
+  /** The socket's peer address; forwarded headers from it are believed as `createFlux({ trustProxy })` says. */
   remoteAddress?: string | null;
 }
 
@@ -38,7 +38,10 @@ export interface PortalOptions {
    * nobody is signed in). Tried before the portal's own session cookie. @default none (links only)
    */
   resolveCustomer?: (request: Request) => PortalCustomer | null | Promise<PortalCustomer | null>;
-  /** `Secure` on cookies; `'auto'`: when the request URL is https. @default 'auto' */
+  /**
+   * `Secure` on cookies; `'auto'`: when the request URL is https (behind a trusted proxy, as its
+   * `X-Forwarded-Proto` / `Forwarded` says). @default 'auto'
+   */
   secureCookies?: boolean | "auto";
   /** Name of the session cookie (the CSRF cookie is `<name>_csrf`). @default 'flux_portal' */
   cookieName?: string;

@@ -4,9 +4,8 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { createServer } from "node:net";
-import { createFlux } from "@flux-keys/core";
 import { afterAll, describe, expect, it } from "vitest";
-import { DATABASE_URL, freshSchema, hasPostgres } from "./support/services.js";
+import { DATABASE_URL, demoOrgCalls, freshSchema, hasPostgres } from "./support/services.js";
 
 const EXAMPLES = [
   { name: "express", entry: "examples/express-app/src/main.ts", args: [] },
@@ -100,18 +99,7 @@ describe.skipIf(!hasPostgres)("examples", () => {
       if (entry.includes("nest-app")) expect(code === 0 || signal === "SIGTERM").toBe(true);
       else expect(code).toBe(0);
 
-      const flux = await createFlux({ database: { url: DATABASE_URL, schema }, redis: null, migrate: false });
-      try {
-        const result = await flux.usage.query({
-          orgId: "demo-org",
-          from: new Date(Date.now() - 3_600_000),
-          to: new Date(Date.now() + 60_000),
-          granularity: "hour",
-        });
-        expect(result.series[0]?.totals.calls).toBe(10);
-      } finally {
-        await flux.close();
-      }
+      expect(await demoOrgCalls(schema)).toBe(10);
     } finally {
       await drop();
     }

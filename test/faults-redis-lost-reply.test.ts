@@ -6,22 +6,23 @@
  */
 import { createFlux, type Flux } from "@flux-keys/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ReplyLosingProxy, redisAvailable, ThrowawayRedis, until } from "./support/faults-services.js";
+import { CuttingProxy, redisAvailable, ThrowawayRedis, until } from "./support/faults-services.js";
 
 const CUTS = 8;
 
 describe.skipIf(!redisAvailable)("fault: a limiter reply lost with its connection", () => {
   let redis: ThrowawayRedis;
-  let proxy: ReplyLosingProxy;
+  let proxy: CuttingProxy;
   let flux: Flux;
   let secret: string;
 
   beforeAll(async () => {
     redis = await ThrowawayRedis.start();
-    proxy = await ReplyLosingProxy.start(redis.port);
+    // Redis answers a command in one frame: the first reply data is the answer to lose.
+    proxy = await CuttingProxy.start(redis.port, () => true);
     flux = await createFlux({
       database: { pglite: true },
-      redis: { url: proxy.url, keyPrefix: "lost:" },
+      redis: { url: proxy.redisUrl, keyPrefix: "lost:" },
       limits: { onStoreError: "insurance", preAuth: false },
     });
     await flux.plans.upsert({

@@ -6,10 +6,9 @@
  * shell reports a Ctrl-C: 130), not as a failed run (exit 1) of an app that exited 0.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { createFlux } from "@flux-keys/core";
 import { afterAll, describe, expect, it } from "vitest";
 import { freePort, until } from "./support/faults-services.js";
-import { DATABASE_URL, freshSchema, hasPostgres } from "./support/services.js";
+import { DATABASE_URL, demoOrgCalls, freshSchema, hasPostgres } from "./support/services.js";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 
@@ -41,21 +40,6 @@ async function listening(port: number): Promise<boolean> {
     return true;
   } catch {
     return false;
-  }
-}
-
-async function servedCalls(schema: string): Promise<number> {
-  const flux = await createFlux({ database: { url: DATABASE_URL, schema }, redis: null, migrate: false });
-  try {
-    const result = await flux.usage.query({
-      orgId: "demo-org",
-      from: new Date(Date.now() - 3_600_000),
-      to: new Date(Date.now() + 60_000),
-      granularity: "hour",
-    });
-    return result.series.reduce((sum, series) => sum + series.totals.calls, 0);
-  } finally {
-    await flux.close();
   }
 }
 
@@ -96,7 +80,7 @@ describe.skipIf(!hasPostgres)("pnpm start", () => {
       expect(code === 0 || endedBy === signal, output()).toBe(true);
       // Whatever pnpm does with the signal, the server it started goes too, and flushes first.
       await until(async () => !(await listening(port)), 10_000, "the server gone");
-      await until(async () => (await servedCalls(schema)) === 3, 10_000, "3 calls in usage");
+      await until(async () => (await demoOrgCalls(schema)) === 3, 10_000, "3 calls in usage");
     } finally {
       await drop();
     }

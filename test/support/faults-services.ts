@@ -373,6 +373,9 @@ export function load(
  * swallows that answer and destroys both sides. The client sees a connection lost mid-statement
  * whose outcome was in fact a commit.
  */
+/** PostgreSQL's ReadyForQuery: 'Z', length 5. The statement's transaction is over. */
+const READY_FOR_QUERY = Buffer.from([0x5a, 0, 0, 0, 5]);
+
 export class CuttingProxy {
   private armed: string | null = null;
   cuts = 0;
@@ -382,7 +385,14 @@ export class CuttingProxy {
     readonly port: number,
   ) {}
 
-  static async start(targetPort: number): Promise<CuttingProxy> {
+  /**
+   * `isAnswer` says when the server's answer to the armed request is complete (default:
+   * PostgreSQL's ReadyForQuery); for Redis, whose replies are one frame, any reply will do.
+   */
+  static async start(
+    targetPort: number,
+    isAnswer: (chunk: Buffer) => boolean = (chunk) => chunk.includes(READY_FOR_QUERY),
+  ): Promise<CuttingProxy> {
     let proxy: CuttingProxy | undefined;
     const server = createServer((client) => {
       const upstream = connect(targetPort, "127.0.0.1");
@@ -408,8 +418,8 @@ export class CuttingProxy {
           client.write(chunk);
           return;
         }
-        // ReadyForQuery: 'Z', length 5. The statement's transaction is over; drop its answer.
-        if (chunk.includes(Buffer.from([0x5a, 0, 0, 0, 5]))) {
+        // The statement (or command) has run; drop its answer.
+        if (isAnswer(chunk)) {
           self.cuts++;
           close();
         }
@@ -422,6 +432,10 @@ export class CuttingProxy {
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     proxy = new CuttingProxy(server, (server.address() as AddressInfo).port);
     return proxy;
+  }
+
+  get redisUrl(): string {
+    return `redis://127.0.0.1:${this.port}`;
   }
 
   /** Cut the connection whose next request contains `marker`, after the server has answered it. */
@@ -507,74 +521,6 @@ export class FaultyProxy {
 
   async close(): Promise<void> {
     this.cut();
-    await new Promise((resolve) => this.server.close(resolve));
-  }
-}
-
-/**
- * A loopback TCP proxy in front of redis-server that loses a reply: once armed, the next client
- * write containing `marker` is forwarded, and when Redis answers, the answer is swallowed and both
- * connections are destroyed. Redis ran the command; the client never learns it did.
- */
-export class ReplyLosingProxy {
-  private armed: string | null = null;
-  cuts = 0;
-  private readonly sockets = new Set<Socket>();
-  private constructor(
-    private readonly server: NetServer,
-    readonly port: number,
-  ) {}
-
-  static async start(targetPort: number): Promise<ReplyLosingProxy> {
-    let proxy: ReplyLosingProxy | undefined;
-    const server = createServer((client) => {
-      const self = proxy as ReplyLosingProxy;
-      const upstream = connect(targetPort, "127.0.0.1");
-      self.sockets.add(client);
-      self.sockets.add(upstream);
-      let losing = false;
-      const close = () => {
-        client.destroy();
-        upstream.destroy();
-        self.sockets.delete(client);
-        self.sockets.delete(upstream);
-      };
-      client.on("data", (chunk: Buffer) => {
-        if (self.armed !== null && chunk.includes(self.armed)) {
-          self.armed = null;
-          losing = true;
-        }
-        upstream.write(chunk);
-      });
-      upstream.on("data", (chunk: Buffer) => {
-        if (!losing) {
-          client.write(chunk);
-          return;
-        }
-        self.cuts++;
-        close();
-      });
-      client.on("error", close);
-      upstream.on("error", close);
-      client.on("close", close);
-      upstream.on("close", close);
-    });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    proxy = new ReplyLosingProxy(server, (server.address() as AddressInfo).port);
-    return proxy;
-  }
-
-  get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
-  }
-
-  /** Lose the reply to the next write that contains `marker`. */
-  arm(marker: string): void {
-    this.armed = marker;
-  }
-
-  async close(): Promise<void> {
-    for (const socket of this.sockets) socket.destroy();
     await new Promise((resolve) => this.server.close(resolve));
   }
 }

@@ -3,7 +3,7 @@
  * it; under CI (CI=true) a missing service fails the run instead.
  */
 import { randomBytes } from "node:crypto";
-import type { FluxOptions } from "@flux-keys/core";
+import { createFlux, type FluxOptions } from "@flux-keys/core";
 import { Redis } from "ioredis";
 import pg from "pg";
 
@@ -96,3 +96,19 @@ export const STORES: StoreTarget[] = [
     },
   },
 ];
+
+/** Calls of the examples' demo org recorded in the last hour, in the schema an example ran on. */
+export async function demoOrgCalls(schema: string): Promise<number> {
+  const flux = await createFlux({ database: { url: DATABASE_URL, schema }, redis: null, migrate: false });
+  try {
+    const result = await flux.usage.query({
+      orgId: "demo-org",
+      from: new Date(Date.now() - 3_600_000),
+      to: new Date(Date.now() + 60_000),
+      granularity: "hour",
+    });
+    return result.series.reduce((sum, series) => sum + series.totals.calls, 0);
+  } finally {
+    await flux.close();
+  }
+}

@@ -18,8 +18,16 @@ const CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2
 async function cli(argv: string[]) {
   const out = { stdout: "", stderr: "" };
   const io: CliIo = {
-    stdout: { write: (chunk: string) => (out.stdout += chunk) },
-    stderr: { write: (chunk: string) => (out.stderr += chunk) },
+    stdout: {
+      write: (chunk: string) => {
+        out.stdout += chunk;
+      },
+    },
+    stderr: {
+      write: (chunk: string) => {
+        out.stderr += chunk;
+      },
+    },
     env: {},
   };
   const code = await run(argv, io);

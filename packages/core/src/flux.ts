@@ -136,7 +136,12 @@ export async function createFlux(options: FluxOptions = {}): Promise<Flux> {
     );
     cleanup.push(() => webhooks.close());
     webhooks.start();
-    const observations = new KeyObservations(database.driver, resolved.clock, resolved.logger);
+    const observations = new KeyObservations(
+      database.driver,
+      resolved.clock,
+      resolved.logger,
+      resolved.observations.maxClientsPerKey,
+    );
     cleanup.push(() => observations.close());
     observations.start(resolved.usage.flushIntervalMs);
     const rt: Runtime = {

@@ -332,7 +332,8 @@ export class Keys {
     const [rows, totals] = await guard(() =>
       Promise.all([
         this.rt.prisma.keyClient.findMany({
-          where: { keyId: key.id },
+          // Not the row that sums the clients past `observations.maxClientsPerKey`.
+          where: { keyId: key.id, address: { not: "" } },
           orderBy: { lastSeenAt: "desc" },
           take: limit,
         }),

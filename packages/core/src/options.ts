@@ -83,6 +83,15 @@ export interface FluxOptions {
    * @default { endpoints: [], maxAttempts: 8, backoff: { initial: '10s', max: '1h' }, timeout: '5s', interval: '5s', checkInterval: '1h', expiringDays: 7, unusedDays: 30, quotaThresholds: [0.8, 1], retention: '90d' }
    */
   webhooks?: WebhookOptions;
+  observations?: {
+    /**
+     * Clients (address and user agent) kept per key in `flux_key_clients` while it is in a
+     * rotation grace, the most recently seen; older ones are summed into one row per key, so
+     * `graceUsage().calls` stays exact while a flood of user agents adds no rows.
+     * @default 100
+     */
+    maxClientsPerKey?: number;
+  };
 }
 
 export interface ResolvedOptions {
@@ -98,6 +107,7 @@ export interface ResolvedOptions {
   usage: ResolvedUsageOptions;
   limits: ResolvedLimitOptions;
   webhooks: ResolvedWebhookOptions;
+  observations: { maxClientsPerKey: number };
 }
 
 const KNOWN = new Set([
@@ -113,6 +123,7 @@ const KNOWN = new Set([
   "usage",
   "limits",
   "webhooks",
+  "observations",
 ]);
 
 export function resolveOptions(
@@ -159,6 +170,18 @@ export function resolveOptions(
   if (!Number.isInteger(cacheMax) || cacheMax < 1) {
     throw new FluxConfigError("invalid_option", "cache.max must be a positive integer.");
   }
+  for (const name of Object.keys(options.observations ?? {})) {
+    if (name !== "maxClientsPerKey") {
+      throw new FluxConfigError("unknown_option", `Unknown option 'observations.${name}' for createFlux().`);
+    }
+  }
+  const maxClientsPerKey = options.observations?.maxClientsPerKey ?? 100;
+  if (!Number.isInteger(maxClientsPerKey) || maxClientsPerKey < 1 || maxClientsPerKey > 10_000) {
+    throw new FluxConfigError(
+      "invalid_option",
+      "observations.maxClientsPerKey must be an integer from 1 to 10000.",
+    );
+  }
   return {
     database: resolveDatabase(options.database, env),
     redis,
@@ -176,6 +199,7 @@ export function resolveOptions(
     usage: resolveUsageOptions(options.usage),
     limits: resolveLimitOptions(options.limits),
     webhooks: resolveWebhookOptions(options.webhooks),
+    observations: { maxClientsPerKey },
   };
 }
 

@@ -24,6 +24,7 @@ import {
   randomId,
 } from "./key-format.js";
 import { baseContext, type KeyRecord, keyStatus, loadKeyRecord, withRateLimit } from "./key-record.js";
+import { assertActiveKeyRoom } from "./keys/active-key-limit.js";
 import { compileTrust } from "./limits/client-address.js";
 import type { Runtime } from "./runtime.js";
 import { SYSTEM_ACTOR } from "./runtime.js";
@@ -637,6 +638,7 @@ export class Keys {
       const org = await tx.org.findUnique({ where: { id: spec.orgId }, include: { plan: true } });
       if (org === null) throw new FluxError("not_found", { detail: "No such org." });
       assertWithinPlan(spec.scopes, org.plan?.scopes ?? []);
+      if (spec.maxActiveKeys !== undefined) await assertActiveKeyRoom(tx, org.id, spec.maxActiveKeys, nowMs);
       const created = await tx.apiKey.create({
         data: {
           id: randomId("key"),

@@ -59,6 +59,11 @@ export const ERROR_CODES = {
     detail: "The request did not come from the portal itself.",
   },
   invalid_request: { status: 400, title: "Invalid request", detail: "The request is not valid." },
+  payload_too_large: {
+    status: 413,
+    title: "Payload too large",
+    detail: "The request body is larger than this endpoint accepts.",
+  },
   store_unavailable: {
     status: 503,
     title: "Service unavailable",

@@ -59,12 +59,12 @@ describe("flux human output with hostile stored strings", { timeout: 60_000 }, (
         .forOrg("acme")
         .named(HOSTILE)
         .withMetadata({ note: HOSTILE })
-        .createdBy({ type: "customer", id: HOSTILE })
+        .createdBy({ type: "user", id: HOSTILE })
         .issue();
       activeId = active.key.id;
       const other = await flux.keys.create().forOrg("acme").named("other").issue();
       revokedId = other.key.id;
-      await flux.keys.revoke(revokedId, { reason: HOSTILE, actor: { type: "customer", id: HOSTILE } });
+      await flux.keys.revoke(revokedId, { reason: HOSTILE, actor: { type: "user", id: HOSTILE } });
     } finally {
       await flux.close();
     }

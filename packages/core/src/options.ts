@@ -80,7 +80,7 @@ export interface FluxOptions {
    * Lifecycle events sent as signed webhooks: endpoints, retries, the `key.expiring` /
    * `key.unused` checks and `quota.threshold` fractions. Every default is a `@default` tag on
    * `WebhookOptions`.
-   * @default { endpoints: [], maxAttempts: 8, backoff: { initial: '10s', max: '1h' }, timeout: '5s', interval: '5s', checkInterval: '1h', expiringDays: 7, unusedDays: 30, quotaThresholds: [0.8, 1], retention: '90d' }
+   * @default { endpoints: [], maxAttempts: 8, backoff: { initial: '10s', max: '1h' }, timeout: '5s', interval: '5s', checkInterval: '1h', expiringDays: 7, unusedDays: 30, quotaThresholds: [0.8, 1], retention: '90d', allowPrivateNetworks: false }
    */
   webhooks?: WebhookOptions;
   observations?: {

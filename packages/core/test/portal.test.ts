@@ -705,7 +705,10 @@ describe.each(STORES)("portal handler on $name", (store) => {
         // A member's own actions are marked as theirs, without their id.
         const own = await (await call("/portal/api/audit", { as: member })).json();
         expect(
-          own.items.find((e: { action: string }) => e.action === "portal.session_started" && e.actor.you),
+          own.items.find(
+            (e: { action: string; actor: { you: boolean } }) =>
+              e.action === "portal.session_started" && e.actor.you,
+          ),
         ).toBeDefined();
       },
     );

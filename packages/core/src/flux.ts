@@ -64,6 +64,8 @@ export interface Flux {
     redis: Redis | null;
     /** Lifecycle events: `publish({ type, orgId, keyId, data })` for events outside a transaction. */
     events: Events;
+    /** Rate limits and the pre-authentication limiter (for tests and benchmarks: its bounds). */
+    limits: Limits;
   };
 }
 
@@ -178,7 +180,7 @@ export async function createFlux(options: FluxOptions = {}): Promise<Flux> {
         closed ??= closeAll();
         return closed;
       },
-      internals: { options: resolved, database, cache, redis, events },
+      internals: { options: resolved, database, cache, redis, events, limits },
       get portal() {
         portal ??= new Portal(flux);
         return portal;

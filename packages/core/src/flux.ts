@@ -11,7 +11,8 @@ import type { LifecycleEventType, LifecycleHandler } from "./events/event-types.
 import { Events } from "./events/events.js";
 import { Webhooks } from "./events/webhooks.js";
 import { type InvalidationBus, localBus, redisBus } from "./invalidation-bus.js";
-import { KeyCache } from "./key-cache.js";
+import { type Invalidation, KeyCache } from "./key-cache.js";
+import { UnknownKeys } from "./keys/unknown-keys.js";
 import { Keys } from "./keys.js";
 import { type ClientAddressSource, clientAddress } from "./limits/client-address.js";
 import { checkEntitlement, type EntitlementEntry, listEntitlements } from "./limits/entitlement-queries.js";
@@ -66,6 +67,8 @@ export interface Flux {
     events: Events;
     /** Rate limits and the pre-authentication limiter (for tests and benchmarks: its bounds). */
     limits: Limits;
+    /** The digest filter, lookup budget and negative cache of unknown keys. */
+    unknownKeys: UnknownKeys;
   };
 }
 
@@ -86,8 +89,16 @@ export async function createFlux(options: FluxOptions = {}): Promise<Flux> {
     else await guard(() => database.prisma.$queryRaw`SELECT 1`);
 
     const cache = new KeyCache(resolved.cache);
+    // Unknown keys apart from known ones: the digest filter (read now), a budget, a negative cache.
+    const unknownKeys = new UnknownKeys(resolved.unknownKeys, database.driver, resolved.logger);
+    await guard(() => unknownKeys.start());
+    cleanup.push(async () => unknownKeys.close());
+    const applyChange = (change: Invalidation) => {
+      cache.apply(change);
+      unknownKeys.apply(change);
+    };
     let redis: Redis | null = null;
-    let bus: InvalidationBus = localBus((change) => cache.apply(change));
+    let bus: InvalidationBus = localBus(applyChange);
     if (resolved.redis !== null) {
       redis = "client" in resolved.redis ? resolved.redis.client : connectRedis(resolved.redis.url);
       if ("url" in resolved.redis) {
@@ -102,12 +113,7 @@ export async function createFlux(options: FluxOptions = {}): Promise<Flux> {
       } catch {
         throw new FluxError("store_unavailable", { detail: "Redis could not be reached." });
       }
-      bus = await redisBus(
-        redis,
-        `${resolved.redis.keyPrefix}invalidate`,
-        (change) => cache.apply(change),
-        resolved.logger,
-      );
+      bus = await redisBus(redis, `${resolved.redis.keyPrefix}invalidate`, applyChange, resolved.logger);
       const opened = bus;
       cleanup.push(() => opened.close());
     }
@@ -150,6 +156,7 @@ export async function createFlux(options: FluxOptions = {}): Promise<Flux> {
       prisma: database.prisma,
       options: resolved,
       cache,
+      unknownKeys,
       bus,
       limits,
       observations,
@@ -180,7 +187,7 @@ export async function createFlux(options: FluxOptions = {}): Promise<Flux> {
         closed ??= closeAll();
         return closed;
       },
-      internals: { options: resolved, database, cache, redis, events, limits },
+      internals: { options: resolved, database, cache, redis, events, limits, unknownKeys },
       get portal() {
         portal ??= new Portal(flux);
         return portal;

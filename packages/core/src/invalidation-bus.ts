@@ -63,10 +63,20 @@ export async function redisBus(
 
 function decode(message: string): { origin: string; change: Invalidation } | null {
   try {
-    const parsed = JSON.parse(message) as { origin?: unknown; kind?: unknown; id?: unknown };
+    const parsed = JSON.parse(message) as {
+      origin?: unknown;
+      kind?: unknown;
+      id?: unknown;
+      filter?: unknown;
+    };
     if (typeof parsed.origin !== "string") return null;
-    if (parsed.kind === "all" || parsed.kind === "unknown-keys") {
-      return { origin: parsed.origin, change: { kind: parsed.kind } };
+    if (parsed.kind === "all") return { origin: parsed.origin, change: { kind: parsed.kind } };
+    if (parsed.kind === "unknown-keys") {
+      // The digest filter's hashes of the issued keys (checked again where they are used).
+      const filter = Array.isArray(parsed.filter)
+        ? parsed.filter.filter((hash): hash is string => typeof hash === "string").slice(0, 1_000)
+        : [];
+      return { origin: parsed.origin, change: { kind: parsed.kind, filter } };
     }
     if (
       (parsed.kind === "key" || parsed.kind === "org" || parsed.kind === "plan") &&

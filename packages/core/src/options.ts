@@ -12,6 +12,7 @@ import {
   type WebhookOptions,
 } from "./events/webhook-options.js";
 import { ENVIRONMENTS, isValidPrefix, type KeyEnvironment } from "./key-format.js";
+import type { UnknownKeyOptions } from "./keys/unknown-keys.js";
 import { type LimitOptions, type ResolvedLimitOptions, resolveLimitOptions } from "./limits/limit-options.js";
 import { type ResolvedUsageOptions, resolveUsageOptions, type UsageOptions } from "./usage/usage-options.js";
 
@@ -58,6 +59,27 @@ export interface FluxOptions {
     ttl?: Duration;
     /** How long an unknown key is remembered as unknown. @default '2s' */
     negativeTtl?: Duration;
+    /**
+     * Unknown digests remembered (for `negativeTtl`), at most; kept apart from the known keys of
+     * `max`, so a flood of unknown keys evicts no real one.
+     * @default 10000
+     */
+    negativeMax?: number;
+    /**
+     * A Bloom filter of every key digest (built from the database at start, about 1.7 MB per
+     * million keys, kept current on issue and rotation through the invalidation bus): a
+     * well-formed key it has never seen is refused with `key_invalid` and no database read.
+     * `false`: every uncached key is read from the database.
+     * @default true
+     */
+    filter?: boolean;
+    /**
+     * Database lookups per second, per instance, for keys the filter has not seen (a key issued
+     * on another instance whose bus message is late or lost still gets in); past it such keys are
+     * refused without I/O. `0`: the filter alone decides.
+     * @default 20
+     */
+    unknownLookupsPerSecond?: number;
   };
   /** Milliseconds since the epoch; injectable for tests. @default Date.now */
   clock?: () => number;
@@ -102,6 +124,7 @@ export interface ResolvedOptions {
   pepper: string | undefined;
   environments: ReadonlySet<KeyEnvironment>;
   cache: { max: number; ttlMs: number; negativeTtlMs: number };
+  unknownKeys: UnknownKeyOptions;
   clock: () => number;
   logger: Logger;
   usage: ResolvedUsageOptions;
@@ -124,6 +147,15 @@ const KNOWN = new Set([
   "limits",
   "webhooks",
   "observations",
+]);
+
+const CACHE_KNOWN = new Set([
+  "max",
+  "ttl",
+  "negativeTtl",
+  "negativeMax",
+  "filter",
+  "unknownLookupsPerSecond",
 ]);
 
 export function resolveOptions(
@@ -170,6 +202,24 @@ export function resolveOptions(
   if (!Number.isInteger(cacheMax) || cacheMax < 1) {
     throw new FluxConfigError("invalid_option", "cache.max must be a positive integer.");
   }
+  for (const name of Object.keys(options.cache ?? {})) {
+    if (!CACHE_KNOWN.has(name)) {
+      throw new FluxConfigError("unknown_option", `Unknown option 'cache.${name}' for createFlux().`);
+    }
+  }
+  const negativeMax = options.cache?.negativeMax ?? 10_000;
+  if (!Number.isInteger(negativeMax) || negativeMax < 1) {
+    throw new FluxConfigError("invalid_option", "cache.negativeMax must be a positive integer.");
+  }
+  const filter = options.cache?.filter ?? true;
+  if (typeof filter !== "boolean") {
+    throw new FluxConfigError("invalid_option", "cache.filter must be true or false.");
+  }
+  const lookupsPerSecond = options.cache?.unknownLookupsPerSecond ?? 20;
+  if (typeof lookupsPerSecond !== "number" || !Number.isFinite(lookupsPerSecond) || lookupsPerSecond < 0) {
+    throw new FluxConfigError("invalid_option", "cache.unknownLookupsPerSecond must be a number >= 0.");
+  }
+  const negativeTtlMs = configMs(options.cache?.negativeTtl ?? "2s", "cache.negativeTtl");
   for (const name of Object.keys(options.observations ?? {})) {
     if (name !== "maxClientsPerKey") {
       throw new FluxConfigError("unknown_option", `Unknown option 'observations.${name}' for createFlux().`);
@@ -192,8 +242,9 @@ export function resolveOptions(
     cache: {
       max: cacheMax,
       ttlMs: configMs(options.cache?.ttl ?? "30s", "cache.ttl"),
-      negativeTtlMs: configMs(options.cache?.negativeTtl ?? "2s", "cache.negativeTtl"),
+      negativeTtlMs,
     },
+    unknownKeys: { filter, falsePositiveRate: 0.001, negativeMax, negativeTtlMs, lookupsPerSecond },
     clock: options.clock ?? Date.now,
     logger: options.logger ?? {},
     usage: resolveUsageOptions(options.usage),

@@ -43,7 +43,8 @@ export class UnknownKeys {
   private tokens: number;
   private refilledAt = Date.now();
   private closed = false;
-  readonly stats = { refusedByFilter: 0, refusedRemembered: 0, refusedOverBudget: 0, budgetLookups: 0 };
+  /** Refused by the filter (past the budget), refused as remembered unknown, budgeted lookups. */
+  readonly stats = { refusedByFilter: 0, refusedRemembered: 0, budgetLookups: 0 };
 
   constructor(
     private readonly options: UnknownKeyOptions,

@@ -61,7 +61,14 @@ export class UnknownKeys {
 
   /** Builds the filter from the database (before the instance serves: it then refuses unknown keys). */
   async start(): Promise<void> {
-    if (this.options.filter) this.filter = await this.build();
+    if (!this.options.filter) return;
+    // Opened with `migrate: false` on a database not migrated yet (e.g. by `flux migrate`): no
+    // filter then, every uncached digest is looked up as without one.
+    const [table] = await this.driver.withSession((session) =>
+      session.query<{ t: string | null }>("SELECT to_regclass('flux_api_keys')::text AS \"t\""),
+    );
+    if (!table?.t) return;
+    this.filter = await this.build();
   }
 
   close(): void {

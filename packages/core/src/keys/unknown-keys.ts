@@ -89,6 +89,9 @@ export class UnknownKeys {
       return "lookup";
     }
     this.stats.refusedByFilter++;
+    // Remembered, so a client retrying the same unknown key does not spend the budget again
+    // (any issuance clears this cache, and the filter learns the new key then).
+    this.negatives.set(digest, true);
     return "unknown";
   }
 

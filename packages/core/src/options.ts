@@ -95,7 +95,7 @@ export interface FluxOptions {
    * Rate limits and quotas: what happens when the limit store fails, the pre-authentication
    * limiter, and which proxies `clientAddress()` trusts. Every default is a `@default` tag on
    * `LimitOptions`.
-   * @default { onStoreError: 'insurance', preAuth: { limit: 30, window: '1m' }, trustProxy: false }
+   * @default { onStoreError: 'insurance', preAuth: { limit: 30, window: '1m', maxAddresses: 50000 }, trustProxy: false }
    */
   limits?: LimitOptions;
   /**

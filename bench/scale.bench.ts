@@ -27,6 +27,7 @@ import {
   type UsageQuery,
 } from "@flux-keys/core";
 import { displayParts, generateKey } from "../packages/core/src/key-format.js";
+import { filterHash } from "../packages/core/src/keys/digest-filter.js";
 import {
   type BenchSchema,
   DATABASE_URL,
@@ -147,6 +148,11 @@ async function loadKeys(schema: BenchSchema, flux: Flux): Promise<string[]> {
       });
     }
     await prisma.apiKey.createMany({ data: rows });
+    // Inserted behind core's back: tell the digest filter, as issuing through core does.
+    flux.internals.unknownKeys.apply({
+      kind: "unknown-keys",
+      filter: rows.map((row) => filterHash(row.digest)),
+    });
   }
   await admin.query(`CREATE UNIQUE INDEX "flux_api_keys_digest_key" ON ${t("flux_api_keys")}("digest")`);
   await admin.query(

@@ -139,8 +139,9 @@ describe("valid-looking random keys at a high rate", () => {
     const before = reads.count;
     const first = await burst(secrets);
     expect(first.map((r) => problemCode(r))).toEqual(secrets.map(() => "key_invalid"));
-    // One read per distinct key (no more), none of them shared or skipped.
-    expect(reads.count - before).toBe(200);
+    // At most one read per distinct key: the digest filter refuses most with none (what reaches
+    // the database is its lookup budget for keys it has not seen).
+    expect(reads.count - before).toBeLessThanOrEqual(200);
     const again = reads.count;
     const second = await burst(secrets);
     expect(second.every((r) => r.status === 401 && problemCode(r) === "key_invalid")).toBe(true);
@@ -152,7 +153,8 @@ describe("valid-looking random keys at a high rate", () => {
     const before = reads.count;
     const responses = await burst(Array.from({ length: 200 }, () => secret));
     expect(responses.every((r) => r.status === 401 && problemCode(r) === "key_invalid")).toBe(true);
-    expect(reads.count - before).toBe(1);
+    // One read at most (none when the digest filter refuses it past the lookup budget).
+    expect(reads.count - before).toBeLessThanOrEqual(1);
   });
 });
 

@@ -24,6 +24,8 @@ describe.skipIf(!hasPostgres)("webhook scheduler on two instances", () => {
       redis: null,
       webhooks: {
         endpoints: [{ url: receiver.url, secret: SECRET }],
+        // The receiver is on 127.0.0.1.
+        allowPrivateNetworks: true,
         interval: "20ms",
         checkInterval: "30ms",
         expiringDays: 7,

@@ -4,6 +4,7 @@
  */
 import { FluxConfigError, FluxError } from "@flux-keys/core";
 import { CommanderError } from "commander";
+import { printable } from "./terminal.js";
 
 export const EXIT = { ok: 0, usage: 1, refused: 2, unavailable: 3 } as const;
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
@@ -48,9 +49,11 @@ const URL_CREDENTIALS = /\b([a-z][a-z0-9+.-]*:\/\/)([^\s:/@]*):([^\s@/]*)@/gi;
 const KEY_SHAPED = /\b[a-z][a-z0-9]{0,15}_(?:live|test)_[0-9A-Za-z]{20,}\b/g;
 
 export function redact(text: string): string {
-  return text
-    .replace(URL_CREDENTIALS, "$1$2:***@")
-    .replace(KEY_SHAPED, "[redacted key]")
-    .replace(/\s*\n\s*/g, " ")
-    .trim();
+  return printable(
+    text
+      .replace(URL_CREDENTIALS, "$1$2:***@")
+      .replace(KEY_SHAPED, "[redacted key]")
+      .replace(/\s*\n\s*/g, " ")
+      .trim(),
+  );
 }

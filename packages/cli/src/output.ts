@@ -1,6 +1,7 @@
 /** Human output: tables (cli-table3, borderless like kubectl), dates, and short summaries. */
 import type { ApiKeyInfo, Org, Plan, Quota, RateLimitWindow } from "@flux-keys/core";
 import Table from "cli-table3";
+import { printable } from "./terminal.js";
 
 const PLAIN = {
   top: "",
@@ -20,14 +21,17 @@ const PLAIN = {
   middle: "  ",
 };
 
-/** Columns separated by two spaces, a header row, no borders or colours (stable when piped). */
+/**
+ * Columns separated by two spaces, a header row, no borders or colours (stable when piped). Every
+ * cell is escaped: cells hold stored strings, and a line break in one would forge a row.
+ */
 export function table(head: string[], rows: Array<Array<string | number>>): string {
   const t = new Table({
     head,
     chars: PLAIN,
     style: { head: [], border: [], "padding-left": 0, "padding-right": 0, compact: true },
   });
-  for (const row of rows) t.push(row.map((cell) => String(cell)));
+  for (const row of rows) t.push(row.map((cell) => printable(String(cell))));
   return t
     .toString()
     .split("\n")
@@ -73,7 +77,7 @@ export function quotaText(quota: Quota | null | undefined, inherited = false): s
 }
 
 export function keyDisplay(key: Pick<ApiKeyInfo, "start" | "last4">): string {
-  return `${key.start}…${key.last4}`;
+  return printable(`${key.start}…${key.last4}`);
 }
 
 export function keyDetails(key: ApiKeyInfo): string {

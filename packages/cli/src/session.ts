@@ -14,6 +14,7 @@ import {
 import yoctoSpinner from "yocto-spinner";
 import { RefusedError, UsageError } from "./cli-errors.js";
 import type { CliIo } from "./io.js";
+import { printableLines } from "./terminal.js";
 
 export interface GlobalFlags {
   database?: string;
@@ -98,9 +99,9 @@ export class Session {
     await flux?.close();
   }
 
-  /** A result line on stdout. */
+  /** A result line on stdout, for people: control characters escaped (JSON goes through printJson). */
   out(text = ""): void {
-    this.io.stdout.write(`${text}\n`);
+    this.io.stdout.write(`${printableLines(text)}\n`);
   }
 
   /** A result as JSON on stdout (dates as ISO strings). */
@@ -110,7 +111,7 @@ export class Session {
 
   /** A note for people on stderr (hints, confirmations); silent with --quiet or --json. */
   note(text: string): void {
-    if (!this.flags.quiet && !this.json) this.io.stderr.write(`${text}\n`);
+    if (!this.flags.quiet && !this.json) this.io.stderr.write(`${printableLines(text)}\n`);
   }
 
   /**

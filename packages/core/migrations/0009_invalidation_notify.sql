@@ -3,7 +3,8 @@
 -- if the change commits, whichever process made it (an app instance, the CLI, plain SQL). The
 -- channel is named from the schema the tables live in, never from a per-process setting:
 -- 'flux_inv_' + the first 16 hex digits of md5(schema) (short enough for any schema name).
--- Payloads: 'key:<id>', 'org:<id>', 'plan:<id>', and 'issued' for a new key.
+-- Payloads: 'key:<id>', 'org:<id>', 'plan:<id>', and 'issued:<first 16 hex digits of the digest>'
+-- for a new key (what every instance's digest filter needs; never the whole digest).
 CREATE FUNCTION "flux_notify_invalidation"() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
   channel TEXT := 'flux_inv_' || left(md5(TG_TABLE_SCHEMA), 16);
@@ -12,7 +13,7 @@ BEGIN
   IF TG_OP = 'DELETE' THEN changed := OLD; ELSE changed := NEW; END IF;
   IF TG_TABLE_NAME = 'flux_api_keys' THEN
     IF TG_OP = 'INSERT' THEN
-      PERFORM pg_notify(channel, 'issued');
+      PERFORM pg_notify(channel, 'issued:' || left(changed."digest", 16));
     ELSE
       PERFORM pg_notify(channel, 'key:' || changed."id");
     END IF;

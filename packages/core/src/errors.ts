@@ -42,6 +42,11 @@ export const ERROR_CODES = {
     detail: "The key was changed concurrently; reload it and try again.",
   },
   not_found: { status: 404, title: "Not found", detail: "The resource does not exist." },
+  key_limit_reached: {
+    status: 409,
+    title: "Key limit reached",
+    detail: "The organization already holds the most active keys it may; revoke one first.",
+  },
   session_required: {
     status: 401,
     title: "Sign-in required",
@@ -54,6 +59,11 @@ export const ERROR_CODES = {
     detail: "The request did not come from the portal itself.",
   },
   invalid_request: { status: 400, title: "Invalid request", detail: "The request is not valid." },
+  payload_too_large: {
+    status: 413,
+    title: "Payload too large",
+    detail: "The request body is larger than this endpoint accepts.",
+  },
   store_unavailable: {
     status: 503,
     title: "Service unavailable",

@@ -13,6 +13,7 @@ import { Events } from "./events/events.js";
 import { Webhooks } from "./events/webhooks.js";
 import { type InvalidationBus, localBus } from "./invalidation-bus.js";
 import { type Invalidation, KeyCache } from "./key-cache.js";
+import { UnknownKeys } from "./keys/unknown-keys.js";
 import { Keys } from "./keys.js";
 import { type ClientAddressSource, clientAddress } from "./limits/client-address.js";
 import { checkEntitlement, type EntitlementEntry, listEntitlements } from "./limits/entitlement-queries.js";
@@ -79,6 +80,10 @@ export interface Flux {
     bus: InvalidationBus;
     /** Lifecycle events: `publish({ type, orgId, keyId, data })` for events outside a transaction. */
     events: Events;
+    /** Rate limits and the pre-authentication limiter (for tests and benchmarks: its bounds). */
+    limits: Limits;
+    /** The digest filter, lookup budget and negative cache of unknown keys. */
+    unknownKeys: UnknownKeys;
   };
 }
 
@@ -107,15 +112,22 @@ export async function createFlux(options: FluxOptions = {}): Promise<Flux> {
     }
 
     const cache = new KeyCache(resolved.cache);
-    const apply = (change: Invalidation) => cache.apply(change);
-    let bus: InvalidationBus = localBus(apply);
+    // Unknown keys apart from known ones: the digest filter (read now), a budget, a negative cache.
+    const unknownKeys = new UnknownKeys(resolved.unknownKeys, database.driver, resolved.logger);
+    await guard(() => unknownKeys.start());
+    cleanup.push(async () => unknownKeys.close());
+    const applyChange = (change: Invalidation) => {
+      cache.apply(change);
+      unknownKeys.apply(change);
+    };
+    let bus: InvalidationBus = localBus(applyChange);
     if (resolved.database.kind === "postgres") {
       const config = resolved.database;
       bus = await PostgresBus.start({
         url: config.directUrl ?? config.url,
         schema: config.schema,
         maxStalenessMs: resolved.invalidation.maxStalenessMs,
-        apply,
+        apply: applyChange,
         logger: resolved.logger,
       });
       const opened = bus;
@@ -164,13 +176,19 @@ export async function createFlux(options: FluxOptions = {}): Promise<Flux> {
     );
     cleanup.push(() => webhooks.close());
     webhooks.start();
-    const observations = new KeyObservations(database.driver, resolved.clock, resolved.logger);
+    const observations = new KeyObservations(
+      database.driver,
+      resolved.clock,
+      resolved.logger,
+      resolved.observations.maxClientsPerKey,
+    );
     cleanup.push(() => observations.close());
     observations.start(resolved.usage.flushIntervalMs);
     const rt: Runtime = {
       prisma: database.prisma,
       options: resolved,
       cache,
+      unknownKeys,
       bus,
       limits,
       observations,
@@ -212,7 +230,7 @@ export async function createFlux(options: FluxOptions = {}): Promise<Flux> {
         closed ??= closeAll();
         return closed;
       },
-      internals: { options: resolved, database, cache, redis, bus, events },
+      internals: { options: resolved, database, cache, redis, bus, events, limits, unknownKeys },
       get portal() {
         portal ??= new Portal(flux);
         return portal;

@@ -29,6 +29,8 @@ export interface KeySpec {
   metadata: Record<string, unknown>;
   allowFrom: string[];
   actor: Actor | undefined;
+  /** Refuse with `key_limit_reached` when the org already holds this many active keys. */
+  maxActiveKeys?: number | undefined;
 }
 
 /** Fluent key issuance. Validation happens in `issue()`, which also reports the first problem. */
@@ -44,6 +46,7 @@ export class KeyBuilder {
   private metadata: unknown = {};
   private env: unknown = "live";
   private actor: Actor | undefined;
+  private maxActiveKeys: number | undefined;
   private problem: FluxError | undefined;
 
   constructor(private readonly keys: Keys) {}
@@ -100,6 +103,22 @@ export class KeyBuilder {
     return this;
   }
 
+  /**
+   * Issue only while the org holds fewer than `max` active keys (neither revoked, expired nor
+   * replaced by a rotation); otherwise `issue()` throws `key_limit_reached` (409). Checked in the
+   * issuing transaction with the org's row locked, so concurrent issues cannot both pass it.
+   */
+  withinActiveKeyLimit(max: number): this {
+    if (!Number.isInteger(max) || max < 1) {
+      this.problem ??= new FluxError("invalid_request", {
+        detail: "The active key limit must be a positive integer.",
+      });
+    } else {
+      this.maxActiveKeys = max;
+    }
+    return this;
+  }
+
   async issue(): Promise<IssuedKey> {
     if (this.problem) throw this.problem;
     if (this.orgId === undefined) {
@@ -138,6 +157,7 @@ export class KeyBuilder {
       scopes: normalizeScopes(spec.scopes),
       allowFrom: normalizeNetworks(spec.allowFrom),
       actor: this.actor,
+      maxActiveKeys: this.maxActiveKeys,
     });
   }
 }

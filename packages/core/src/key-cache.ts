@@ -20,8 +20,11 @@ export type Invalidation =
   | { kind: "key"; id: string }
   | { kind: "org"; id: string }
   | { kind: "plan"; id: string }
-  /** A key was issued: forget every "unknown key" entry, on every instance. */
-  | { kind: "unknown-keys" }
+  /**
+   * A key was issued: forget every "unknown key" entry, on every instance. `filter`: the issued
+   * digests' `filterHash` (64 bits, never the digest), for every instance's digest filter.
+   */
+  | { kind: "unknown-keys"; filter?: string[] }
   | { kind: "all" };
 
 const NEGATIVE = Symbol("unknown key");

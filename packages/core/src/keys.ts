@@ -24,6 +24,8 @@ import {
   randomId,
 } from "./key-format.js";
 import { baseContext, type KeyRecord, keyStatus, loadKeyRecord, withRateLimit } from "./key-record.js";
+import { assertActiveKeyRoom } from "./keys/active-key-limit.js";
+import { filterHash } from "./keys/digest-filter.js";
 import { compileTrust } from "./limits/client-address.js";
 import type { Runtime } from "./runtime.js";
 import { SYSTEM_ACTOR } from "./runtime.js";
@@ -222,9 +224,11 @@ export class Keys {
         error: new FluxError("invalid_request", { detail: "cost must be a non-negative integer." }),
       };
     }
+    // Not cached: unknown to the digest filter (past the lookup budget) or remembered as unknown
+    // means no I/O. A well-formed key has the exact length, so its digest was computed above.
+    if (record === undefined && this.rt.unknownKeys.admit(digest as string) === "unknown") record = null;
     if (record === undefined) {
       try {
-        // A well-formed key has the exact length, so its digest was computed above.
         record = await this.load(digest as string);
       } catch {
         return DENIALS.store_unavailable;
@@ -290,9 +294,12 @@ export class Keys {
     const pending = this.loading.get(digest);
     if (pending) return pending;
     const epoch = this.rt.cache.currentEpoch();
+    const unknownEpoch = this.rt.unknownKeys.currentEpoch();
     const promise = loadKeyRecord(this.rt.prisma, digest)
       .then((record) => {
-        this.rt.cache.set(digest, record, epoch);
+        // Unknown digests go to their own bounded cache, never among the known keys.
+        if (record !== null) this.rt.cache.set(digest, record, epoch);
+        this.rt.unknownKeys.settle(digest, record !== null, unknownEpoch);
         return record;
       })
       .finally(() => this.loading.delete(digest));
@@ -345,7 +352,8 @@ export class Keys {
     const [rows, totals] = await guard(() =>
       Promise.all([
         this.rt.prisma.keyClient.findMany({
-          where: { keyId: key.id },
+          // Not the row that sums the clients past `observations.maxClientsPerKey`.
+          where: { keyId: key.id, address: { not: "" } },
           orderBy: { lastSeenAt: "desc" },
           take: limit,
         }),
@@ -677,7 +685,7 @@ export class Keys {
       return { successor, previous, secret };
     });
     await this.rt.bus.publish({ kind: "key", id: result.previous.id });
-    await this.rt.bus.publish({ kind: "unknown-keys" });
+    await this.rt.bus.publish({ kind: "unknown-keys", filter: [filterHash(result.successor.digest)] });
     return { key: this.info(result.successor), secret: result.secret, previous: this.info(result.previous) };
   }
 
@@ -695,6 +703,7 @@ export class Keys {
       const org = await tx.org.findUnique({ where: { id: spec.orgId }, include: { plan: true } });
       if (org === null) throw new FluxError("not_found", { detail: "No such org." });
       assertWithinPlan(spec.scopes, org.plan?.scopes ?? []);
+      if (spec.maxActiveKeys !== undefined) await assertActiveKeyRoom(tx, org.id, spec.maxActiveKeys, nowMs);
       const created = await tx.apiKey.create({
         data: {
           id: randomId("key"),
@@ -732,8 +741,9 @@ export class Keys {
     });
     // Nobody should have presented this secret before, but if someone did, no instance may keep
     // answering "unknown" for it. Entries are keyed by digest, which never leaves the process,
-    // so every instance drops all of its unknown-key entries.
-    await this.rt.bus.publish({ kind: "unknown-keys" });
+    // so every instance drops all of its unknown-key entries; their digest filters learn the key
+    // from 64 bits of its digest (applied here before `issue()` returns).
+    await this.rt.bus.publish({ kind: "unknown-keys", filter: [filterHash(digest)] });
     return { key: this.info(row), secret };
   }
 

@@ -12,6 +12,7 @@ import {
   type WebhookOptions,
 } from "./events/webhook-options.js";
 import { ENVIRONMENTS, isValidPrefix, type KeyEnvironment } from "./key-format.js";
+import type { UnknownKeyOptions } from "./keys/unknown-keys.js";
 import { compileTrust, type TrustProxy } from "./limits/client-address.js";
 import { type LimitOptions, type ResolvedLimitOptions, resolveLimitOptions } from "./limits/limit-options.js";
 import { type ResolvedUsageOptions, resolveUsageOptions, type UsageOptions } from "./usage/usage-options.js";
@@ -63,6 +64,27 @@ export interface FluxOptions {
     ttl?: Duration;
     /** How long an unknown key is remembered as unknown. @default '2s' */
     negativeTtl?: Duration;
+    /**
+     * Unknown digests remembered (for `negativeTtl`), at most; kept apart from the known keys of
+     * `max`, so a flood of unknown keys evicts no real one.
+     * @default 10000
+     */
+    negativeMax?: number;
+    /**
+     * A Bloom filter of every key digest (built from the database at start, about 1.7 MB per
+     * million keys, kept current on issue and rotation through the invalidation bus): a
+     * well-formed key it has never seen is refused with `key_invalid` and no database read.
+     * `false`: every uncached key is read from the database.
+     * @default true
+     */
+    filter?: boolean;
+    /**
+     * Database lookups per second, per instance, for keys the filter has not seen (a key issued
+     * on another instance whose bus message is late or lost still gets in); past it such keys are
+     * refused without I/O. `0`: the filter alone decides.
+     * @default 20
+     */
+    unknownLookupsPerSecond?: number;
   };
   /**
    * How changes reach the caches of other instances. On PostgreSQL every committed change to a
@@ -117,16 +139,25 @@ export interface FluxOptions {
   /**
    * Rate limits and quotas: what happens when the limit store fails, and the pre-authentication
    * limiter. Every default is a `@default` tag on `LimitOptions`.
-   * @default { onStoreError: 'insurance', preAuth: { limit: 30, window: '1m' } }
+   * @default { onStoreError: 'insurance', preAuth: { limit: 30, window: '1m', maxAddresses: 50000 } }
    */
   limits?: LimitOptions;
   /**
    * Lifecycle events sent as signed webhooks: endpoints, retries, the `key.expiring` /
    * `key.unused` checks and `quota.threshold` fractions. Every default is a `@default` tag on
    * `WebhookOptions`.
-   * @default { endpoints: [], maxAttempts: 8, backoff: { initial: '10s', max: '1h' }, timeout: '5s', interval: '5s', checkInterval: '1h', expiringDays: 7, unusedDays: 30, quotaThresholds: [0.8, 1], retention: '90d' }
+   * @default { endpoints: [], maxAttempts: 8, backoff: { initial: '10s', max: '1h' }, timeout: '5s', interval: '5s', checkInterval: '1h', expiringDays: 7, unusedDays: 30, quotaThresholds: [0.8, 1], retention: '90d', allowPrivateNetworks: false }
    */
   webhooks?: WebhookOptions;
+  observations?: {
+    /**
+     * Clients (address and user agent) kept per key in `flux_key_clients` while it is in a
+     * rotation grace, the most recently seen; older ones are summed into one row per key, so
+     * `graceUsage().calls` stays exact while a flood of user agents adds no rows.
+     * @default 100
+     */
+    maxClientsPerKey?: number;
+  };
 }
 
 export interface ResolvedOptions {
@@ -138,6 +169,7 @@ export interface ResolvedOptions {
   environments: ReadonlySet<KeyEnvironment>;
   cache: { max: number; ttlMs: number; negativeTtlMs: number };
   invalidation: { maxStalenessMs: number; whenDatabaseDown: "serve-cached" | "refuse" };
+  unknownKeys: UnknownKeyOptions;
   clock: () => number;
   /** Interval of the offset measurement, or null when the local clock is used as is. */
   serverClockIntervalMs: number | null;
@@ -148,6 +180,7 @@ export interface ResolvedOptions {
   usage: ResolvedUsageOptions;
   limits: ResolvedLimitOptions;
   webhooks: ResolvedWebhookOptions;
+  observations: { maxClientsPerKey: number };
 }
 
 const KNOWN = new Set([
@@ -166,6 +199,16 @@ const KNOWN = new Set([
   "usage",
   "limits",
   "webhooks",
+  "observations",
+]);
+
+const CACHE_KNOWN = new Set([
+  "max",
+  "ttl",
+  "negativeTtl",
+  "negativeMax",
+  "filter",
+  "unknownLookupsPerSecond",
 ]);
 
 export function resolveOptions(
@@ -219,6 +262,36 @@ export function resolveOptions(
   if (!Number.isInteger(cacheMax) || cacheMax < 1) {
     throw new FluxConfigError("invalid_option", "cache.max must be a positive integer.");
   }
+  for (const name of Object.keys(options.cache ?? {})) {
+    if (!CACHE_KNOWN.has(name)) {
+      throw new FluxConfigError("unknown_option", `Unknown option 'cache.${name}' for createFlux().`);
+    }
+  }
+  const negativeMax = options.cache?.negativeMax ?? 10_000;
+  if (!Number.isInteger(negativeMax) || negativeMax < 1) {
+    throw new FluxConfigError("invalid_option", "cache.negativeMax must be a positive integer.");
+  }
+  const filter = options.cache?.filter ?? true;
+  if (typeof filter !== "boolean") {
+    throw new FluxConfigError("invalid_option", "cache.filter must be true or false.");
+  }
+  const lookupsPerSecond = options.cache?.unknownLookupsPerSecond ?? 20;
+  if (typeof lookupsPerSecond !== "number" || !Number.isFinite(lookupsPerSecond) || lookupsPerSecond < 0) {
+    throw new FluxConfigError("invalid_option", "cache.unknownLookupsPerSecond must be a number >= 0.");
+  }
+  const negativeTtlMs = configMs(options.cache?.negativeTtl ?? "2s", "cache.negativeTtl");
+  for (const name of Object.keys(options.observations ?? {})) {
+    if (name !== "maxClientsPerKey") {
+      throw new FluxConfigError("unknown_option", `Unknown option 'observations.${name}' for createFlux().`);
+    }
+  }
+  const maxClientsPerKey = options.observations?.maxClientsPerKey ?? 100;
+  if (!Number.isInteger(maxClientsPerKey) || maxClientsPerKey < 1 || maxClientsPerKey > 10_000) {
+    throw new FluxConfigError(
+      "invalid_option",
+      "observations.maxClientsPerKey must be an integer from 1 to 10000.",
+    );
+  }
   return {
     database: resolveDatabase(options.database, env),
     redis,
@@ -229,9 +302,10 @@ export function resolveOptions(
     cache: {
       max: cacheMax,
       ttlMs: configMs(options.cache?.ttl ?? "30s", "cache.ttl"),
-      negativeTtlMs: configMs(options.cache?.negativeTtl ?? "2s", "cache.negativeTtl"),
+      negativeTtlMs,
     },
     invalidation: resolveInvalidation(options.invalidation),
+    unknownKeys: { filter, falsePositiveRate: 0.001, negativeMax, negativeTtlMs, lookupsPerSecond },
     clock: options.clock ?? Date.now,
     serverClockIntervalMs: resolveServerClock(options),
     logger: options.logger ?? {},
@@ -240,6 +314,7 @@ export function resolveOptions(
     usage: resolveUsageOptions(options.usage),
     limits: resolveLimitOptions(options.limits),
     webhooks: resolveWebhookOptions(options.webhooks),
+    observations: { maxClientsPerKey },
   };
 }
 

@@ -18,6 +18,7 @@ import pg from "pg";
 import { quoteIdent } from "./database.js";
 import type { InvalidationBus } from "./invalidation-bus.js";
 import type { Invalidation } from "./key-cache.js";
+import { isFilterHash } from "./keys/digest-filter.js";
 import type { Logger } from "./options.js";
 
 export interface PostgresBusOptions {
@@ -113,14 +114,13 @@ export class PostgresBus implements InvalidationBus {
 
   private receive(payload: string | undefined): void {
     if (payload === undefined) return;
-    if (payload === "issued") {
-      this.options.apply({ kind: "unknown-keys" });
-      return;
-    }
     const colon = payload.indexOf(":");
     const kind = payload.slice(0, colon);
     const id = payload.slice(colon + 1);
     if (kind === "key" || kind === "org" || kind === "plan") this.options.apply({ kind, id });
+    else if (kind === "issued") {
+      this.options.apply(isFilterHash(id) ? { kind: "unknown-keys", filter: [id] } : { kind: "unknown-keys" });
+    }
   }
 
   /** Heartbeats while listening; reconnects (then drops the cache) when the connection fails. */

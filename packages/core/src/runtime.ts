@@ -2,6 +2,7 @@ import type { PrismaClient } from "./database.js";
 import type { Events } from "./events/events.js";
 import type { InvalidationBus } from "./invalidation-bus.js";
 import type { KeyCache } from "./key-cache.js";
+import type { UnknownKeys } from "./keys/unknown-keys.js";
 import type { Limits } from "./limits/limits.js";
 import type { KeyObservations } from "./observations/key-observations.js";
 import type { ResolvedOptions } from "./options.js";
@@ -12,6 +13,8 @@ export interface Runtime {
   prisma: PrismaClient;
   options: ResolvedOptions;
   cache: KeyCache;
+  /** Unknown keys: the digest filter, the lookup budget and the negative cache. */
+  unknownKeys: UnknownKeys;
   bus: InvalidationBus;
   /** Rate limits, quotas and the pre-authentication limiter. */
   limits: Limits;

@@ -91,7 +91,13 @@ describe.each(STORES)("lifecycle events on $name", (store) => {
     flux = await createFlux(
       options({
         clock: () => now,
-        webhooks: { endpoints: [{ url: receiver.url, secret: SECRET }], interval: null, ...webhooks },
+        // The receiver is on 127.0.0.1: loopback has to be allowed.
+        webhooks: {
+          endpoints: [{ url: receiver.url, secret: SECRET }],
+          interval: null,
+          allowPrivateNetworks: true,
+          ...webhooks,
+        },
         ...extra,
       }),
     );

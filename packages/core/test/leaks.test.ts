@@ -4,6 +4,8 @@
  */
 import { generateKeyPairSync, sign } from "node:crypto";
 import { readFile } from "node:fs/promises";
+import { createServer, request as httpRequest, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { STORES } from "../../../test/support/services.js";
 import {
@@ -13,6 +15,7 @@ import {
   findFluxKeys,
   fluxKeyPattern,
   isFluxKey,
+  toNodeListener,
 } from "../src/index.js";
 import { generateKey } from "../src/key-format.js";
 
@@ -155,6 +158,128 @@ describe.each(STORES)("GitHub secret-scanning alerts on $name", (store) => {
       expect((await flux.keys.check(secret)).valid).toBe(true);
     },
   );
+});
+
+describe("GitHub secret-scanning alerts: the body limit", () => {
+  const { publicKey, privateKey } = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
+  const publicKeys = [
+    { keyIdentifier: "gh-key-1", key: publicKey.export({ type: "spki", format: "pem" }).toString() },
+  ];
+  const headers = {
+    "Content-Type": "application/json",
+    "Github-Public-Key-Identifier": "gh-key-1",
+    "Github-Public-Key-Signature": sign("sha256", Buffer.from("[]"), privateKey).toString("base64"),
+  };
+  const CHUNK = new Uint8Array(64 * 1024).fill(0x20);
+  let flux: Flux;
+  let server: Server;
+  let port: number;
+
+  beforeAll(async () => {
+    flux = await createFlux({ database: { pglite: true }, redis: null });
+    const handler = createSecretScanningHandler(flux, { publicKeys });
+    server = createServer(toNodeListener(handler));
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    port = (server.address() as AddressInfo).port;
+  });
+  afterAll(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+    await flux.close();
+  });
+
+  /** A body of `total` bytes made as it is read, counting what the handler pulled. */
+  function endless(total: number) {
+    const pulled = { bytes: 0 };
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (pulled.bytes >= total) return controller.close();
+        pulled.bytes += CHUNK.length;
+        controller.enqueue(CHUNK);
+      },
+    });
+    return { body, pulled };
+  }
+
+  it("reads at most maxBodyBytes of a stream, answers 413, and never reaches the signature or the parser", async () => {
+    const handler = createSecretScanningHandler(flux, { publicKeys, maxBodyBytes: 256 * 1024 });
+    const { body, pulled } = endless(400 * 1024 * 1024);
+    const response = await handler(
+      new Request("https://api.example.test/gh", {
+        method: "POST",
+        headers,
+        body,
+        duplex: "half",
+      } as RequestInit),
+    );
+    expect(response.status).toBe(413);
+    expect(response.headers.get("content-type")).toBe("application/problem+json");
+    expect(await response.json()).toMatchObject({ code: "payload_too_large", status: 413 });
+    // The limit and at most one chunk more: never the 400 MB.
+    expect(pulled.bytes).toBeLessThanOrEqual(256 * 1024 + CHUNK.length);
+  });
+
+  it("answers 413 from a Content-Length past the limit without reading, and 401 for an unknown signing key", async () => {
+    const handler = createSecretScanningHandler(flux, { publicKeys, maxBodyBytes: 1024 });
+    const declared = endless(10 * 1024 * 1024);
+    const big = await handler(
+      new Request("https://api.example.test/gh", {
+        method: "POST",
+        headers: { ...headers, "Content-Length": String(10 * 1024 * 1024) },
+        body: declared.body,
+        duplex: "half",
+      } as RequestInit),
+    );
+    expect(big.status).toBe(413);
+    expect(declared.pulled.bytes).toBeLessThanOrEqual(CHUNK.length);
+    const stranger = endless(10 * 1024 * 1024);
+    const unknown = await handler(
+      new Request("https://api.example.test/gh", {
+        method: "POST",
+        headers: { ...headers, "Github-Public-Key-Identifier": "not-github" },
+        body: stranger.body,
+        duplex: "half",
+      } as RequestInit),
+    );
+    expect(unknown.status).toBe(401);
+    expect(stranger.pulled.bytes).toBeLessThanOrEqual(CHUNK.length);
+  });
+
+  it("over real HTTP: a 256 MB unauthenticated POST gets 413 with memory bounded", async () => {
+    global.gc?.();
+    const before = process.memoryUsage().rss;
+    let sent = 0;
+    let peak = before;
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = httpRequest({
+        host: "127.0.0.1",
+        port,
+        method: "POST",
+        path: "/github/secret-scanning",
+        headers: { ...headers, "Github-Public-Key-Signature": "AAAA" },
+      });
+      let answered = false;
+      req.on("response", (response) => {
+        answered = true;
+        response.resume();
+        resolve(response.statusCode ?? 0);
+      });
+      req.on("error", (error) => (answered ? undefined : reject(error)));
+      const write = () => {
+        while (!answered && sent < 256 * 1024 * 1024) {
+          sent += CHUNK.length;
+          peak = Math.max(peak, process.memoryUsage().rss);
+          if (!req.write(CHUNK)) return void req.once("drain", write);
+        }
+        req.end();
+      };
+      write();
+    });
+    expect(status).toBe(413);
+    // Answered long before the whole body was sent, and the process grew by far less than it.
+    expect(sent).toBeLessThan(64 * 1024 * 1024);
+    expect(peak - before).toBeLessThan(48 * 1024 * 1024);
+  });
 });
 
 describe.each(STORES)("per-key network rules on $name", (store) => {

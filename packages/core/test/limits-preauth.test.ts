@@ -98,6 +98,35 @@ describe("pre-authentication limiter", () => {
     }
   });
 
+  it("tracks at most maxAddresses addresses (default 50000), the least recently failing forgotten first", async () => {
+    expect(flux.internals.options.limits.preAuth?.maxAddresses).toBe(50_000);
+    const small = await createFlux({
+      database: { pglite: true },
+      redis: null,
+      limits: { preAuth: { limit: 2, window: "1m", maxAddresses: 100 } },
+    });
+    try {
+      const attacker = "198.51.100.9";
+      // 2,000 addresses, one malformed key each (no database read), and one repeat offender.
+      for (let i = 0; i < 2_000; i++) {
+        await small.keys.check("flux_live_garbage", { clientAddress: `10.0.${i >> 8}.${i & 255}` });
+        if (i % 50 === 0) await small.keys.check("flux_live_garbage", { clientAddress: attacker });
+      }
+      expect(small.internals.limits.preAuthAddresses).toBe(100);
+      // A recent offender is still counted while the flood rolls past the bound.
+      const refused = await small.keys.check("flux_live_garbage", { clientAddress: attacker });
+      expect(refused.valid ? "valid" : refused.error.code).toBe("rate_limited");
+    } finally {
+      await small.close();
+    }
+    await expect(
+      createFlux({
+        database: { pglite: true },
+        limits: { preAuth: { limit: 2, window: "1m", maxAddresses: 0 } },
+      }),
+    ).rejects.toMatchObject({ code: "invalid_option" });
+  });
+
   it("can be turned off", async () => {
     const open = await createFlux({
       database: { pglite: true },

@@ -632,6 +632,186 @@ describe.each(STORES)("portal handler on $name", (store) => {
     });
   });
 
+  describe("who and from where: admins only", () => {
+    it.skipIf(!store.available)(
+      "members and viewers see what happened in the audit log, not who from which address",
+      async () => {
+        const admin = await signIn("acme", "u-ann", "admin");
+        const member = await signIn("acme", "u-meg", "member");
+        const viewer = await signIn("acme", "u-vic", "viewer");
+        const { key } = await (
+          await call("/portal/api/keys", {
+            method: "POST",
+            as: admin,
+            body: { name: "Audited", scopes: ["read:events"] },
+            remoteAddress: "203.0.113.44",
+          })
+        ).json();
+        const rotated = await (
+          await call(`/portal/api/keys/${key.id}/rotate`, {
+            method: "POST",
+            as: admin,
+            body: { gracePeriod: "24h" },
+            remoteAddress: "203.0.113.44",
+          })
+        ).json();
+        expect(
+          (
+            await call(`/portal/api/keys/${rotated.key.id}/revoke`, {
+              method: "POST",
+              as: admin,
+              body: { reason: "audit test" },
+              remoteAddress: "203.0.113.44",
+            })
+          ).status,
+        ).toBe(200);
+        flux.keys.observe({ keyId: key.id, rotation: { replacedBy: rotated.key.id } } as never, {
+          clientAddress: "198.51.100.200",
+          userAgent: "secret-integration/1.0",
+        });
+
+        const full = await (await call("/portal/api/audit", { as: admin })).json();
+        const revokedByAdmin = full.items.find(
+          (e: { action: string; keyId: string }) => e.action === "key.revoked" && e.keyId === rotated.key.id,
+        );
+        expect(revokedByAdmin).toMatchObject({
+          actor: { type: "user", id: "u-ann", ip: "203.0.113.44" },
+          details: { reason: "audit test" },
+        });
+        const adminDetail = await (await call(`/portal/api/keys/${key.id}`, { as: admin })).json();
+        expect(adminDetail.key.createdBy).toEqual({ type: "user", id: "u-ann" });
+        expect(adminDetail.grace.clients).toEqual([
+          expect.objectContaining({ address: "198.51.100.200", userAgent: "secret-integration/1.0" }),
+        ]);
+
+        for (const reader of [member, viewer]) {
+          const audit = await call("/portal/api/audit", { as: reader });
+          expect(audit.status).toBe(200);
+          const text = await audit.text();
+          const page = JSON.parse(text);
+          // What happened, still there.
+          const revoked = page.items.find(
+            (e: { action: string; keyId: string }) =>
+              e.action === "key.revoked" && e.keyId === rotated.key.id,
+          );
+          expect(revoked).toMatchObject({ actor: { type: "user" }, details: { reason: "audit test" } });
+          expect(page.items.some((e: { action: string }) => e.action === "portal.session_started")).toBe(
+            true,
+          );
+          // Who, and from where: not there.
+          for (const event of page.items) expect(Object.keys(event.actor).sort()).toEqual(["type", "you"]);
+          for (const hidden of ["u-ann", "203.0.113.44", "198.51.100.7"]) expect(text).not.toContain(hidden);
+
+          const listing = await (await call("/portal/api/keys", { as: reader })).text();
+          expect(listing).not.toContain("u-ann");
+          const detail = await call(`/portal/api/keys/${key.id}`, { as: reader });
+          const detailText = await detail.text();
+          for (const hidden of ["u-ann", "198.51.100.200", "secret-integration"]) {
+            expect(detailText).not.toContain(hidden);
+          }
+          expect(JSON.parse(detailText).grace).toMatchObject({ clients: null, callsSinceRotation: 0 });
+        }
+        // A member's own actions are marked as theirs, without their id.
+        const own = await (await call("/portal/api/audit", { as: member })).json();
+        expect(
+          own.items.find(
+            (e: { action: string; actor: { you: boolean } }) =>
+              e.action === "portal.session_started" && e.actor.you,
+          ),
+        ).toBeDefined();
+      },
+    );
+  });
+
+  describe("active keys per org", () => {
+    it.skipIf(!store.available)(
+      "holds at most 100 active keys per org by default: the next create is key_limit_reached",
+      async () => {
+        await flux.orgs.create({ id: "hooli", name: "Hooli", planId: "pro" });
+        // 98 issued outside the portal, one revoked and one expired do not count.
+        for (let i = 0; i < 98; i++) await flux.keys.create().forOrg("hooli").named(`k${i}`).issue();
+        const revoked = await flux.keys.create().forOrg("hooli").issue();
+        await flux.keys.revoke(revoked.key.id);
+        await flux.keys
+          .create()
+          .forOrg("hooli")
+          .expiresAt(new Date(clock.now() + 1_000))
+          .issue();
+        clock.advance(2_000);
+        const admin = await signIn("hooli", "u-gavin", "admin");
+        const create = (name: string) =>
+          call("/portal/api/keys", { method: "POST", as: admin, body: { name, scopes: [] } });
+        const ninetyNinth = await create("99th");
+        expect(ninetyNinth.status).toBe(201);
+        const hundredth = await (await create("100th")).json();
+        expect(hundredth.key.status).toBe("active");
+
+        const refused = await create("101st");
+        expect(refused.status).toBe(409);
+        expect(refused.headers.get("content-type")).toBe("application/problem+json");
+        expect(await refused.json()).toMatchObject({
+          type: "https://flux-keys.dev/problems/key_limit_reached",
+          status: 409,
+          code: "key_limit_reached",
+          limit: 100,
+        });
+        expect((await flux.keys.list({ orgId: "hooli", status: "active", limit: 500 })).items).toHaveLength(
+          100,
+        );
+
+        // Rotating replaces a key (the old one in grace is not counted twice).
+        const rotated = await call(`/portal/api/keys/${hundredth.key.id}/rotate`, {
+          method: "POST",
+          as: admin,
+          body: { gracePeriod: "24h" },
+        });
+        expect(rotated.status).toBe(201);
+        expect((await create("still too many")).status).toBe(409);
+        // Revoking one makes room for one.
+        const revoke = await call(`/portal/api/keys/${(await rotated.json()).key.id}/revoke`, {
+          method: "POST",
+          as: admin,
+          body: {},
+        });
+        expect(revoke.status).toBe(200);
+        expect((await create("room again")).status).toBe(201);
+        expect((await create("and full")).status).toBe(409);
+      },
+    );
+
+    it.skipIf(!store.available)("takes maxActiveKeys from the options, and refuses a bad one", async () => {
+      await flux.orgs.create({ id: "pied", name: "Pied Piper", planId: "pro" });
+      const small = flux.portal.handler({ basePath: "/portal", maxActiveKeys: 2 });
+      const { url } = await small.createSession({ orgId: "pied", userId: "u-r", role: "member" });
+      const opened = await small(new Request(`${ORIGIN}${url}`), { remoteAddress: "198.51.100.7" });
+      const cookie = (opened.headers.get("set-cookie") ?? "").split(";")[0] as string;
+      const html = await (await small(new Request(`${ORIGIN}/portal/`, { headers: { cookie } }))).text();
+      const csrf = /"csrfToken":"([^"]+)"/.exec(html)?.[1] as string;
+      const create = () =>
+        small(
+          new Request(`${ORIGIN}/portal/api/keys`, {
+            method: "POST",
+            headers: {
+              cookie,
+              origin: ORIGIN,
+              "sec-fetch-site": "same-origin",
+              "x-csrf-token": csrf,
+              "content-type": "application/json",
+            },
+            body: JSON.stringify({ name: "k", scopes: [] }),
+          }),
+        );
+      expect((await create()).status).toBe(201);
+      expect((await create()).status).toBe(201);
+      const third = await create();
+      expect(third.status).toBe(409);
+      expect(await third.json()).toMatchObject({ code: "key_limit_reached", limit: 2 });
+      for (const maxActiveKeys of [0, -1, 1.5, 100_001]) {
+        expect(() => flux.portal.handler({ maxActiveKeys })).toThrow(FluxConfigError);
+      }
+    });
+  });
+
   describe("resolveCustomer (the host app's own sessions)", () => {
     it.skipIf(!store.available)("uses the host's identity, with a CSRF cookie of its own", async () => {
       const hosted = flux.portal.handler({

@@ -6,6 +6,7 @@ import type { CliIo } from "../io.js";
 import { keyDetails, keyDisplay, keyRows, list, table, when } from "../output.js";
 import { collectList, durationMs, futureArg, jsonObject, positiveInt, quota, rateLimit } from "../parse.js";
 import type { Session } from "../session.js";
+import { printable } from "../terminal.js";
 
 interface CreateFlags {
   org: string;
@@ -56,7 +57,7 @@ function printSecret(session: Session, secret: string, summary: string[]): void 
 }
 
 function summary(key: ApiKeyInfo): string {
-  return `${key.id} "${key.name}" for org ${key.orgId}; scopes: ${list(key.scopes)}; expires: ${when(key.expiresAt)}`;
+  return `${key.id} "${printable(key.name)}" for org ${key.orgId}; scopes: ${list(key.scopes)}; expires: ${when(key.expiresAt)}`;
 }
 
 export function registerKeys(program: Command, io: CliIo): void {

@@ -16,9 +16,11 @@ import type { PrismaClient } from "../database.js";
 import { Prisma } from "../generated/prisma/client.js";
 import { randomId } from "../key-format.js";
 import type { Logger } from "../options.js";
+import { isBlockedAddressError } from "./address-guard.js";
 import type { LifecycleEventType } from "./event-types.js";
 import type { Events } from "./events.js";
 import { SIGNATURE_HEADER, signWebhookPayload } from "./signature.js";
+import { BlockedAddressError, createWebhookPoster, type WebhookPoster } from "./webhook-http.js";
 import type { ResolvedEndpoint, ResolvedWebhookOptions } from "./webhook-options.js";
 
 const DAY_MS = 86_400_000;
@@ -67,9 +69,11 @@ export class Dispatcher {
   private lastCheck = Number.NEGATIVE_INFINITY;
   private closed = false;
   private readonly aborter = new AbortController();
+  private readonly poster: WebhookPoster;
 
   constructor(private readonly deps: DispatcherDependencies) {
     this.endpoints = deps.options.endpoints;
+    this.poster = createWebhookPoster({ allowPrivateNetworks: deps.options.allowPrivateNetworks });
     this.publishFilter();
   }
 
@@ -405,25 +409,20 @@ export class Dispatcher {
     this.aborter.signal.addEventListener("abort", abort, { once: true });
     let timer: NodeJS.Timeout | undefined;
     let hardTimer: NodeJS.Timeout | undefined;
-    const attempt = (async () => {
-      const response = await fetch(endpoint.url, {
-        method: "POST",
-        headers: {
-          "Content-Type": "application/json",
-          "User-Agent": "flux-keys-webhooks/1",
-          [SIGNATURE_HEADER]: signWebhookPayload(endpoint.secret, body, timestamp),
-          "Flux-Delivery-Id": delivery.id,
-          "Flux-Event-Id": delivery.eventId,
-          "Flux-Event-Type": type,
-          "Flux-Delivery-Attempt": String(delivery.attempts),
-        },
-        body,
-        redirect: "manual",
-        signal: controller.signal,
-      });
-      await response.body?.cancel().catch(() => {});
-      return response.status;
-    })();
+    const attempt = this.poster.post(
+      endpoint.url,
+      {
+        "Content-Type": "application/json",
+        "User-Agent": "flux-keys-webhooks/1",
+        [SIGNATURE_HEADER]: signWebhookPayload(endpoint.secret, body, timestamp),
+        "Flux-Delivery-Id": delivery.id,
+        "Flux-Event-Id": delivery.eventId,
+        "Flux-Event-Type": type,
+        "Flux-Delivery-Attempt": String(delivery.attempts),
+      },
+      body,
+      controller.signal,
+    );
     attempt.catch(() => {});
     try {
       timer = setTimeout(abort, timeoutMs);
@@ -436,6 +435,10 @@ export class Dispatcher {
       return { statusCode: status, error: ok ? null : `http_${status}` };
     } catch (error) {
       if (this.aborter.signal.aborted) return "closing";
+      // Loopback, private, link-local or metadata: refused (see `webhooks.allowPrivateNetworks`).
+      if (error instanceof BlockedAddressError || isBlockedAddressError(error)) {
+        return { statusCode: null, error: "blocked_address" };
+      }
       const timedOut = controller.signal.aborted || (error as Error)?.name === "TimeoutError";
       return { statusCode: null, error: timedOut ? "timeout" : "network_error" };
     } finally {

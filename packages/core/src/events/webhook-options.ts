@@ -2,6 +2,7 @@
 import { createHash } from "node:crypto";
 import { type Duration, toMs } from "../duration.js";
 import { FluxConfigError } from "../errors.js";
+import { isPublicAddress, literalAddress } from "./address-guard.js";
 import { isEventType, type LifecycleEventType } from "./event-types.js";
 
 export interface WebhookEndpointOptions {
@@ -42,6 +43,15 @@ export interface WebhookOptions {
   quotaThresholds?: number[];
   /** Events (and their deliveries) older than this are deleted. At least '32d'. @default '90d' */
   retention?: Duration;
+  /**
+   * Let endpoints reach loopback, private (RFC 1918, unique local), link-local and cloud metadata
+   * addresses. Off, such addresses are refused when an endpoint is configured or added (an address
+   * in the URL) and at connect time on what its name resolved to (`lastError: 'blocked_address'`),
+   * so neither a URL nor DNS rebinding can aim deliveries at this host's network. For development
+   * (a receiver on 127.0.0.1) only.
+   * @default false
+   */
+  allowPrivateNetworks?: boolean;
 }
 
 export interface ResolvedEndpoint {
@@ -65,6 +75,7 @@ export interface ResolvedWebhookOptions {
   unusedDays: number | null;
   quotaThresholds: readonly number[];
   retentionMs: number;
+  allowPrivateNetworks: boolean;
 }
 
 const KNOWN = new Set([
@@ -78,6 +89,7 @@ const KNOWN = new Set([
   "unusedDays",
   "quotaThresholds",
   "retention",
+  "allowPrivateNetworks",
 ]);
 const DAY_MS = 86_400_000;
 
@@ -89,7 +101,13 @@ export function resolveWebhookOptions(options: WebhookOptions | undefined): Reso
   for (const name of Object.keys(input)) {
     if (!KNOWN.has(name)) throw new FluxConfigError("unknown_option", `Unknown option 'webhooks.${name}'.`);
   }
-  const endpoints = (input.endpoints ?? []).map((endpoint, index) => resolveEndpoint(endpoint, index));
+  const allowPrivateNetworks = input.allowPrivateNetworks ?? false;
+  if (typeof allowPrivateNetworks !== "boolean") {
+    throw new FluxConfigError("invalid_option", "webhooks.allowPrivateNetworks must be true or false.");
+  }
+  const endpoints = (input.endpoints ?? []).map((endpoint, index) =>
+    resolveEndpoint(endpoint, index, allowPrivateNetworks),
+  );
   if (new Set(endpoints.map((e) => e.id)).size !== endpoints.length) {
     throw new FluxConfigError("invalid_option", "webhooks.endpoints has the same url twice.");
   }
@@ -146,10 +164,15 @@ export function resolveWebhookOptions(options: WebhookOptions | undefined): Reso
     unusedDays,
     quotaThresholds: [...new Set(thresholds)].sort((a, b) => a - b),
     retentionMs,
+    allowPrivateNetworks,
   };
 }
 
-function resolveEndpoint(endpoint: WebhookEndpointOptions, index: number): ResolvedEndpoint {
+function resolveEndpoint(
+  endpoint: WebhookEndpointOptions,
+  index: number,
+  allowPrivateNetworks: boolean,
+): ResolvedEndpoint {
   const where = `webhooks.endpoints[${index}]`;
   if (typeof endpoint !== "object" || endpoint === null) {
     throw new FluxConfigError("invalid_option", `${where} must be { url, secret, events? }.`);
@@ -161,6 +184,12 @@ function resolveEndpoint(endpoint: WebhookEndpointOptions, index: number): Resol
   }
   const url = checkUrl(endpoint.url);
   if (url === null) throw new FluxConfigError("invalid_option", `${where}.url must be an http(s) URL.`);
+  if (!allowPrivateNetworks && !publicTarget(url)) {
+    throw new FluxConfigError(
+      "invalid_option",
+      `${where}.url is a loopback, private, link-local or metadata address (see webhooks.allowPrivateNetworks).`,
+    );
+  }
   if (!checkSecret(endpoint.secret)) {
     throw new FluxConfigError("invalid_option", `${where}.secret must be 16 to 256 characters.`);
   }
@@ -186,6 +215,15 @@ export function checkUrl(value: unknown): string | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * False when the URL's host is an address that is not public. A name is not judged here: what it
+ * resolves to is checked at connect time.
+ */
+export function publicTarget(url: string): boolean {
+  const literal = literalAddress(new URL(url));
+  return literal === null || isPublicAddress(literal);
 }
 
 export function checkSecret(value: unknown): value is string {

@@ -8,7 +8,13 @@ import type { Logger } from "../options.js";
 import { Dispatcher, type WebhookRunReport } from "./dispatcher.js";
 import type { LifecycleEventType } from "./event-types.js";
 import type { Events } from "./events.js";
-import { checkEvents, checkSecret, checkUrl, type ResolvedWebhookOptions } from "./webhook-options.js";
+import {
+  checkEvents,
+  checkSecret,
+  checkUrl,
+  publicTarget,
+  type ResolvedWebhookOptions,
+} from "./webhook-options.js";
 
 export interface WebhookEndpointInfo {
   id: string;
@@ -39,7 +45,7 @@ export interface WebhookDeliveryInfo {
   status: WebhookDeliveryStatus;
   attempts: number;
   lastStatusCode: number | null;
-  /** `timeout`, `network_error`, `http_<status>`, `endpoint_removed`, or null. */
+  /** `timeout`, `network_error`, `blocked_address`, `http_<status>`, `endpoint_removed`, or null. */
   lastError: string | null;
   nextAttemptAt: Date;
   deliveredAt: Date | null;
@@ -97,6 +103,12 @@ export class Webhooks {
   async add(input: AddWebhookInput): Promise<{ endpoint: WebhookEndpointInfo; secret: string }> {
     const url = checkUrl(input?.url);
     if (url === null) throw invalid("url must be an http(s) URL.", "url");
+    if (!this.options.allowPrivateNetworks && !publicTarget(url)) {
+      throw invalid(
+        "url is a loopback, private, link-local or metadata address (see webhooks.allowPrivateNetworks).",
+        "url",
+      );
+    }
     const events = checkEvents(input.events);
     if (events === undefined) throw invalid("events must be a list of lifecycle event types.", "events");
     if (input.secret !== undefined && !checkSecret(input.secret)) {

@@ -90,6 +90,9 @@ export async function sendWebResponse(response: Response, res: ServerResponse): 
   });
   const cookies = response.headers.getSetCookie();
   if (cookies.length > 0) headers["set-cookie"] = cookies;
+  // A handler that stopped reading the body (e.g. a 413 past its limit) leaves the rest unread:
+  // the connection cannot carry another request, so it is closed after this answer.
+  if (res.req !== undefined && !res.req.complete) headers.connection = "close";
   res.writeHead(response.status, headers);
   if (response.body === null) {
     res.end();

@@ -29,7 +29,11 @@ export interface SecretScanningOptions {
   publicKeys: GitHubPublicKey[] | (() => Promise<GitHubPublicKey[]>);
   /** What to do with a leaked key. @default 'revoke' */
   action?: "revoke" | "flag";
-  /** Largest body accepted. @default 1 MiB */
+  /**
+   * Largest body accepted, in bytes: past it the answer is 413 `payload_too_large`, and no more
+   * than this is ever read or buffered (a larger Content-Length is refused unread).
+   * @default 1048576 (1 MiB)
+   */
   maxBodyBytes?: number;
 }
 
@@ -49,6 +53,33 @@ function problem(error: FluxError): Response {
   });
 }
 
+/**
+ * The body, or null past `max` bytes: a declared Content-Length past it is refused unread, and a
+ * stream is read chunk by chunk and cancelled at the first byte past it (never buffered whole).
+ */
+async function readLimited(request: Request, max: number): Promise<Buffer | null> {
+  const declared = Number(request.headers.get("content-length") ?? Number.NaN);
+  if (declared > max) {
+    await request.body?.cancel().catch(() => {});
+    return null;
+  }
+  if (request.body === null) return Buffer.alloc(0);
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > max) {
+      await reader.cancel().catch(() => {});
+      return null;
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks, size);
+}
+
 export function createSecretScanningHandler(
   flux: Flux,
   options: SecretScanningOptions,
@@ -61,6 +92,9 @@ export function createSecretScanningHandler(
     throw new FluxConfigError("invalid_option", "action must be 'revoke' or 'flag'.");
   }
   const maxBody = options.maxBodyBytes ?? 1024 * 1024;
+  if (!Number.isInteger(maxBody) || maxBody < 1) {
+    throw new FluxConfigError("invalid_option", "maxBodyBytes must be a positive integer.");
+  }
   const prefix = flux.internals.options.keyPrefix;
 
   return async (request) => {
@@ -72,17 +106,24 @@ export function createSecretScanningHandler(
     if (!identifier || !signature) {
       return problem(new FluxError("key_missing", { detail: "The GitHub signature headers are missing." }));
     }
-    const raw = Buffer.from(await request.arrayBuffer());
-    if (raw.length > maxBody) {
-      return problem(new FluxError("invalid_request", { detail: "The payload is too large." }));
-    }
+    // Unauthenticated senders cost no more than the limit: a signing key we do not know is refused
+    // before the body is read, and the body is read only up to `maxBodyBytes`.
     const keys = typeof options.publicKeys === "function" ? await options.publicKeys() : options.publicKeys;
     const publicKey = keys.find((candidate) => candidate.keyIdentifier === identifier);
+    if (publicKey === undefined) {
+      await request.body?.cancel().catch(() => {});
+      return problem(new FluxError("key_invalid", { detail: "The GitHub signature does not verify." }));
+    }
+    const raw = await readLimited(request, maxBody);
+    if (raw === null) {
+      return problem(
+        new FluxError("payload_too_large", { detail: `The payload is larger than ${maxBody} bytes.` }),
+      );
+    }
+    // The signature is checked over the raw bytes before anything parses them.
     let authentic = false;
     try {
-      authentic =
-        publicKey !== undefined &&
-        verify("sha256", raw, createPublicKey(publicKey.key), Buffer.from(signature, "base64"));
+      authentic = verify("sha256", raw, createPublicKey(publicKey.key), Buffer.from(signature, "base64"));
     } catch {
       authentic = false;
     }

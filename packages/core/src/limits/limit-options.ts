@@ -20,15 +20,17 @@ export interface LimitOptions {
   /**
    * Failed authentications allowed per client address (IPv6 grouped by /64) per window, counted
    * only when the adapter passes `clientAddress`. Past it, every attempt from that address is
-   * refused with `rate_limited` before any database read. `false` turns it off.
-   * @default { limit: 30, window: '1m' }
+   * refused with `rate_limited` before any database read. `false` turns it off. `maxAddresses`:
+   * addresses counted in this process at most (the least recently failing is forgotten first), so
+   * a flood from many addresses cannot grow memory without bound.
+   * @default { limit: 30, window: '1m', maxAddresses: 50000 }
    */
-  preAuth?: { limit: number; window: WindowLength } | false;
+  preAuth?: { limit: number; window: WindowLength; maxAddresses?: number } | false;
 }
 
 export interface ResolvedLimitOptions {
   onStoreError: "insurance" | "fail-closed";
-  preAuth: { limit: number; windowSeconds: number } | null;
+  preAuth: { limit: number; windowSeconds: number; maxAddresses: number } | null;
 }
 
 const KNOWN = new Set(["onStoreError", "preAuth"]);
@@ -62,7 +64,19 @@ export function resolveLimitOptions(limits: LimitOptions | undefined): ResolvedL
         "limits.preAuth must be { limit: positive integer, window: seconds or '1s' | '1m' | '1h' | '1d' } or false.",
       );
     }
-    preAuth = { limit: preAuthInput.limit, windowSeconds };
+    for (const name of Object.keys(preAuthInput)) {
+      if (name !== "limit" && name !== "window" && name !== "maxAddresses") {
+        throw new FluxConfigError("unknown_option", `Unknown option 'limits.preAuth.${name}'.`);
+      }
+    }
+    const maxAddresses = preAuthInput.maxAddresses ?? 50_000;
+    if (!(Number.isInteger(maxAddresses) && maxAddresses >= 1 && maxAddresses <= 10_000_000)) {
+      throw new FluxConfigError(
+        "invalid_option",
+        "limits.preAuth.maxAddresses must be an integer from 1 to 10000000.",
+      );
+    }
+    preAuth = { limit: preAuthInput.limit, windowSeconds, maxAddresses };
   }
   return { onStoreError, preAuth };
 }

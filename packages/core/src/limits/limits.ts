@@ -34,6 +34,7 @@ import type {
   RateLimitWindow,
   RateLimitWindowState,
 } from "../types.js";
+import { AddressFailures } from "./address-failures.js";
 import { addressBucket } from "./client-address.js";
 import type { ResolvedLimitOptions } from "./limit-options.js";
 import { windowLength } from "./limit-options.js";
@@ -115,7 +116,10 @@ export class Limits {
   private readonly bound = new WeakMap<KeyRecord, BoundLimits | null>();
   private readonly windowLimiters = new Map<string, Limiter>();
   private readonly quotaLimiters = new Map<number, Limiter>();
+  /** Shared pre-auth counters (Redis), or null: then only the bounded in-process ones count. */
   private readonly preAuthLimiter: Limiter | null;
+  /** In-process pre-auth counters, bounded; also what counts while Redis is down. */
+  private readonly preAuthLocal: AddressFailures | null;
   /** Shared counters with a store call in flight, and the requests queued for the next one. */
   private readonly inFlight = new Map<string, CounterQueue>();
   /** Addresses past the pre-auth limit, until their window resets (ms since epoch, real time). */
@@ -134,8 +138,13 @@ export class Limits {
     this.prefix = `${deps.redisPrefix}rl`;
     this.insured = deps.options.onStoreError === "insurance";
     const preAuth = deps.options.preAuth;
+    this.preAuthLocal =
+      preAuth === null ? null : new AddressFailures(preAuth.maxAddresses, preAuth.windowSeconds * 1000);
+    // Not insured: the bounded local counters stand in while Redis is down.
     this.preAuthLimiter =
-      preAuth === null ? null : this.createLimiter(preAuth.limit, preAuth.windowSeconds, true, "window");
+      preAuth === null || redis === null
+        ? null
+        : this.createLimiter(preAuth.limit, preAuth.windowSeconds, false, "window");
     if (redis === null) {
       // Counters of past periods are dead rows; RateLimiterPrisma only replaces a key's own row.
       this.cleanup = setInterval(() => {
@@ -531,18 +540,33 @@ export class Limits {
     address: string,
     failure: T,
   ): Promise<T | LimitedResult> {
-    const limiter = this.preAuthLimiter;
-    if (limiter === null || failure.error.code === "key_missing") return failure;
+    const local = this.preAuthLocal;
+    if (local === null || failure.error.code === "key_missing") return failure;
     const bucket = addressBucket(address);
-    try {
-      await limiter.consume(`a:${bucket}`, 1);
-      return failure;
-    } catch (reason) {
-      if (!(reason instanceof RateLimiterRes)) return failure;
-      const ms = Math.max(reason.msBeforeNext, 1);
-      this.refused.set(bucket, Date.now() + ms, { ttl: ms });
-      return { valid: false, error: this.preAuthDenial(ms) };
+    const limiter = this.preAuthLimiter;
+    if (limiter !== null) {
+      try {
+        await limiter.consume(`a:${bucket}`, 1);
+        return failure;
+      } catch (reason) {
+        if (reason instanceof RateLimiterRes) return this.refuseAddress(bucket, reason.msBeforeNext);
+        // Redis down: counted in this process, within its bound.
+      }
     }
+    const window = local.fail(bucket);
+    const limit = (this.deps.options.preAuth as { limit: number }).limit;
+    return window.count > limit ? this.refuseAddress(bucket, window.resetAt - Date.now()) : failure;
+  }
+
+  /** Addresses counted in this process by the pre-auth limiter (at most `preAuth.maxAddresses`). */
+  get preAuthAddresses(): number {
+    return this.preAuthLocal?.size ?? 0;
+  }
+
+  private refuseAddress(bucket: string, msBeforeNext: number): LimitedResult {
+    const ms = Math.max(msBeforeNext, 1);
+    this.refused.set(bucket, Date.now() + ms, { ttl: ms });
+    return { valid: false, error: this.preAuthDenial(ms) };
   }
 
   private preAuthDenial(ms: number): FluxError {

@@ -429,6 +429,7 @@ class PortalApp {
     ) {
       status = "expiring";
     }
+    const mine = key.createdBy.type === "user" && key.createdBy.id === customer.userId;
     return {
       id: key.id,
       name: key.name,
@@ -437,8 +438,9 @@ class PortalApp {
       environment: key.environment,
       scopes: key.scopes,
       status,
-      createdBy: key.createdBy,
-      createdByYou: key.createdBy.type === "user" && key.createdBy.id === customer.userId,
+      // Who created it (an operator's or a colleague's id) is for admins, or the creator.
+      createdBy: customer.role === "admin" || mine ? key.createdBy : { type: key.createdBy.type },
+      createdByYou: mine,
       createdAt: key.createdAt,
       lastUsedAt: key.lastUsedAt,
       expiresAt: key.expiresAt,
@@ -480,8 +482,10 @@ class PortalApp {
         errorsSinceRotation: endpoints.reduce((sum, e) => sum + e.errors, 0),
         lastUsedAt: key.lastUsedAt,
         endpoints,
-        // The clients (address and user agent) that used the old key since the rotation.
-        clients: (await this.flux.keys.graceUsage(key.id, { limit: 20 })).clients,
+        // The clients (address and user agent) that used the old key since the rotation: who and
+        // from where, for admins only.
+        clients:
+          customer.role === "admin" ? (await this.flux.keys.graceUsage(key.id, { limit: 20 })).clients : null,
       };
     }
     // Least privilege: the scopes this key actually used, when narrower than what it holds.
@@ -506,6 +510,7 @@ class PortalApp {
       .createdBy(actor);
     if (body.expiresInDays != null) builder.expiresInDays(body.expiresInDays);
     else if (body.expiresAt != null) builder.expiresAt(new Date(body.expiresAt));
+    builder.withinActiveKeyLimit(this.options.maxActiveKeys);
     const { key, secret } = await builder.issue();
     this.logger.info?.(
       { orgId: customer.orgId, userId: customer.userId, keyId: key.id },
@@ -631,18 +636,50 @@ class PortalApp {
       cursor: url.searchParams.get("cursor"),
       limit: 50,
     });
+    const admin = customer.role === "admin";
     return {
-      items: page.items.map((event) => ({
-        id: event.id,
-        at: event.at,
-        action: event.action,
-        actor: event.actor,
-        keyId: event.keyId,
-        details: event.details,
-      })),
+      items: page.items.map((event) => {
+        const you = event.actor.type === "user" && event.actor.id === customer.userId;
+        return {
+          id: event.id,
+          at: event.at,
+          action: event.action,
+          // Members and viewers see what happened, not who (ids) from where (addresses).
+          actor: admin ? { ...event.actor, you } : { type: event.actor.type, you },
+          keyId: event.keyId,
+          details: admin ? event.details : whatHappened(event.details),
+        };
+      }),
       nextCursor: page.nextCursor,
     };
   }
+}
+
+/**
+ * The audit details a member or viewer sees: what changed. Anything else (the role someone signed
+ * in with, where a leaked key was found, fields added later) is for admins.
+ */
+const WHAT_HAPPENED = new Set([
+  "name",
+  "scopes",
+  "from",
+  "to",
+  "changed",
+  "environment",
+  "expiresAt",
+  "reason",
+  "replacedBy",
+  "rotatedFrom",
+  "sunsetAt",
+  "gracePeriodMs",
+  "granted",
+  "planId",
+  "action",
+  "reporter",
+]);
+
+function whatHappened(details: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(details).filter(([name]) => WHAT_HAPPENED.has(name)));
 }
 
 /** A malformed escape (`%E0%A4%A`) cannot name a key: it is an unknown id, not a failure. */

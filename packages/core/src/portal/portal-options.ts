@@ -60,6 +60,13 @@ export interface PortalOptions {
   expiringSoon?: Duration;
   /** Other origins allowed to POST (besides the request's own). @default none */
   allowedOrigins?: readonly string[];
+  /**
+   * Active keys an org may hold when creating one through the portal (keys neither revoked,
+   * expired nor replaced by a rotation; keys issued elsewhere count too). Past it, creating answers
+   * 409 `key_limit_reached`; rotating (which replaces a key) still works. 1 to 100000.
+   * @default 100
+   */
+  maxActiveKeys?: number;
 }
 
 export interface ResolvedPortalOptions {
@@ -74,6 +81,7 @@ export interface ResolvedPortalOptions {
   scopes: PortalScopeOption[] | undefined;
   expiringSoonMs: number;
   allowedOrigins: ReadonlySet<string>;
+  maxActiveKeys: number;
 }
 
 const KNOWN = new Set([
@@ -88,6 +96,7 @@ const KNOWN = new Set([
   "scopes",
   "expiringSoon",
   "allowedOrigins",
+  "maxActiveKeys",
 ]);
 
 const MAX_SESSION_MS = 7 * 86_400_000;
@@ -139,6 +148,10 @@ export function resolvePortalOptions(options: PortalOptions = {}): ResolvedPorta
       throw invalid(`allowedOrigins: '${origin}' is not an origin.`);
     }
   }
+  const maxActiveKeys = options.maxActiveKeys ?? 100;
+  if (!Number.isInteger(maxActiveKeys) || maxActiveKeys < 1 || maxActiveKeys > 100_000) {
+    throw invalid("maxActiveKeys must be an integer from 1 to 100000.");
+  }
   return {
     basePath,
     baseUrl,
@@ -151,6 +164,7 @@ export function resolvePortalOptions(options: PortalOptions = {}): ResolvedPorta
     scopes: options.scopes?.map((entry) => (typeof entry === "string" ? { scope: entry } : { ...entry })),
     expiringSoonMs: duration(options.expiringSoon ?? "7d", "expiringSoon"),
     allowedOrigins,
+    maxActiveKeys,
   };
 }
 

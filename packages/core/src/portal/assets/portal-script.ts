@@ -745,7 +745,8 @@ export const PORTAL_SCRIPT = String.raw`(function () {
     function load(cursor) {
       return api("GET", "/api/audit" + (cursor ? "?cursor=" + encodeURIComponent(cursor) : "")).then(function (page) {
         page.items.forEach(function (event) {
-          var actor = event.actor.type === "user" ? event.actor.id || "user" : event.actor.type === "admin" ? "support" : "system";
+          // Members and viewers get no ids or addresses: "you", or just the kind of actor.
+          var actor = event.actor.you ? "you" : event.actor.type === "user" ? event.actor.id || "a user" : event.actor.type === "admin" ? "support" : "system";
           body.appendChild(h("tr", null, [
             h("td", { "data-label": "When", text: when(event.at) }),
             h("td", { "data-label": "What", text: ACTIONS[event.action] || event.action }),

@@ -132,6 +132,20 @@ describe.skipIf(!hasPostgres)("invalidation over PostgreSQL LISTEN/NOTIFY", () =
     expect(b.internals.cache.get(digest)).toBeTruthy();
   });
 
+  it("a key issued on A is accepted on B within 1 s with no lookup budget: the filter learns it from the bus", async () => {
+    const strictB = await createFlux({
+      database: { url: DATABASE_URL, schema, poolSize: 2 },
+      redis: null,
+      cache: { unknownLookupsPerSecond: 0 },
+    });
+    try {
+      const { secret } = await a.keys.create().forOrg("acme").issue();
+      await until(async () => (await strictB.keys.check(secret)).valid, 1_000, "B accepting the new key");
+    } finally {
+      await strictB.close();
+    }
+  });
+
   it("a freshly issued key is never blocked by a stale unknown-key entry on another instance", async () => {
     // B remembers a digest as unknown (as if the secret had been presented before it existed).
     const issued = a.keys.create().forOrg("acme").issue();

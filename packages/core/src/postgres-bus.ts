@@ -119,7 +119,9 @@ export class PostgresBus implements InvalidationBus {
     const id = payload.slice(colon + 1);
     if (kind === "key" || kind === "org" || kind === "plan") this.options.apply({ kind, id });
     else if (kind === "issued") {
-      this.options.apply(isFilterHash(id) ? { kind: "unknown-keys", filter: [id] } : { kind: "unknown-keys" });
+      this.options.apply(
+        isFilterHash(id) ? { kind: "unknown-keys", filter: [id] } : { kind: "unknown-keys" },
+      );
     }
   }
 

@@ -10,7 +10,7 @@ export {
   type SubscriptionState,
 } from "./billing/billing.js";
 export type { MeterOutbox, MeterOutboxOptions, MeterSendRow } from "./billing/meter-outbox.js";
-export type { Duration } from "./duration.js";
+export { type Duration, toMs } from "./duration.js";
 export {
   checkForKey,
   type EntitlementCheckOptions,

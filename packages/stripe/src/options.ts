@@ -1,5 +1,5 @@
 /** Options of the webhook handler and the meter sync, their defaults, and their checks. */
-import { FluxConfigError, type Logger, type SubscriptionPolicy } from "@flux-keys/core";
+import { type Duration, FluxConfigError, type Logger, type SubscriptionPolicy, toMs } from "@flux-keys/core";
 import type Stripe from "stripe";
 
 export interface PastDuePolicy {
@@ -11,6 +11,12 @@ export interface PastDuePolicy {
    * tiny quota if they must be locked out). @default the `fallbackPlan`
    */
   afterGrace?: string | "suspend";
+  /**
+   * How often the handler moves orgs whose grace has ended (Stripe sends no event for our grace
+   * period): a duration, or `null` to run `handler.enforcePastDue()` yourself. The timer does not
+   * keep the process alive; `handler.close()` stops it. @default '10m'
+   */
+  checkInterval?: string | number | null;
 }
 
 export interface StripeWebhookOptions {
@@ -45,6 +51,8 @@ export interface ResolvedWebhookOptions {
   webhookSecret: string;
   plans: Readonly<Record<string, string>>;
   policy: SubscriptionPolicy;
+  /** Interval of the automatic past-due check, or null when the app runs it. */
+  pastDueCheckMs: number | null;
   tolerance: number;
   maxBodyBytes: number;
 }
@@ -80,7 +88,16 @@ export function resolveWebhookOptions(options: StripeWebhookOptions): ResolvedWe
   }
   const fallbackPlanId = options.fallbackPlan ?? null;
   const pastDue = options.pastDue ?? {};
-  unknownKeys(pastDue, new Set(["graceDays", "afterGrace"]), "pastDue");
+  unknownKeys(pastDue, new Set(["graceDays", "afterGrace", "checkInterval"]), "pastDue");
+  let pastDueCheckMs: number | null = null;
+  if (pastDue.checkInterval !== null) {
+    try {
+      pastDueCheckMs = toMs((pastDue.checkInterval ?? "10m") as Duration, "pastDue.checkInterval");
+    } catch {
+      fail("pastDue.checkInterval must be a duration such as '10m', or null.");
+    }
+    if (pastDueCheckMs < 50) fail("pastDue.checkInterval must be at least 50ms.");
+  }
   const graceDays = pastDue.graceDays ?? 3;
   if (!Number.isFinite(graceDays) || graceDays < 0) fail("pastDue.graceDays must be a number of days ≥ 0.");
   const afterGrace = pastDue.afterGrace;
@@ -94,6 +111,7 @@ export function resolveWebhookOptions(options: StripeWebhookOptions): ResolvedWe
     webhookSecret: options.webhookSecret,
     plans: Object.freeze({ ...options.plans }),
     policy: Object.freeze({ fallbackPlanId, pastDueGraceMs: graceDays * 86_400_000, pastDuePlanId }),
+    pastDueCheckMs,
     tolerance,
     maxBodyBytes,
   };

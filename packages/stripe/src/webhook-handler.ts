@@ -19,10 +19,12 @@ export interface StripeWebhookHandler {
   (request: Request): Promise<Response>;
   /**
    * Moves orgs whose subscription has been past due longer than the grace period to the
-   * past-due plan; returns how many moved. Run it from a timer or a cron (Stripe sends no event
-   * when a grace period of ours ends).
+   * past-due plan; returns how many moved. The handler runs it every `pastDue.checkInterval`
+   * (Stripe sends no event when a grace period of ours ends); call it yourself to run it now.
    */
   enforcePastDue(): Promise<number>;
+  /** Stops the automatic past-due check. */
+  close(): void;
 }
 
 /** Same-second events of one subscription: `deleted` after `updated` after `created`. */
@@ -156,5 +158,17 @@ export function createStripeWebhookHandler(flux: Flux, options: StripeWebhookOpt
     }
   }) as StripeWebhookHandler;
   handler.enforcePastDue = () => flux.billing.enforcePastDue(STRIPE_PROVIDER, config.policy);
+  let timer: NodeJS.Timeout | null = null;
+  if (config.pastDueCheckMs !== null) {
+    timer = setInterval(() => {
+      // A failed round (database down) is retried at the next interval.
+      handler.enforcePastDue().catch(() => {});
+    }, config.pastDueCheckMs);
+    timer.unref();
+  }
+  handler.close = () => {
+    if (timer !== null) clearInterval(timer);
+    timer = null;
+  };
   return handler;
 }

@@ -55,6 +55,7 @@ describe.each(STORES)("Stripe webhooks on $name", (store) => {
     });
   });
   afterAll(async () => {
+    handler?.close();
     await flux?.close();
     await server?.close();
     await teardown?.();
@@ -406,6 +407,60 @@ describe.each(STORES)("Stripe webhooks on $name", (store) => {
       );
       expect((await flux.orgs.get(acme.id)).planId).toBeNull();
       expect((await flux.keys.verify(acme.secret)).plan).toBeNull();
+    },
+  );
+
+  it.skipIf(!store.available)(
+    "the handler ends a past-due grace by itself, every pastDue.checkInterval",
+    async () => {
+      const timed = createStripeWebhookHandler(flux, {
+        stripe,
+        webhookSecret: SECRET,
+        plans: { pro_monthly: "pro" },
+        fallbackPlan: "free",
+        pastDue: { graceDays: 1, checkInterval: "100ms" },
+      });
+      try {
+        const acme = await org();
+        for (const [offset, status] of [
+          [-50, "active"],
+          [-49, "past_due"],
+        ] as const) {
+          const signed = signEvent(
+            stripe,
+            SECRET,
+            sub({
+              type: offset === -50 ? "customer.subscription.created" : "customer.subscription.updated",
+              created: t0 + offset,
+              customer: acme.customer,
+              status,
+              lookupKey: "pro_monthly",
+            }),
+          );
+          const response = await timed(
+            new Request("http://localhost/", {
+              method: "POST",
+              headers: { "Stripe-Signature": signed.signature },
+              body: signed.body,
+            }),
+          );
+          expect(response.status).toBe(200);
+        }
+        expect((await flux.orgs.get(acme.id)).planId).toBe("pro");
+        now += DAY + 60_000;
+        try {
+          // Nobody calls enforcePastDue(): the handler's own check moves the org.
+          const deadline = Date.now() + 5_000;
+          while ((await flux.orgs.get(acme.id)).planId !== "free" && Date.now() < deadline) {
+            await new Promise((resolve) => setTimeout(resolve, 50));
+          }
+          expect((await flux.orgs.get(acme.id)).planId).toBe("free");
+        } finally {
+          now -= DAY + 60_000;
+        }
+      } finally {
+        timed.close();
+      }
     },
   );
 

@@ -296,14 +296,14 @@ export async function loadUsageMinutes(
   if (load.maintenanceWorkMem) await admin.query(`SET maintenance_work_mem = '${load.maintenanceWorkMem}'`);
   await admin.query(`
     INSERT INTO ${t("flux_usage_minutes")}
-      ("key_id", "at", "method", "endpoint", "status_class", "org_id", "count", "latency_sum", "latency_max")
+      ("key_id", "at", "method", "endpoint", "status_class", "org_id", "count", "units", "latency_sum", "latency_max")
     SELECT '${load.keyPrefix}' || k,
            TIMESTAMPTZ '${load.start}' + ((j * 86400 / ${load.perKey}) * INTERVAL '1 minute'),
            (ARRAY['GET', 'POST', 'PUT', 'DELETE'])[1 + j % 4],
            '/v1/resource_' || (j % 20) || '/:id',
            CASE WHEN j % 10 = 0 THEN 5 WHEN j % 7 = 0 THEN 4 ELSE 2 END,
            ${load.orgOf},
-           1 + j % 50, (1 + j % 50) * 12.5, 40
+           1 + j % 50, 1 + j % 50, (1 + j % 50) * 12.5, 40
     FROM generate_series(0, ${load.perKey - 1}) AS j, generate_series(0, ${load.keys - 1}) AS k`);
   const loaded = performance.now();
   await admin.query(

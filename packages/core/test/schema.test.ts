@@ -125,6 +125,7 @@ const SAMPLES: Array<{ model: string; data: Record<string, unknown>; where: Reco
       statusClass: 4,
       orgId: "o1",
       count: 9_007_199_254_740_993n,
+      units: 9_007_199_254_740_995n,
       latencySum: 1234.5,
       latencyMax: 99.25,
     },

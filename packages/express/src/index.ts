@@ -128,6 +128,7 @@ export function fluxKeys(flux: Flux, options: FluxKeysOptions = {}): RequestHand
             startedAt,
             scopes: attachment.scopes,
             request: httpRequest,
+            units,
           });
         });
         if (runWithContext) runWithContext(result.context, next);

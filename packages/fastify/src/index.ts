@@ -68,6 +68,8 @@ interface Pending {
   startedAt: number;
   scopes: readonly string[] | undefined;
   request: HttpRequestLike;
+  /** What the request cost. */
+  units: number;
 }
 
 const DEFAULT_ERROR_KEYS = new Set(["statusCode", "code", "error", "message"]);
@@ -141,6 +143,7 @@ const plugin: FastifyPluginAsync<FluxKeysPluginOptions> = async (fastify, option
           startedAt,
           scopes: route.scopes,
           request: httpRequest,
+          units: route.cost ?? 1,
         };
         reply.headers(result.headers);
         if (!runWithContext) return done();
@@ -182,6 +185,7 @@ const plugin: FastifyPluginAsync<FluxKeysPluginOptions> = async (fastify, option
         startedAt: entry.startedAt,
         scopes: entry.scopes,
         request: entry.request,
+        units: entry.units,
       });
     }
     done();

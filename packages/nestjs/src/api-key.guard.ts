@@ -113,6 +113,7 @@ export class ApiKeyGuard implements CanActivate {
         startedAt,
         scopes: requirements.scopes,
         request: httpRequest,
+        units: requirements.cost ?? 1,
       });
     if (type === "graphql") {
       // Every other guarded field of this operation reuses this verification (one HTTP request,

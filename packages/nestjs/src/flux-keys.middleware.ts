@@ -81,6 +81,7 @@ export class FluxKeysMiddleware implements NestMiddleware {
             startedAt,
             scopes: requirements.scopes,
             request: httpRequest,
+            units: route.cost,
           });
         });
         next();

@@ -58,6 +58,7 @@ export function createStripeMeterSync(flux: Flux, options: StripeMeterSyncOption
     outbox: flux.billing.meter(meter.eventName, {
       statusClasses: meter.statusClasses,
       endpoints: meter.endpoints,
+      value: meter.value,
       settleMs: config.settleMs,
     }),
   }));

@@ -124,6 +124,8 @@ export interface MeterDefinition {
   statusClasses?: number[];
   /** Only calls to these endpoints (`"POST /v1/exports"`) count. @default all */
   endpoints?: string[];
+  /** What each counted call adds: `'calls'` (one) or `'units'` (its route's cost). @default 'calls' */
+  value?: "calls" | "units";
   /** Payload key of the customer (the meter's `customer_mapping.event_payload_key`). @default 'stripe_customer_id' */
   customerKey?: string;
   /** Payload key of the value (the meter's `value_settings.event_payload_key`). @default 'value' */
@@ -158,7 +160,7 @@ const SYNC_KEYS = new Set([
   "retry",
   "logger",
 ]);
-const METER_KEYS = new Set(["eventName", "statusClasses", "endpoints", "customerKey", "valueKey"]);
+const METER_KEYS = new Set(["eventName", "statusClasses", "endpoints", "customerKey", "valueKey", "value"]);
 
 export interface ResolvedMeterSyncOptions {
   stripe: Stripe;
@@ -194,8 +196,11 @@ export function resolveMeterSyncOptions(options: StripeMeterSyncOptions): Resolv
     if (!statusClasses.every((c) => Number.isInteger(c) && c >= 1 && c <= 5)) {
       fail("statusClasses must be integers 1..5.");
     }
+    const value = meter.value ?? "calls";
+    if (value !== "calls" && value !== "units") fail("a meter's value must be 'calls' or 'units'.");
     return {
       eventName: meter.eventName,
+      value,
       statusClasses,
       endpoints: meter.endpoints ?? [],
       customerKey: meter.customerKey ?? "stripe_customer_id",

@@ -193,6 +193,46 @@ describe.each(STORES)("Stripe meter sync on $name", (store) => {
   );
 
   it.skipIf(!store.available)(
+    "a meter can bill by cost: value 'units' sums each call's route cost",
+    async () => {
+      const keyId = (await flux.keys.create().forOrg("acme").issue()).key.id;
+      const at = base + 55 * MINUTE + 1_000;
+      for (const units of [5, 5, 2]) {
+        flux.usage.record({
+          keyId,
+          orgId: "acme",
+          method: "POST",
+          endpoint: "/v1/bulk",
+          status: 200,
+          latencyMs: 1,
+          units,
+          at,
+        });
+      }
+      // A refused call costs nothing on the bill, whatever its route's cost.
+      flux.usage.record({
+        keyId,
+        orgId: "acme",
+        method: "POST",
+        endpoint: "/v1/bulk",
+        status: 429,
+        latencyMs: 1,
+        units: 5,
+        at,
+      });
+      await flux.usage.flush();
+      const byCost = sync(flux, {
+        meters: [{ eventName: "bulk_units", endpoints: ["POST /v1/bulk"], value: "units" }],
+      });
+      await byCost.runOnce();
+      expect(server.total("bulk_units", "cus_acme")).toBe(12);
+      const byCalls = sync(flux, { meters: [{ eventName: "bulk_calls", endpoints: ["POST /v1/bulk"] }] });
+      await byCalls.runOnce();
+      expect(server.total("bulk_calls", "cus_acme")).toBe(3);
+    },
+  );
+
+  it.skipIf(!store.available)(
     "a meter can count one endpoint only; the current minute waits to settle",
     async () => {
       const keyId = (await flux.keys.create().forOrg("globex").issue()).key.id;

@@ -21,6 +21,11 @@ export interface MeterOutboxOptions {
   /** Only calls to these endpoints (`"GET /v1/events/:id"`, the route template) count. @default all */
   endpoints?: string[];
   /**
+   * What a counted call adds: `'calls'` (one each) or `'units'` (its route's cost, as recorded
+   * in usage). @default 'calls'
+   */
+  value?: "calls" | "units";
+  /**
    * A minute is sent once it ended this long ago (usage reaches the database at each instance's
    * flush). @default 120000 (2 minutes)
    */
@@ -55,7 +60,7 @@ WITH "since" AS (
       - make_interval(secs => $7::float8 / 1000)
   ) AS "at"
 ), "usage" AS (
-  SELECT u."org_id", u."at", sum(u."count")::bigint AS "total"
+  SELECT u."org_id", u."at", sum(CASE WHEN $8::boolean THEN u."units" ELSE u."count" END)::bigint AS "total"
   FROM "flux_usage_minutes" AS u
   WHERE u."at" >= (SELECT "at" FROM "since") AND u."at" < to_timestamp($3::float8 / 1000)
     AND u."status_class" = ANY($4::int[])
@@ -109,6 +114,7 @@ export class MeterOutbox {
   private readonly settleMs: number;
   private readonly lookbackMs: number;
   private readonly lateMs: number;
+  private readonly byUnits: boolean;
 
   constructor(
     private readonly driver: SqlDriver,
@@ -121,6 +127,7 @@ export class MeterOutbox {
     this.settleMs = options.settleMs ?? 120_000;
     this.lookbackMs = options.lookbackMs ?? 30 * 86_400_000;
     this.lateMs = options.lateMs ?? 86_400_000;
+    this.byUnits = options.value === "units";
   }
 
   /** Records the sends that settled usage calls for; returns how many rows it wrote. */
@@ -137,6 +144,7 @@ export class MeterOutbox {
           this.endpoints,
           limit,
           this.lateMs,
+          this.byUnits,
         ]),
       ),
     );

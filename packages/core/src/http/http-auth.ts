@@ -190,6 +190,8 @@ export class HttpAuth {
       startedAt: number;
       scopes?: readonly string[] | undefined;
       request?: HttpRequestLike;
+      /** What the request cost (its route's `cost`). @default 1 */
+      units?: number;
     },
   ) {
     if (context.rotation !== null) {
@@ -212,6 +214,7 @@ export class HttpAuth {
       endpoint: call.endpoint ?? "(unmatched)",
       status: call.status,
       latencyMs: performance.now() - call.startedAt,
+      units: call.units ?? 1,
     });
   }
 }

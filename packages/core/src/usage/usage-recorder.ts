@@ -17,6 +17,8 @@ export interface UsageRecord {
   /** HTTP status, 100-599. */
   status: number;
   latencyMs: number;
+  /** Units the call cost (its route's `cost`), for meters that bill by cost. @default 1 */
+  units?: number;
   /** When the call happened. @default now (the `clock` option) */
   at?: Date | number;
 }
@@ -32,6 +34,8 @@ export interface Bucket {
   /** Start of the minute, ms since the epoch. */
   minute: number;
   count: number;
+  /** Units (costs) summed over the calls. */
+  units: number;
   latencySum: number;
   latencyMax: number;
   /** Latest call time seen, ms since the epoch: feeds the key's `lastUsedAt`. */
@@ -81,6 +85,7 @@ export class UsageRecorder {
       return false;
     }
     const { keyId, orgId, endpoint, status, latencyMs, at } = input;
+    const units = input.units ?? 1;
     let method = input.method;
     if (
       !isText(keyId, MAX_ID) ||
@@ -93,7 +98,8 @@ export class UsageRecorder {
       status < 100 ||
       status > 599 ||
       typeof latencyMs !== "number" ||
-      !(latencyMs >= 0 && latencyMs < Number.POSITIVE_INFINITY)
+      !(latencyMs >= 0 && latencyMs < Number.POSITIVE_INFINITY) ||
+      !(Number.isSafeInteger(units) && units >= 0)
     ) {
       this.rejected++;
       return false;
@@ -132,6 +138,7 @@ export class UsageRecorder {
     if (bucket !== undefined) {
       if (bucket !== last) this.lastOfKey.set(keyId, bucket);
       bucket.count++;
+      bucket.units += units;
       bucket.latencySum += latencyMs;
       if (latencyMs > bucket.latencyMax) bucket.latencyMax = latencyMs;
       if (time > bucket.lastAt) bucket.lastAt = time;
@@ -148,6 +155,7 @@ export class UsageRecorder {
         statusClass,
         minute,
         count: 1,
+        units,
         latencySum: latencyMs,
         latencyMax: latencyMs,
         lastAt: time,

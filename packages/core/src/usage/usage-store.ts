@@ -12,6 +12,7 @@ import type { UsageBatch } from "./usage-recorder.js";
 const EPOCH = "TIMESTAMPTZ '1970-01-01 00:00:00+00'";
 const ADD_ON_CONFLICT = `ON CONFLICT ("key_id", "at", "method", "endpoint", "status_class") DO UPDATE SET
     "count" = t."count" + EXCLUDED."count",
+    "units" = t."units" + EXCLUDED."units",
     "latency_sum" = t."latency_sum" + EXCLUDED."latency_sum",
     "latency_max" = GREATEST(t."latency_max", EXCLUDED."latency_max")`;
 
@@ -25,15 +26,16 @@ WITH "batch" AS (
   INSERT INTO "flux_usage_batches" ("id") VALUES ($1) ON CONFLICT ("id") DO NOTHING RETURNING "id"
 ), "rows" AS (
   SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::float8[],
-                       $8::bigint[], $9::float8[], $10::float8[], $11::float8[])
+                       $8::bigint[], $9::float8[], $10::float8[], $11::float8[], $12::bigint[])
     AS r("key_id", "org_id", "method", "endpoint", "status_class", "minute", "count", "latency_sum",
-         "latency_max", "last_at")
+         "latency_max", "last_at", "units")
   WHERE EXISTS (SELECT 1 FROM "batch")
 ), "added" AS (
   INSERT INTO "flux_usage_minutes" AS t
-    ("key_id", "at", "method", "endpoint", "status_class", "org_id", "count", "latency_sum", "latency_max")
+    ("key_id", "at", "method", "endpoint", "status_class", "org_id", "count", "units", "latency_sum",
+     "latency_max")
   SELECT "key_id", to_timestamp("minute" / 1000), "method", "endpoint", "status_class", "org_id", "count",
-         "latency_sum", "latency_max"
+         "units", "latency_sum", "latency_max"
   FROM "rows"
   -- One lock order for every writer: two instances flushing the same buckets do not deadlock.
   ORDER BY "key_id", "minute", "method", "endpoint", "status_class"
@@ -62,6 +64,7 @@ export async function writeBatch(driver: SqlDriver, batch: UsageBatch): Promise<
   const sums = new Array<number>(n);
   const maxes = new Array<number>(n);
   const lasts = new Array<number>(n);
+  const units = new Array<number>(n);
   for (let i = 0; i < n; i++) {
     const b = batch.buckets[i]!;
     keyIds[i] = b.keyId;
@@ -74,6 +77,7 @@ export async function writeBatch(driver: SqlDriver, batch: UsageBatch): Promise<
     sums[i] = b.latencySum;
     maxes[i] = b.latencyMax;
     lasts[i] = b.lastAt;
+    units[i] = b.units;
   }
   const rows = await driver.withSession((session) =>
     session.query<{ fresh: number }>(WRITE_BATCH, [
@@ -88,6 +92,7 @@ export async function writeBatch(driver: SqlDriver, batch: UsageBatch): Promise<
       sums,
       maxes,
       lasts,
+      units,
     ]),
   );
   return { fresh: Number(rows[0]?.fresh ?? 0) > 0 };
@@ -207,9 +212,10 @@ WITH "moved" AS (
   RETURNING *
 ), "added" AS (
   INSERT INTO "flux_usage_hours" AS t
-    ("key_id", "at", "method", "endpoint", "status_class", "org_id", "count", "latency_sum", "latency_max")
+    ("key_id", "at", "method", "endpoint", "status_class", "org_id", "count", "units", "latency_sum",
+     "latency_max")
   SELECT "key_id", date_bin(INTERVAL '1 hour', "at", ${EPOCH}) AS "hour", "method", "endpoint", "status_class",
-         min("org_id"), sum("count"), sum("latency_sum"), max("latency_max")
+         min("org_id"), sum("count"), sum("units"), sum("latency_sum"), max("latency_max")
   FROM "moved"
   GROUP BY "key_id", "hour", "method", "endpoint", "status_class"
   ORDER BY "key_id", "hour", "method", "endpoint", "status_class"

@@ -226,7 +226,14 @@ export class Keys {
     }
     // Not cached: unknown to the digest filter (past the lookup budget) or remembered as unknown
     // means no I/O. A well-formed key has the exact length, so its digest was computed above.
-    if (record === undefined && this.rt.unknownKeys.admit(digest as string) === "unknown") record = null;
+    // A request that finds the digest's read in flight joins it without spending the budget.
+    if (
+      record === undefined &&
+      !this.loading.has(digest as string) &&
+      this.rt.unknownKeys.admit(digest as string) === "unknown"
+    ) {
+      record = null;
+    }
     if (record === undefined) {
       try {
         record = await this.load(digest as string);

@@ -655,9 +655,18 @@ describe.each(STORES)("portal handler on $name", (store) => {
             remoteAddress: "203.0.113.44",
           })
         ).json();
+        // Another key is revoked (revoking the successor would end the old key's grace too).
+        const { key: doomed } = await (
+          await call("/portal/api/keys", {
+            method: "POST",
+            as: admin,
+            body: { name: "Doomed", scopes: ["read:events"] },
+            remoteAddress: "203.0.113.44",
+          })
+        ).json();
         expect(
           (
-            await call(`/portal/api/keys/${rotated.key.id}/revoke`, {
+            await call(`/portal/api/keys/${doomed.id}/revoke`, {
               method: "POST",
               as: admin,
               body: { reason: "audit test" },
@@ -672,7 +681,7 @@ describe.each(STORES)("portal handler on $name", (store) => {
 
         const full = await (await call("/portal/api/audit", { as: admin })).json();
         const revokedByAdmin = full.items.find(
-          (e: { action: string; keyId: string }) => e.action === "key.revoked" && e.keyId === rotated.key.id,
+          (e: { action: string; keyId: string }) => e.action === "key.revoked" && e.keyId === doomed.id,
         );
         expect(revokedByAdmin).toMatchObject({
           actor: { type: "user", id: "u-ann", ip: "203.0.113.44" },
@@ -691,8 +700,7 @@ describe.each(STORES)("portal handler on $name", (store) => {
           const page = JSON.parse(text);
           // What happened, still there.
           const revoked = page.items.find(
-            (e: { action: string; keyId: string }) =>
-              e.action === "key.revoked" && e.keyId === rotated.key.id,
+            (e: { action: string; keyId: string }) => e.action === "key.revoked" && e.keyId === doomed.id,
           );
           expect(revoked).toMatchObject({ actor: { type: "user" }, details: { reason: "audit test" } });
           expect(page.items.some((e: { action: string }) => e.action === "portal.session_started")).toBe(

@@ -241,6 +241,19 @@ export function resolveOptions(
       "environments must be a non-empty list of 'live' and 'test'.",
     );
   }
+  if (options.redis !== undefined && options.redis !== null) {
+    if (typeof options.redis !== "object") {
+      throw new FluxConfigError("invalid_option", "redis must be { url }, { client } or null.");
+    }
+    refuseUnknown(
+      options.redis,
+      "client" in options.redis ? ["client", "keyPrefix"] : ["url", "keyPrefix"],
+      "redis",
+    );
+    if (!("client" in options.redis) && typeof options.redis.url !== "string") {
+      throw new FluxConfigError("invalid_option", "redis must be { url }, { client } or null.");
+    }
+  }
   const redisPrefix = options.redis?.keyPrefix ?? "flux:";
   let redis: ResolvedOptions["redis"] = null;
   if (options.redis === undefined) {
@@ -360,6 +373,14 @@ function resolveDatabase(database: FluxOptions["database"], env: NodeJS.ProcessE
     if (env.DATABASE_URL) return postgres(env.DATABASE_URL, undefined, 10);
     return { kind: "pglite", dataDir: undefined };
   }
+  if (typeof database !== "object" || database === null) {
+    throw new FluxConfigError("invalid_option", "database must be { pglite } or { url }.");
+  }
+  refuseUnknown(
+    database,
+    "pglite" in database ? ["pglite"] : ["url", "schema", "poolSize", "directUrl"],
+    "database",
+  );
   if ("pglite" in database) {
     const dir = database.pglite;
     return { kind: "pglite", dataDir: dir === true || dir === "memory://" ? undefined : dir };
@@ -394,5 +415,14 @@ function configMs(value: Duration, name: string): number {
     return toMs(value, name);
   } catch {
     throw new FluxConfigError("invalid_option", `${name} must be a duration such as '30s'.`);
+  }
+}
+
+/** Every option Flux Keys does not understand is a mistake worth stopping for (`{ cluster }`…). */
+function refuseUnknown(section: object, known: readonly string[], where: string): void {
+  for (const name of Object.keys(section)) {
+    if (!known.includes(name)) {
+      throw new FluxConfigError("unknown_option", `Unknown option '${where}.${name}' for createFlux().`);
+    }
   }
 }

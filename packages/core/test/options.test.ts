@@ -36,6 +36,29 @@ describe("resolveOptions", () => {
   });
 });
 
+describe("options Flux Keys does not understand", () => {
+  it("refuses them inside database and redis, with the option's path (never silently ignored)", () => {
+    const cases: Array<[unknown, string]> = [
+      [{ redis: { cluster: [{ host: "127.0.0.1", port: 7000 }] } }, "redis.cluster"],
+      [{ redis: { url: "redis://h:1", db: 3 } }, "redis.db"],
+      [{ database: { url: "postgresql://u@h/db", ssl: true } }, "database.ssl"],
+      [{ database: { pglite: true, dataDir: "x" } }, "database.dataDir"],
+    ];
+    for (const [options, path] of cases) {
+      expect(() => resolveOptions(options as never, {})).toThrow(
+        expect.objectContaining({
+          name: "FluxConfigError",
+          code: "unknown_option",
+          message: expect.stringContaining(path),
+        }),
+      );
+    }
+    expect(() => resolveOptions({ redis: { keyPrefix: "x:" } } as never, {})).toThrow(
+      expect.objectContaining({ code: "invalid_option" }),
+    );
+  });
+});
+
 describe("embedded PGlite in a folder", () => {
   it("persists keys across instances", async () => {
     const dir = await mkdtemp(join(tmpdir(), "flux-pglite-"));

@@ -62,8 +62,11 @@ interface Running {
   close(): Promise<void>;
 }
 
-/** A key with the scope the route needs, on a plan with a window so large nothing is limited. */
-async function seed(flux: Flux): Promise<string> {
+/**
+ * `BENCH_KEYS` keys (default 1) with the scope the route needs, on a plan with a window so large
+ * nothing is limited.
+ */
+async function seed(flux: Flux): Promise<string[]> {
   await flux.plans.upsert({
     id: "bench",
     name: "Bench",
@@ -74,8 +77,13 @@ async function seed(flux: Flux): Promise<string> {
         : [{ name: "sustained", limit: 1_000_000_000, window: "1m" }],
   });
   await flux.orgs.create({ id: BARE_ORG, name: "Bench org", planId: "bench" });
-  const { secret } = await flux.keys.create().forOrg(BARE_ORG).withScopes(["read:events"]).issue();
-  return secret;
+  const count = Math.max(1, Number(process.env.BENCH_KEYS ?? 1));
+  const secrets: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const { secret } = await flux.keys.create().forOrg(BARE_ORG).withScopes(["read:events"]).issue();
+    secrets.push(secret);
+  }
+  return secrets;
 }
 
 function fluxOptions(variant: Variant): FluxOptions {
@@ -241,7 +249,8 @@ async function main() {
   if (scenario === null) throw new Error(`unknown scenario '${name}'`);
   const { framework, variant } = scenario;
   const flux = variant === "bare" ? null : await createFlux(fluxOptions(variant));
-  const key = flux === null ? null : await seed(flux);
+  const keys = flux === null ? [] : await seed(flux);
+  const key = keys[0] ?? null;
   let running: Running;
   if (framework === "express") running = await startExpress(variant, flux);
   else if (framework === "fastify") running = await startFastify(variant, flux);
@@ -262,7 +271,7 @@ async function main() {
     });
   });
   if (process.env.BENCH_PROFILE_DIR) await profileOnSignal(process.env.BENCH_PROFILE_DIR, name);
-  process.stdout.write(`${JSON.stringify({ ready: true, port: running.port, key })}\n`);
+  process.stdout.write(`${JSON.stringify({ ready: true, port: running.port, key, keys })}\n`);
 }
 
 main().catch((error: unknown) => {

@@ -3,7 +3,7 @@
  * limiter, usage on), again with the Redis limiter, and on Express against two hand-rolled
  * baselines (SHA-256 + a Prisma lookup per request; the same behind a Map). Not a test; numbers.
  *
- *   pnpm bench http [--quick] [--rounds=5] [--duration=6] [--warmup=3] [--connections=50]
+ *   pnpm bench http [--quick] [--rounds=5] [--duration=6] [--warmup=3] [--connections=50] [--keys=100]
  *                   [--paced=0.25] [--only=express,fastify,nest-express,nest-fastify] [--no-pin]
  *
  * Each server (bench/http-server.ts) runs in its own process pinned to core 0 with `taskset`; this
@@ -64,6 +64,8 @@ const settings = {
   connections: numberFlag("connections", "BENCH_HTTP_CONNECTIONS", 50),
   paced: flag("paced") === "0" ? 0 : numberFlag("paced", "BENCH_HTTP_PACED", 0.25),
   pin: flag("no-pin") === undefined,
+  /** Distinct keys each Flux Keys server issues; requests go round-robin over them. */
+  keys: numberFlag("keys", "BENCH_HTTP_KEYS", 100),
 };
 
 type Variant = "bare" | "flux" | "flux-redis" | "handrolled-prisma" | "handrolled-map";
@@ -196,11 +198,17 @@ interface Server {
   child: ChildProcess;
   url: string;
   key: string | null;
+  /** Every key the server issued (`--keys`), sent round-robin. */
+  keys: string[];
 }
 
 async function startServer(framework: string, variant: Variant): Promise<Server> {
   const scenario = `${framework}-${variant}`;
-  const env: NodeJS.ProcessEnv = { ...process.env, NODE_ENV: "production" };
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    NODE_ENV: "production",
+    BENCH_KEYS: String(settings.keys),
+  };
   if (variant !== "bare" && variant !== "flux") {
     env.BENCH_DATABASE_URL = DATABASE_URL;
     env.BENCH_PG_SCHEMA = await createSchema();
@@ -222,26 +230,40 @@ async function startServer(framework: string, variant: Variant): Promise<Server>
     ? ["taskset", ["-c", "0", process.execPath, ...nodeArgs]]
     : [process.execPath, nodeArgs];
   const child = spawn(command, args as string[], { env, stdio: ["ignore", "pipe", "inherit"] });
-  const ready = await new Promise<{ port: number; key: string | null }>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${scenario}: not ready after 90 s`)), 90_000);
-    const lines = createInterface({ input: child.stdout! });
-    lines.on("line", (line) => {
-      try {
-        const message = JSON.parse(line) as { ready?: boolean; port: number; key: string | null };
-        if (message.ready) {
-          clearTimeout(timer);
-          resolve(message);
+  const ready = await new Promise<{ port: number; key: string | null; keys?: string[] }>(
+    (resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${scenario}: not ready after 90 s`)), 90_000);
+      const lines = createInterface({ input: child.stdout! });
+      lines.on("line", (line) => {
+        try {
+          const message = JSON.parse(line) as {
+            ready?: boolean;
+            port: number;
+            key: string | null;
+            keys?: string[];
+          };
+          if (message.ready) {
+            clearTimeout(timer);
+            resolve(message);
+          }
+        } catch {
+          // Not ours: a library printing to stdout.
         }
-      } catch {
-        // Not ours: a library printing to stdout.
-      }
-    });
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${scenario}: exited with ${code} before it was ready`));
-    });
-  });
-  return { scenario, variant, child, url: `http://127.0.0.1:${ready.port}/v1/events`, key: ready.key };
+      });
+      child.once("exit", (code) => {
+        clearTimeout(timer);
+        reject(new Error(`${scenario}: exited with ${code} before it was ready`));
+      });
+    },
+  );
+  return {
+    scenario,
+    variant,
+    child,
+    url: `http://127.0.0.1:${ready.port}/v1/events`,
+    key: ready.key,
+    keys: ready.keys ?? (ready.key === null ? [] : [ready.key]),
+  };
 }
 
 async function stopServer(server: Server): Promise<void> {
@@ -312,6 +334,8 @@ async function load(server: Server, seconds: number, rate?: number): Promise<Sam
   const cpuBefore = processCpuSeconds(server.child.pid!);
   const ownBefore = process.cpuUsage();
   const start = performance.now();
+  // Each load starts at a random key, so rounds do not always begin on the same one.
+  let next = Math.floor(Math.random() * Math.max(1, server.keys.length));
   let instance!: autocannon.Instance;
   const finished = new Promise<autocannon.Result>((resolve, reject) => {
     instance = autocannon(
@@ -321,7 +345,20 @@ async function load(server: Server, seconds: number, rate?: number): Promise<Sam
         pipelining: 1,
         duration: seconds,
         ...(rate === undefined ? {} : { overallRate: Math.max(1, Math.round(rate)) }),
-        headers: server.key ? { authorization: `Bearer ${server.key}` } : {},
+        ...(server.keys.length > 1
+          ? {
+              // Many distinct keys, as a real API sees them: round-robin over every key issued.
+              requests: [
+                {
+                  setupRequest: (request: autocannon.Request) => {
+                    next = (next + 1) % server.keys.length;
+                    request.headers = { ...request.headers, authorization: `Bearer ${server.keys[next]}` };
+                    return request;
+                  },
+                },
+              ],
+            }
+          : { headers: server.key ? { authorization: `Bearer ${server.key}` } : {} }),
       },
       (error, result) => (error ? reject(error) : resolve(result)),
     );

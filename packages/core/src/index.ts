@@ -51,6 +51,7 @@ export {
   type Webhooks,
 } from "./events/index.js";
 export { createFlux, type Flux } from "./flux.js";
+export { readBodyLimited } from "./http/body.js";
 export { extractCredential, type HeaderBag } from "./http/credentials.js";
 export {
   createHttpAuth,

@@ -8,7 +8,13 @@
  * `invoice.payment_failed` (a paying subscription becomes past due). Anything else is
  * acknowledged and ignored. Each event is applied once (by id) and in order (by `created`).
  */
-import { type BillingEventInput, type Flux, FluxError, PROBLEM_CONTENT_TYPE } from "@flux-keys/core";
+import {
+  type BillingEventInput,
+  type Flux,
+  FluxError,
+  PROBLEM_CONTENT_TYPE,
+  readBodyLimited,
+} from "@flux-keys/core";
 import type Stripe from "stripe";
 import { resolveWebhookOptions, type StripeWebhookOptions } from "./options.js";
 import { type PriceLike, PricePlans } from "./price-plans.js";
@@ -57,11 +63,10 @@ function problem(error: FluxError): Response {
 }
 
 async function readBody(request: Request, limit: number): Promise<string> {
-  const declared = Number(request.headers.get("content-length") ?? "0");
-  if (declared > limit) throw new FluxError("invalid_request", { detail: "The body is too large." });
-  const body = new Uint8Array(await request.arrayBuffer());
-  if (body.byteLength > limit) throw new FluxError("invalid_request", { detail: "The body is too large." });
-  return new TextDecoder().decode(body);
+  // Never buffered past the limit, whatever the request says of its length.
+  const body = await readBodyLimited(request, limit);
+  if (body === null) throw new FluxError("invalid_request", { detail: "The body is too large." });
+  return body.toString("utf8");
 }
 
 export function createStripeWebhookHandler(flux: Flux, options: StripeWebhookOptions): StripeWebhookHandler {

@@ -7,10 +7,12 @@
  *
  * Web `Request` in, `Response` out; mount it with your adapter (see the adapters' READMEs).
  */
+
 import { createHash, createPublicKey, verify } from "node:crypto";
 import { writeAudit } from "../audit.js";
 import { FluxConfigError, FluxError } from "../errors.js";
 import type { Flux } from "../flux.js";
+import { readBodyLimited } from "../http/body.js";
 import type { Actor } from "../types.js";
 import { isFluxKey } from "./secret-scanning.js";
 
@@ -53,33 +55,6 @@ function problem(error: FluxError): Response {
   });
 }
 
-/**
- * The body, or null past `max` bytes: a declared Content-Length past it is refused unread, and a
- * stream is read chunk by chunk and cancelled at the first byte past it (never buffered whole).
- */
-async function readLimited(request: Request, max: number): Promise<Buffer | null> {
-  const declared = Number(request.headers.get("content-length") ?? Number.NaN);
-  if (declared > max) {
-    await request.body?.cancel().catch(() => {});
-    return null;
-  }
-  if (request.body === null) return Buffer.alloc(0);
-  const reader = request.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > max) {
-      await reader.cancel().catch(() => {});
-      return null;
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks, size);
-}
-
 export function createSecretScanningHandler(
   flux: Flux,
   options: SecretScanningOptions,
@@ -114,7 +89,7 @@ export function createSecretScanningHandler(
       await request.body?.cancel().catch(() => {});
       return problem(new FluxError("key_invalid", { detail: "The GitHub signature does not verify." }));
     }
-    const raw = await readLimited(request, maxBody);
+    const raw = await readBodyLimited(request, maxBody);
     if (raw === null) {
       return problem(
         new FluxError("payload_too_large", { detail: `The payload is larger than ${maxBody} bytes.` }),

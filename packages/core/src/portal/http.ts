@@ -2,8 +2,10 @@
  * The portal's HTTP manners: security headers on every response, cookies, problem details, and
  * the cross-site request check (Fetch Metadata, then Origin, then a CSRF token in a header).
  */
+
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { FluxError } from "../errors.js";
+import { readBodyLimited } from "../http/body.js";
 
 export const CSP = [
   "default-src 'none'",
@@ -162,21 +164,9 @@ export async function readJson(request: Request): Promise<Record<string, unknown
 }
 
 async function readText(request: Request, limit: number): Promise<string> {
-  if (request.body === null) return "";
-  const reader = request.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > limit) {
-      await reader.cancel().catch(() => {});
-      throw new FluxError("invalid_request", { detail: "The body is too large." });
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks).toString("utf8");
+  const body = await readBodyLimited(request, limit);
+  if (body === null) throw new FluxError("invalid_request", { detail: "The body is too large." });
+  return body.toString("utf8");
 }
 
 const AUTHORITY = /^(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;

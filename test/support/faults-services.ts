@@ -373,6 +373,40 @@ export function load(
  * swallows that answer and destroys both sides. The client sees a connection lost mid-statement
  * whose outcome was in fact a commit.
  */
+/**
+ * Connects `client` to the server on `targetPort` and relays both ways through the filters (a
+ * chunk goes on when its filter says so); `close` destroys both sides. `sockets` tracks them.
+ */
+function relay(
+  client: Socket,
+  targetPort: number,
+  sockets: Set<Socket>,
+  filter: {
+    fromClient(chunk: Buffer, close: () => void): boolean;
+    fromServer(chunk: Buffer, close: () => void): boolean;
+  },
+): void {
+  const upstream = connect(targetPort, "127.0.0.1");
+  sockets.add(client);
+  sockets.add(upstream);
+  const close = () => {
+    client.destroy();
+    upstream.destroy();
+    sockets.delete(client);
+    sockets.delete(upstream);
+  };
+  client.on("data", (chunk: Buffer) => {
+    if (filter.fromClient(chunk, close)) upstream.write(chunk);
+  });
+  upstream.on("data", (chunk: Buffer) => {
+    if (filter.fromServer(chunk, close)) client.write(chunk);
+  });
+  client.on("error", close);
+  upstream.on("error", close);
+  client.on("close", close);
+  upstream.on("close", close);
+}
+
 /** PostgreSQL's ReadyForQuery: 'Z', length 5. The statement's transaction is over. */
 const READY_FOR_QUERY = Buffer.from([0x5a, 0, 0, 0, 5]);
 
@@ -395,39 +429,26 @@ export class CuttingProxy {
   ): Promise<CuttingProxy> {
     let proxy: CuttingProxy | undefined;
     const server = createServer((client) => {
-      const upstream = connect(targetPort, "127.0.0.1");
       const self = proxy as CuttingProxy;
-      self.sockets.add(client);
-      self.sockets.add(upstream);
       let cutting = false;
-      const close = () => {
-        client.destroy();
-        upstream.destroy();
-        self.sockets.delete(client);
-        self.sockets.delete(upstream);
-      };
-      client.on("data", (chunk: Buffer) => {
-        if (self.armed !== null && chunk.includes(self.armed)) {
-          self.armed = null;
-          cutting = true;
-        }
-        upstream.write(chunk);
+      relay(client, targetPort, self.sockets, {
+        fromClient(chunk) {
+          if (self.armed !== null && chunk.includes(self.armed)) {
+            self.armed = null;
+            cutting = true;
+          }
+          return true;
+        },
+        fromServer(chunk, close) {
+          if (!cutting) return true;
+          // The statement (or command) has run; drop its answer.
+          if (isAnswer(chunk)) {
+            self.cuts++;
+            close();
+          }
+          return false;
+        },
       });
-      upstream.on("data", (chunk: Buffer) => {
-        if (!cutting) {
-          client.write(chunk);
-          return;
-        }
-        // The statement (or command) has run; drop its answer.
-        if (isAnswer(chunk)) {
-          self.cuts++;
-          close();
-        }
-      });
-      client.on("error", close);
-      upstream.on("error", close);
-      client.on("close", close);
-      upstream.on("close", close);
     });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     proxy = new CuttingProxy(server, (server.address() as AddressInfo).port);
@@ -474,28 +495,13 @@ export class FaultyProxy {
         client.on("close", () => self.sockets.delete(client));
         return;
       }
-      const upstream = connect(targetPort, "127.0.0.1");
-      self.sockets.add(client);
-      self.sockets.add(upstream);
+      // A connection that saw the black hole stays silent, as a partitioned peer's would.
       let silenced = false;
-      const close = () => {
-        client.destroy();
-        upstream.destroy();
-        self.sockets.delete(client);
-        self.sockets.delete(upstream);
+      const forward = () => {
+        if (self.holding) silenced = true;
+        return !silenced;
       };
-      client.on("data", (chunk: Buffer) => {
-        if (self.holding) silenced = true;
-        if (!silenced) upstream.write(chunk);
-      });
-      upstream.on("data", (chunk: Buffer) => {
-        if (self.holding) silenced = true;
-        if (!silenced) client.write(chunk);
-      });
-      client.on("error", close);
-      upstream.on("error", close);
-      client.on("close", close);
-      upstream.on("close", close);
+      relay(client, targetPort, self.sockets, { fromClient: forward, fromServer: forward });
     });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     proxy = new FaultyProxy(server, (server.address() as AddressInfo).port);

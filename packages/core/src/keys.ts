@@ -209,8 +209,8 @@ export class Keys {
     // so its checksum was right. Anything else is parsed (format, checksum) before any I/O.
     const digest =
       typeof secret === "string" && secret.length === this.keyLength ? this.digest(secret) : undefined;
-    let record = digest === undefined ? undefined : this.rt.cache.get(digest);
-    if (record === undefined || record === null) {
+    let record: KeyRecord | null | undefined = digest === undefined ? undefined : this.rt.cache.get(digest);
+    if (record === undefined) {
       const parsed = this.parse(secret);
       if (!parsed.ok) return this.failed(DENIALS[parsed.code], address);
       if (!this.rt.options.environments.has(parsed.environment))

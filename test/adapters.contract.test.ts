@@ -166,6 +166,22 @@ describe.each(CASES)("adapter contract: $label", ({ target, store }) => {
     }
   });
 
+  run("refuses every key of a suspended org with 403 org_suspended, until it is resumed", async () => {
+    await flux.orgs.create({ id: `held-${now}`, name: "Held", planId: "pro" });
+    const { secret } = await flux.keys.create().forOrg(`held-${now}`).withScopes(["read:events"]).issue();
+    expect((await api().get("/v1/events").set("Authorization", `Bearer ${secret}`)).status).toBe(200);
+    await flux.orgs.suspend(`held-${now}`, { reason: "contract" });
+    try {
+      const refused = await api().get("/v1/events").set("Authorization", `Bearer ${secret}`);
+      expect(refused.status).toBe(403);
+      expect(problemOf(refused).code).toBe("org_suspended");
+      expect(refused.text).not.toContain("contract");
+    } finally {
+      await flux.orgs.resume(`held-${now}`);
+    }
+    expect((await api().get("/v1/events").set("Authorization", `Bearer ${secret}`)).status).toBe(200);
+  });
+
   run("serves a valid key from Authorization or X-API-Key, with RateLimit fields", async () => {
     const bearer = await api().get("/v1/events").set("Authorization", `Bearer ${secrets.full}`);
     expect(bearer.status).toBe(200);

@@ -139,7 +139,13 @@ export function planRows(plans: Plan[]): string {
 
 export function orgRows(orgs: Org[]): string {
   return table(
-    ["ID", "NAME", "PLAN", "CREATED"],
-    orgs.map((o) => [o.id, o.name, o.planId ?? "-", when(o.createdAt)]),
+    ["ID", "NAME", "PLAN", "STATUS", "CREATED"],
+    orgs.map((o) => [
+      o.id,
+      o.name,
+      o.planId ?? "-",
+      o.suspendedAt === null ? "active" : "suspended",
+      when(o.createdAt),
+    ]),
   );
 }

@@ -224,6 +224,27 @@ export function cliSuite(target: Target, options: { portal: boolean; exitCodes: 
       expect(unlinked.stripeCustomerId).toBeNull();
     });
 
+    it("suspends an org (its keys refused) and resumes it", async () => {
+      const suspended = await flux(["orgs", "suspend", "acme", "--reason", "chargeback", ...args]);
+      expect(suspended.code, suspended.stderr).toBe(0);
+      expect(suspended.stdout).toMatch(/^Suspended acme since .+: its keys are refused until resumed\.\n$/);
+      const shown = await flux(["orgs", "show", "acme", ...args]);
+      expect(shown.stdout).toMatch(/suspended +since .+ \(chargeback\)/);
+      const listed = await flux(["orgs", "list", ...args]);
+      expect(listed.stdout).toMatch(/^acme .* suspended /m);
+      const f = await createFlux(core);
+      try {
+        await expect(f.keys.verify(state.secret)).rejects.toMatchObject({ code: "org_suspended" });
+      } finally {
+        await f.close();
+      }
+      const resumed = await fluxJson<{ suspendedAt: string | null }>(["orgs", "resume", "acme", ...args]);
+      expect(resumed.suspendedAt).toBeNull();
+      const missing = await flux(["orgs", "suspend", "nope", ...args]);
+      expect(missing.code).not.toBe(0);
+      expect(missing.stderr).toContain("No such org");
+    });
+
     it("lists keys, rotates with grace and revokes", async () => {
       const list = await flux(["keys", "list", "--org", "acme", ...args]);
       expect(list.code).toBe(0);

@@ -34,6 +34,11 @@ export const ERROR_CODES = {
     title: "Entitlement missing",
     detail: "The organization's plan does not include this feature.",
   },
+  org_suspended: {
+    status: 403,
+    title: "Organization suspended",
+    detail: "The organization is suspended; its API keys are refused until it is resumed.",
+  },
   rate_limited: { status: 429, title: "Rate limited", detail: "Too many requests for this API key." },
   quota_exceeded: { status: 429, title: "Quota exceeded", detail: "The API key's quota is used up." },
   key_conflict: {

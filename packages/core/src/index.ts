@@ -8,6 +8,7 @@ export {
   planFor,
   type SubscriptionPolicy,
   type SubscriptionState,
+  suspendedFor,
 } from "./billing/billing.js";
 export type { MeterOutbox, MeterOutboxOptions, MeterSendRow } from "./billing/meter-outbox.js";
 export { type Duration, toMs } from "./duration.js";

@@ -25,6 +25,8 @@ export interface KeyRecord {
   allowFrom: readonly string[];
   /** First key of the rotation chain (this key when never rotated): quotas count per lineage. */
   lineageId: string;
+  /** The org is suspended: every key of it is refused (`org_suspended`). */
+  orgSuspended: boolean;
   /** `allowFrom` compiled, on first use. */
   allowed: ((address: string, hop: number) => boolean) | null;
   plan: {
@@ -57,6 +59,7 @@ interface Row {
   quota: unknown;
   allow_from: string[] | null;
   lineage_id: string | null;
+  org_suspended: boolean;
   plan_id: string | null;
   plan_name: string | null;
   plan_entitlements: string[] | null;
@@ -70,7 +73,7 @@ export async function loadKeyRecord(prisma: PrismaClient, digest: string): Promi
   const rows = await prisma.$queryRaw<Row[]>`
     SELECT k."id", k."org_id", k."name", k."environment", k."scopes", k."metadata",
            k."expires_at", k."revoked_at", k."replaced_by_id", k."sunset_at",
-           k."rate_limits", k."quota", k."allow_from", k."lineage_id",
+           k."rate_limits", k."quota", k."allow_from", k."lineage_id", o."suspended_at" IS NOT NULL AS "org_suspended",
            p."id" AS "plan_id", p."name" AS "plan_name", p."entitlements" AS "plan_entitlements",
            p."rate_limits" AS "plan_rate_limits", p."quota" AS "plan_quota",
            (SELECT COALESCE(json_agg(json_build_object(
@@ -98,6 +101,7 @@ export async function loadKeyRecord(prisma: PrismaClient, digest: string): Promi
     quota: (asJson(row.quota) as Quota | null) ?? null,
     allowFrom: Object.freeze([...(row.allow_from ?? [])]),
     lineageId: row.lineage_id ?? row.id,
+    orgSuspended: row.org_suspended === true,
     allowed: null,
     plan:
       row.plan_id === null

@@ -131,6 +131,7 @@ const DENIALS = Object.fromEntries(
       "key_expired",
       "store_unavailable",
       "ip_not_allowed",
+      "org_suspended",
     ] as const
   ).map((code) => [
     code,
@@ -143,7 +144,8 @@ const DENIALS = Object.fromEntries(
   | "key_revoked"
   | "key_expired"
   | "store_unavailable"
-  | "ip_not_allowed",
+  | "ip_not_allowed"
+  | "org_suspended",
   { valid: false; error: FluxError }
 >;
 
@@ -255,6 +257,8 @@ export class Keys {
     const status = keyStatus(record, now);
     if (status === "revoked") return this.failed(DENIALS.key_revoked, address);
     if (status === "expired") return this.failed(DENIALS.key_expired, address);
+    // A valid key of a suspended org: not a failed authentication of the client address.
+    if (record.orgSuspended) return DENIALS.org_suspended;
     if (record.allowFrom.length > 0) {
       record.allowed ??= compileTrust(record.allowFrom);
       // No address to check (core called without one) is refused too: the rule fails closed.

@@ -49,6 +49,10 @@ export interface OrgChanges {
   stripeCustomerId?: string | null;
 }
 
+const suspendSchema = z
+  .object({ reason: z.string().min(1).max(500).optional(), actor: z.unknown().optional() })
+  .strict();
+
 const CUSTOMER_TAKEN = "Another org already has this Stripe customer.";
 
 const entitlementSchema = z
@@ -62,6 +66,8 @@ export function toOrg(row: OrgRow): Org {
     planId: row.planId,
     metadata: (row.metadata ?? {}) as Record<string, unknown>,
     stripeCustomerId: row.stripeCustomerId,
+    suspendedAt: row.suspendedAt,
+    suspendedReason: row.suspendedReason,
     createdAt: row.createdAt,
     updatedAt: row.updatedAt,
   };
@@ -183,6 +189,51 @@ export class Orgs {
       }),
     );
     await this.rt.bus.publish({ kind: "org", id });
+    return toOrg(row);
+  }
+
+  /**
+   * Suspends an org: every key of it, issued before or after, is refused with `org_suspended`
+   * (403) on every instance until `resume()`; its plan, keys and usage are kept. Suspending a
+   * suspended org changes nothing (the first reason stays).
+   */
+  async suspend(id: string, options: { reason?: string; actor?: Actor } = {}): Promise<Org> {
+    const { reason } = parseInput(suspendSchema, options, "options");
+    return this.setSuspension(id, { at: new Date(this.rt.now()), reason: reason ?? null }, options.actor);
+  }
+
+  /** Lifts a suspension: the org's keys work again as before. Resuming an active org changes nothing. */
+  async resume(id: string, options: { actor?: Actor } = {}): Promise<Org> {
+    return this.setSuspension(id, null, options.actor);
+  }
+
+  /** Suspends (`{ at, reason }`) or resumes (`null`) in one transaction with its audit entry. */
+  private async setSuspension(
+    id: string,
+    next: { at: Date; reason: string | null } | null,
+    actor: Actor | undefined,
+  ): Promise<Org> {
+    const orgId = idOrNotFound(id, "No such org.");
+    const { row, changed } = await guard(() =>
+      this.rt.prisma.$transaction(async (tx) => {
+        const before = await tx.org.findUnique({ where: { id: orgId } });
+        if (before === null) throw new FluxError("not_found", { detail: "No such org." });
+        if ((before.suspendedAt !== null) === (next !== null)) return { row: before, changed: false };
+        const row = await tx.org.update({
+          where: { id: orgId },
+          data: { suspendedAt: next?.at ?? null, suspendedReason: next?.reason ?? null },
+        });
+        await writeAudit(tx, {
+          action: next === null ? "org.resumed" : "org.suspended",
+          actor: actor ?? SYSTEM_ACTOR,
+          orgId,
+          details: next === null ? { reason: before.suspendedReason } : { reason: next.reason },
+          at: new Date(this.rt.now()),
+        });
+        return { row, changed: true };
+      }),
+    );
+    if (changed) await this.rt.bus.publish({ kind: "org", id: orgId });
     return toOrg(row);
   }
 

@@ -51,6 +51,10 @@ export interface Org {
   metadata: Record<string, unknown>;
   /** The org's customer in Stripe (`cus_…`), or null. */
   stripeCustomerId: string | null;
+  /** When the org was suspended (every key refused with `org_suspended`), or null while active. */
+  suspendedAt: Date | null;
+  /** Why it was suspended: the operator's reason, `past_due` when billing did it, or null. */
+  suspendedReason: string | null;
   createdAt: Date;
   updatedAt: Date;
 }

@@ -225,6 +225,25 @@ describe.each(STORES)("portal handler on $name", (store) => {
       expect(await page.text()).toContain("Please sign in");
     });
 
+    it.skipIf(!store.available)(
+      "tells a suspended org's users so, without the operator's reason",
+      async () => {
+        const browser = await signIn("acme", "u-ann", "viewer");
+        await flux.orgs.suspend("acme", { reason: "internal: chargeback 4411" });
+        try {
+          const response = await call("/portal/api/me", { as: browser });
+          expect(response.status).toBe(200);
+          const text = await response.text();
+          expect(JSON.parse(text).org.suspendedAt).toEqual(expect.any(String));
+          expect(text).not.toContain("chargeback");
+        } finally {
+          await flux.orgs.resume("acme");
+        }
+        const after = await (await call("/portal/api/me", { as: browser })).json();
+        expect(after.org.suspendedAt).toBeNull();
+      },
+    );
+
     it.skipIf(!store.available)("a session ends after sessionTtl", async () => {
       const browser = await signIn("acme", "u-ann", "viewer");
       clock.advance(8 * 3_600_000 + 1);

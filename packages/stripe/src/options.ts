@@ -6,9 +6,10 @@ export interface PastDuePolicy {
   /** Days the paid plan stays after the first failed payment. @default 3 */
   graceDays?: number;
   /**
-   * The plan once grace is over: a fallback plan id, or `"suspend"` for no plan at all (keys keep
-   * working but lose the plan's scopes, entitlements and limits; give suspended orgs a plan with a
-   * tiny quota if they must be locked out). @default the `fallbackPlan`
+   * What happens once grace is over: move the org to this plan id, or `"suspend"` it (its plan is
+   * kept and every key of it is refused with `org_suspended`, 403, until the subscription is paid
+   * again; a suspension an operator made with `flux.orgs.suspend()` is never lifted by billing).
+   * @default the `fallbackPlan`
    */
   afterGrace?: string | "suspend";
   /**
@@ -101,8 +102,8 @@ export function resolveWebhookOptions(options: StripeWebhookOptions): ResolvedWe
   const graceDays = pastDue.graceDays ?? 3;
   if (!Number.isFinite(graceDays) || graceDays < 0) fail("pastDue.graceDays must be a number of days ≥ 0.");
   const afterGrace = pastDue.afterGrace;
-  const pastDuePlanId =
-    afterGrace === undefined ? fallbackPlanId : afterGrace === "suspend" ? null : afterGrace;
+  const pastDueSuspends = afterGrace === "suspend";
+  const pastDuePlanId = afterGrace === undefined || pastDueSuspends ? fallbackPlanId : afterGrace;
   const tolerance = options.tolerance ?? 300;
   if (!Number.isFinite(tolerance) || tolerance <= 0) fail("tolerance must be a positive number of seconds.");
   const maxBodyBytes = options.maxBodyBytes ?? 1_048_576;
@@ -110,7 +111,12 @@ export function resolveWebhookOptions(options: StripeWebhookOptions): ResolvedWe
     stripe: options.stripe,
     webhookSecret: options.webhookSecret,
     plans: Object.freeze({ ...options.plans }),
-    policy: Object.freeze({ fallbackPlanId, pastDueGraceMs: graceDays * 86_400_000, pastDuePlanId }),
+    policy: Object.freeze({
+      fallbackPlanId,
+      pastDueGraceMs: graceDays * 86_400_000,
+      pastDuePlanId,
+      pastDueSuspends,
+    }),
     pastDueCheckMs,
     tolerance,
     maxBodyBytes,

@@ -364,14 +364,14 @@ describe.each(STORES)("Stripe webhooks on $name", (store) => {
   });
 
   it.skipIf(!store.available)(
-    "past due with afterGrace: 'suspend' takes the org off any plan after the grace",
+    "past due with afterGrace: 'suspend' refuses the org's keys after the grace, until it is paid",
     async () => {
       const suspending = createStripeWebhookHandler(flux, {
         stripe,
         webhookSecret: SECRET,
         plans: { pro_monthly: "pro" },
         fallbackPlan: "free",
-        pastDue: { graceDays: 0, afterGrace: "suspend" },
+        pastDue: { graceDays: 0, afterGrace: "suspend", checkInterval: null },
       });
       const acme = await org();
       const deliver = async (event: Record<string, unknown>) => {
@@ -385,28 +385,91 @@ describe.each(STORES)("Stripe webhooks on $name", (store) => {
         );
         return (await response.json()) as { outcome: string };
       };
-      await deliver(
-        sub({
-          type: "customer.subscription.created",
-          created: t0 - 100,
-          customer: acme.customer,
-          status: "active",
-          lookupKey: "pro_monthly",
-        }),
-      );
-      expect((await flux.orgs.get(acme.id)).planId).toBe("pro");
-      // Zero grace days: past due means suspended at once.
-      await deliver(
+      const state = (status: string, created: number) =>
         sub({
           type: "customer.subscription.updated",
-          created: t0 - 99,
+          created,
           customer: acme.customer,
-          status: "past_due",
+          status,
           lookupKey: "pro_monthly",
-        }),
-      );
-      expect((await flux.orgs.get(acme.id)).planId).toBeNull();
-      expect((await flux.keys.verify(acme.secret)).plan).toBeNull();
+        });
+      await deliver({ ...state("active", t0 - 100), type: "customer.subscription.created" });
+      expect((await flux.orgs.get(acme.id)).planId).toBe("pro");
+      expect((await flux.keys.verify(acme.secret)).plan?.id).toBe("pro"); // cached
+      // Zero grace days: past due means suspended at once. The plan stays, the keys are refused.
+      await deliver(state("past_due", t0 - 99));
+      const suspended = await flux.orgs.get(acme.id);
+      expect(suspended.planId).toBe("pro");
+      expect(suspended.suspendedReason).toBe("past_due");
+      await expect(flux.keys.verify(acme.secret)).rejects.toMatchObject({
+        code: "org_suspended",
+        status: 403,
+      });
+      // Paid again: resumed, with the plan it had.
+      await deliver(state("active", t0 - 98));
+      expect((await flux.orgs.get(acme.id)).suspendedAt).toBeNull();
+      expect((await flux.keys.verify(acme.secret)).plan?.id).toBe("pro");
+      const actions = (await flux.audit.list({ orgId: acme.id })).items.map((entry) => entry.action);
+      expect(actions).toEqual(expect.arrayContaining(["org.suspended", "org.resumed"]));
+
+      // An operator's suspension is not lifted by a payment.
+      await deliver(state("past_due", t0 - 97));
+      await flux.orgs.resume(acme.id);
+      await flux.orgs.suspend(acme.id, { reason: "abuse" });
+      await deliver(state("active", t0 - 96));
+      expect((await flux.orgs.get(acme.id)).suspendedReason).toBe("abuse");
+      await expect(flux.keys.verify(acme.secret)).rejects.toMatchObject({ code: "org_suspended" });
+      await flux.orgs.resume(acme.id);
+      suspending.close();
+    },
+  );
+
+  it.skipIf(!store.available)(
+    "the past-due sweep suspends an org whose grace ended without an event (afterGrace: 'suspend')",
+    async () => {
+      const suspending = createStripeWebhookHandler(flux, {
+        stripe,
+        webhookSecret: SECRET,
+        plans: { pro_monthly: "pro" },
+        fallbackPlan: "free",
+        pastDue: { graceDays: 2, afterGrace: "suspend", checkInterval: null },
+      });
+      const acme = await org();
+      for (const [status, created] of [
+        ["active", t0 - 50],
+        ["past_due", Math.floor(now / 1000)],
+      ] as const) {
+        const signed = signEvent(
+          stripe,
+          SECRET,
+          sub({
+            type: "customer.subscription.updated",
+            created,
+            customer: acme.customer,
+            status,
+            lookupKey: "pro_monthly",
+          }),
+        );
+        await suspending(
+          new Request("http://localhost/", {
+            method: "POST",
+            headers: { "Stripe-Signature": signed.signature },
+            body: signed.body,
+          }),
+        );
+      }
+      expect((await flux.keys.verify(acme.secret)).plan?.id).toBe("pro"); // in grace
+      expect(await suspending.enforcePastDue()).toBe(0);
+      now += 2 * DAY + 1_000;
+      try {
+        expect(await suspending.enforcePastDue()).toBe(1);
+        expect(await suspending.enforcePastDue()).toBe(0);
+        await expect(flux.keys.verify(acme.secret)).rejects.toMatchObject({ code: "org_suspended" });
+        expect((await flux.orgs.get(acme.id)).planId).toBe("pro");
+      } finally {
+        now -= 2 * DAY + 1_000;
+        suspending.close();
+      }
     },
   );
 

@@ -147,6 +147,12 @@ export function registerOrgs(program: Command, io: CliIo): void {
             ["name", org.name],
             ["plan", plan ? `${plan.id} (${plan.name})` : org.planId],
             ["stripe customer", org.stripeCustomerId],
+            [
+              "suspended",
+              org.suspendedAt === null
+                ? null
+                : `since ${when(org.suspendedAt)}${org.suspendedReason ? ` (${org.suspendedReason})` : ""}`,
+            ],
             ["active keys", activeKeys],
             ["created", when(org.createdAt)],
             ["metadata", Object.keys(org.metadata).length > 0 ? JSON.stringify(org.metadata) : null],
@@ -161,6 +167,40 @@ export function registerOrgs(program: Command, io: CliIo): void {
             ),
           );
         }
+      }),
+    );
+
+  orgs
+    .command("suspend")
+    .description("Suspend an organization: every key of it is refused (403 org_suspended) until resumed.")
+    .argument("<orgId>")
+    .option("--reason <text>", "why (kept with the org and in the audit log)")
+    .addHelpText("after", examples('flux orgs suspend acme --reason "chargeback"', "flux orgs resume acme"))
+    .action(
+      action<{ reason?: string }>(io, async (session, flags, [orgId]) => {
+        const flux = await session.flux();
+        const org = await flux.orgs.suspend(orgId!, {
+          ...(flags.reason !== undefined ? { reason: flags.reason } : {}),
+          actor: session.actor(),
+        });
+        if (session.json) return session.printJson(org);
+        session.out(
+          `Suspended ${org.id} since ${when(org.suspendedAt)}: its keys are refused until resumed.`,
+        );
+      }),
+    );
+
+  orgs
+    .command("resume")
+    .description("Lift an organization's suspension: its keys work again.")
+    .argument("<orgId>")
+    .addHelpText("after", examples("flux orgs resume acme"))
+    .action(
+      action(io, async (session, _flags, [orgId]) => {
+        const flux = await session.flux();
+        const org = await flux.orgs.resume(orgId!, { actor: session.actor() });
+        if (session.json) return session.printJson(org);
+        session.out(`Resumed ${org.id}: its keys work again.`);
       }),
     );
 

@@ -7,13 +7,17 @@
 import { writeAudit } from "../audit.js";
 import { guard, type SqlDriver, toStoreError } from "../database.js";
 import { FluxError } from "../errors.js";
+import type { Prisma } from "../generated/prisma/client.js";
 import type { Runtime } from "../runtime.js";
 import type { Actor } from "../types.js";
 import { MeterOutbox, type MeterOutboxOptions } from "./meter-outbox.js";
-import { planFor, type SubscriptionPolicy } from "./subscription-policy.js";
+import { planFor, type SubscriptionPolicy, suspendedFor } from "./subscription-policy.js";
 
 export type { SubscriptionPolicy, SubscriptionState } from "./subscription-policy.js";
-export { planFor } from "./subscription-policy.js";
+export { planFor, suspendedFor } from "./subscription-policy.js";
+
+/** The suspension reason billing writes, and the only one it lifts (never an operator's). */
+export const PAST_DUE_REASON = "past_due";
 
 export interface BillingEventInput {
   /** e.g. `"stripe"`: also the audit actor's id (`{ type: "system", id: "stripe" }`). */
@@ -45,12 +49,17 @@ export interface BillingResult {
   orgId: string | null;
   /** Set when the org's plan changed. */
   plan?: { from: string | null; to: string | null };
+  /** Set when billing suspended the org (past due beyond the grace) or lifted its suspension. */
+  suspension?: "suspended" | "resumed";
 }
 
 export interface Billing {
   /** Applies one provider event (idempotent by event id, order-safe by `occurredAt`). */
   applyEvent(input: BillingEventInput): Promise<BillingResult>;
-  /** Moves orgs past due beyond the grace period to the policy's plan; returns how many moved. */
+  /**
+   * Moves orgs past due beyond the grace period to the policy's plan (or suspends them, with
+   * `pastDueSuspends`); returns how many changed.
+   */
   enforcePastDue(provider: string, policy: SubscriptionPolicy): Promise<number>;
   /** The usage-to-meter outbox of one meter (what was sent is recorded; see MeterOutbox). */
   meter(name: string, options?: MeterOutboxOptions): MeterOutbox;
@@ -78,8 +87,11 @@ export function createBilling(rt: Runtime, driver: SqlDriver): Billing {
           await tx.billingEvent.update({ where: { id: input.eventId }, data: { outcome, orgId } });
         };
         // Locked: one writer per org at a time, so the order check and the write see the same state.
-        const [org] = await tx.$queryRaw<Array<{ id: string; planId: string | null }>>`
-          SELECT "id", "plan_id" AS "planId" FROM "flux_orgs"
+        const [org] = await tx.$queryRaw<
+          Array<{ id: string; planId: string | null; suspendedReason: string | null; suspended: boolean }>
+        >`
+          SELECT "id", "plan_id" AS "planId", "suspended_reason" AS "suspendedReason",
+                 "suspended_at" IS NOT NULL AS "suspended" FROM "flux_orgs"
           WHERE "stripe_customer_id" = ${input.customerId} FOR UPDATE`;
         if (org === undefined) {
           await finish("unknown_customer", null);
@@ -131,9 +143,18 @@ export function createBilling(rt: Runtime, driver: SqlDriver): Billing {
             : state?.status === "past_due" && state.pastDueSince !== null
               ? state.pastDueSince
               : input.occurredAt;
-        const planId = planFor(
-          { status: next.status, paidPlanId: next.paidPlanId, pastDueSince: pastDueSince?.getTime() ?? null },
-          input.policy,
+        const subscription = {
+          status: next.status,
+          paidPlanId: next.paidPlanId,
+          pastDueSince: pastDueSince?.getTime() ?? null,
+        };
+        const planId = planFor(subscription, input.policy, now);
+        const suspension = await setBillingSuspension(
+          tx,
+          org,
+          suspendedFor(subscription, input.policy, now),
+          actor,
+          { source: input.provider, eventId: input.eventId, subscriptionId: next.subscriptionId },
           now,
         );
         if (planId !== null) {
@@ -185,12 +206,13 @@ export function createBilling(rt: Runtime, driver: SqlDriver): Billing {
           outcome: "applied",
           orgId: org.id,
           ...(planId !== org.planId ? { plan: { from: org.planId, to: planId } } : {}),
+          ...(suspension !== null ? { suspension } : {}),
         } satisfies BillingResult;
       });
     } catch (error) {
       throw toStoreError(error);
     }
-    if (result.plan !== undefined && result.orgId !== null) {
+    if ((result.plan !== undefined || result.suspension !== undefined) && result.orgId !== null) {
       await rt.bus.publish({ kind: "org", id: result.orgId });
     }
     return result;
@@ -201,23 +223,31 @@ export function createBilling(rt: Runtime, driver: SqlDriver): Billing {
     const due = await guard(() =>
       rt.prisma.billingState.findMany({
         where: { provider, status: "past_due", pastDueSince: { lte: new Date(now - policy.pastDueGraceMs) } },
-        include: { org: { select: { planId: true } } },
+        include: { org: { select: { planId: true, suspendedAt: true } } },
       }),
     );
+    const suspends = policy.pastDueSuspends === true;
+    const settled = (org: { planId: string | null; suspendedAt: Date | null }) =>
+      suspends ? org.suspendedAt !== null : org.planId === policy.pastDuePlanId;
     let moved = 0;
     for (const state of due) {
-      if (state.org.planId === policy.pastDuePlanId) continue;
+      if (settled(state.org)) continue;
       const changed = await guard(() =>
         rt.prisma.$transaction(async (tx) => {
           await tx.$queryRaw`SELECT 1 FROM "flux_orgs" WHERE "id" = ${state.orgId} FOR UPDATE`;
           const current = await tx.billingState.findUnique({
             where: { orgId: state.orgId },
-            include: { org: { select: { planId: true } } },
+            include: { org: { select: { planId: true, suspendedAt: true, suspendedReason: true } } },
           });
           // A newer event may have settled the invoice meanwhile.
           if (current === null || current.status !== "past_due" || current.eventId !== state.eventId)
             return false;
-          if (current.org.planId === policy.pastDuePlanId) return false;
+          if (settled(current.org)) return false;
+          if (suspends) {
+            const org = { id: state.orgId, suspended: false, suspendedReason: null };
+            const details = { source: provider, subscriptionId: current.subscriptionId };
+            return (await setBillingSuspension(tx, org, true, actorOf(provider), details, now)) !== null;
+          }
           await tx.org.update({ where: { id: state.orgId }, data: { planId: policy.pastDuePlanId } });
           await writeAudit(tx, {
             action: "org.plan_changed",
@@ -249,4 +279,35 @@ export function createBilling(rt: Runtime, driver: SqlDriver): Billing {
     enforcePastDue,
     meter: (name, options) => new MeterOutbox(driver, name, options ?? {}, rt.now),
   };
+}
+
+/**
+ * Suspends an org billing holds past due, or lifts a suspension billing made, inside the caller's
+ * transaction (the org row locked), with its audit entry. Returns what changed, or null.
+ */
+async function setBillingSuspension(
+  tx: Prisma.TransactionClient,
+  org: { id: string; suspended: boolean; suspendedReason: string | null },
+  suspend: boolean,
+  actor: Actor,
+  details: Record<string, unknown>,
+  now: number,
+): Promise<"suspended" | "resumed" | null> {
+  if (suspend === org.suspended) return null;
+  // An operator's suspension is the operator's to lift.
+  if (!suspend && org.suspendedReason !== PAST_DUE_REASON) return null;
+  await tx.org.update({
+    where: { id: org.id },
+    data: suspend
+      ? { suspendedAt: new Date(now), suspendedReason: PAST_DUE_REASON }
+      : { suspendedAt: null, suspendedReason: null },
+  });
+  await writeAudit(tx, {
+    action: suspend ? "org.suspended" : "org.resumed",
+    actor,
+    orgId: org.id,
+    details: { ...details, reason: PAST_DUE_REASON },
+    at: new Date(now),
+  });
+  return suspend ? "suspended" : "resumed";
 }

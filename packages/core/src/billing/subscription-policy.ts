@@ -18,8 +18,13 @@ export interface SubscriptionPolicy {
   fallbackPlanId: string | null;
   /** Past due: the paid plan stays this long after the first failed payment. */
   pastDueGraceMs: number;
-  /** Past due after the grace period: this plan (null: no plan). */
+  /** Past due after the grace period: this plan (null: no plan). Unused when `pastDueSuspends`. */
   pastDuePlanId: string | null;
+  /**
+   * Past due after the grace period: the org keeps its plan and is suspended (every key refused
+   * with `org_suspended`) until the subscription is paid again. @default false
+   */
+  pastDueSuspends?: boolean;
 }
 
 /** Statuses in which the customer gets what they pay for. */
@@ -29,9 +34,17 @@ const PAYING = new Set(["active", "trialing"]);
 export function planFor(state: SubscriptionState, policy: SubscriptionPolicy, now: number): string | null {
   if (PAYING.has(state.status)) return state.paidPlanId;
   if (state.status === "past_due") {
-    const since = state.pastDueSince ?? now;
-    return now < since + policy.pastDueGraceMs ? state.paidPlanId : policy.pastDuePlanId;
+    return !graceOver(state, policy, now) || policy.pastDueSuspends ? state.paidPlanId : policy.pastDuePlanId;
   }
   // canceled, unpaid, incomplete, incomplete_expired, paused, and anything new.
   return policy.fallbackPlanId;
+}
+
+/** Whether billing holds the org suspended now: past due beyond the grace, with `pastDueSuspends`. */
+export function suspendedFor(state: SubscriptionState, policy: SubscriptionPolicy, now: number): boolean {
+  return policy.pastDueSuspends === true && state.status === "past_due" && graceOver(state, policy, now);
+}
+
+function graceOver(state: SubscriptionState, policy: SubscriptionPolicy, now: number): boolean {
+  return now >= (state.pastDueSince ?? now) + policy.pastDueGraceMs;
 }

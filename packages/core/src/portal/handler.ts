@@ -371,7 +371,8 @@ class PortalApp {
     const org = await this.flux.orgs.get(customer.orgId);
     const plan = org.planId === null ? null : await this.flux.plans.get(org.planId);
     return {
-      org: { id: org.id, name: org.name },
+      // The operator's reason is theirs: the customer sees only that, and since when.
+      org: { id: org.id, name: org.name, suspendedAt: org.suspendedAt },
       plan: plan === null ? null : { id: plan.id, name: plan.name },
       user: { id: customer.userId, role: customer.role },
       scopes: this.offeredScopes(plan?.scopes ?? []),

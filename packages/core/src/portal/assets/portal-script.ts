@@ -174,6 +174,9 @@ export const PORTAL_SCRIPT = String.raw`(function () {
       h("span", null, [h("strong", { text: me.org.name }), me.plan ? " · " + me.plan.name + " plan" : ""]),
       h("span", { text: me.user.id + " (" + me.user.role + ")" }),
     ]);
+    if (me.org.suspendedAt) {
+      append(account, h("strong", { id: "org-suspended", role: "status", text: "Suspended since " + when(me.org.suspendedAt) + ": every API key is refused until the account is resumed" }));
+    }
     if (config.returnUrl) append(account, h("a", { href: config.returnUrl, text: "Back to app" }));
     if (config.canSignOut) {
       append(

@@ -26,7 +26,11 @@ function readmeDemoCommand(): string[] {
   return demo.split(" ");
 }
 
-function startDemo(command: string[], port: number, schema: string): { child: ChildProcess; output: () => string } {
+function startDemo(
+  command: string[],
+  port: number,
+  schema: string,
+): { child: ChildProcess; output: () => string } {
   let output = "";
   const [bin, ...args] = command as [string, ...string[]];
   const child = spawn(bin, args, {

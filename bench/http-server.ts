@@ -6,31 +6,59 @@
  *   node --import tsx --conditions=source bench/http-server.ts <framework>-<variant>
  *
  * framework: express | fastify | nest-express | nest-fastify
- * variant:   bare | flux | flux-redis | handrolled-prisma | handrolled-map (the last two on Express)
+ * variant:   bare | flux | flux-redis | peer | handrolled-prisma | handrolled-map (the last two on
+ *            Express). `peer` is what the framework's own ecosystem offers: a bearer-token check
+ *            against a set of tokens plus its rate limiter, keyed by the token (@fastify/bearer-auth
+ *            + @fastify/rate-limit; express-rate-limit; @nestjs/throttler), with no usage, scopes
+ *            or headers beyond the limiter's.
  *
  * Environment: BENCH_DATABASE_URL and BENCH_PG_SCHEMA (an existing, empty schema) for the variants
- * on PostgreSQL; BENCH_REDIS_URL and BENCH_REDIS_PREFIX for `flux-redis`. Diagnostics:
+ * on PostgreSQL; BENCH_REDIS_URL and BENCH_REDIS_PREFIX for `flux-redis`; BENCH_HANDLER=io makes
+ * every variant's handler await one PostgreSQL query (`SELECT 1` on a pool of 10, BENCH_DATABASE_URL)
+ * before answering, as a real endpoint does; BENCH_CACHE_MAX sets Flux Keys' `cache.max` (the cold
+ * path: more keys than the cache holds). Diagnostics:
  * BENCH_FLUX_USAGE=off, BENCH_FLUX_LIMITS=off, BENCH_FLUX_DATABASE=postgres (the `flux` variant on
  * PostgreSQL instead of PGlite), BENCH_PROFILE_DIR and BENCH_PROFILE_INTERVAL (µs, default 100; see
  * profileOnSignal). Prints one line of JSON on stdout once listening: `{ "ready": true, "port": …, "key": "<secret or null>" }`.
  * SIGTERM closes the server and Flux (flushing usage) and exits.
  */
 import "reflect-metadata";
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import type { AddressInfo } from "node:net";
+import fastifyBearerAuth from "@fastify/bearer-auth";
+import fastifyRateLimit from "@fastify/rate-limit";
 import { createFlux, type Flux, type FluxOptions } from "@flux-keys/core";
 import { type ApiKeyRequest, fluxKeys, requireScopes } from "@flux-keys/express";
 import { fluxKeys as fluxKeysPlugin } from "@flux-keys/fastify";
 import { ApiKey, FluxKeysModule, Scopes } from "@flux-keys/nestjs";
-import { Controller, Get, Module } from "@nestjs/common";
-import { NestFactory } from "@nestjs/core";
+import {
+  type CanActivate,
+  Controller,
+  type ExecutionContext,
+  Get,
+  Inject,
+  Injectable,
+  Module,
+  UnauthorizedException,
+} from "@nestjs/common";
+import { APP_GUARD, NestFactory, Reflector } from "@nestjs/core";
 import { ExpressAdapter } from "@nestjs/platform-express";
 import { FastifyAdapter } from "@nestjs/platform-fastify";
+import {
+  InjectThrottlerOptions,
+  InjectThrottlerStorage,
+  ThrottlerGuard,
+  ThrottlerModule,
+  type ThrottlerModuleOptions,
+  type ThrottlerStorage,
+} from "@nestjs/throttler";
 import express from "express";
+import { rateLimit } from "express-rate-limit";
 import Fastify from "fastify";
+import pg from "pg";
 
 const FRAMEWORKS = ["express", "fastify", "nest-express", "nest-fastify"] as const;
-const VARIANTS = ["bare", "flux", "flux-redis", "handrolled-prisma", "handrolled-map"] as const;
+const VARIANTS = ["bare", "flux", "flux-redis", "peer", "handrolled-prisma", "handrolled-map"] as const;
 type Framework = (typeof FRAMEWORKS)[number];
 type Variant = (typeof VARIANTS)[number];
 
@@ -56,6 +84,23 @@ function eventsOf(orgId: string) {
   };
 }
 const BARE_ORG = "org_bench";
+
+/** BENCH_HANDLER=io: the handler's own work, one PostgreSQL round trip, the same in every variant. */
+const ioPool =
+  process.env.BENCH_HANDLER === "io"
+    ? new pg.Pool({ connectionString: process.env.BENCH_DATABASE_URL, max: 10 })
+    : null;
+async function handlerWork(): Promise<void> {
+  if (ioPool !== null) await ioPool.query("SELECT 1");
+}
+
+/** The peers' tokens: as many as Flux Keys issues, random, checked against a set. */
+function peerTokens(): string[] {
+  const count = Math.max(1, Number(process.env.BENCH_KEYS ?? 1));
+  return Array.from({ length: count }, () => `tok_${randomBytes(24).toString("base64url")}`);
+}
+/** A limit so high nothing is limited (as Flux Keys' plan has), per token per minute. */
+const PEER_LIMIT = 1_000_000_000;
 
 interface Running {
   port: number;
@@ -87,6 +132,11 @@ async function seed(flux: Flux): Promise<string[]> {
 }
 
 function fluxOptions(variant: Variant): FluxOptions {
+  const cache = process.env.BENCH_CACHE_MAX ? { cache: { max: Number(process.env.BENCH_CACHE_MAX) } } : {};
+  return { ...storeOptions(variant), ...cache };
+}
+
+function storeOptions(variant: Variant): FluxOptions {
   // BENCH_FLUX_DATABASE=postgres (diagnostics): the memory-limiter variant on PostgreSQL, not PGlite.
   if (variant === "flux" && process.env.BENCH_FLUX_DATABASE !== "postgres") {
     return { database: { pglite: true }, redis: null };
@@ -141,36 +191,78 @@ async function listen(app: express.Express): Promise<Running> {
   };
 }
 
-async function startExpress(variant: Variant, flux: Flux | null): Promise<Running> {
+async function startExpress(variant: Variant, flux: Flux | null, peer: string[]): Promise<Running> {
   const app = express();
   app.disable("x-powered-by");
   if (variant === "bare") {
-    app.get("/v1/events", (_req, res) => {
+    app.get("/v1/events", async (_req, res) => {
+      await handlerWork();
+      res.json(eventsOf(BARE_ORG));
+    });
+  } else if (variant === "peer") {
+    const tokens = new Set(peer);
+    app.use((req, res, next) => {
+      const header = req.headers.authorization;
+      const token = header?.startsWith("Bearer ") ? header.slice(7) : undefined;
+      if (token === undefined || !tokens.has(token)) {
+        res.status(401).set("WWW-Authenticate", 'Bearer realm="api"').json({ error: "unauthorized" });
+        return;
+      }
+      next();
+    });
+    app.use(
+      rateLimit({
+        windowMs: 60_000,
+        limit: PEER_LIMIT,
+        standardHeaders: "draft-8",
+        legacyHeaders: false,
+        keyGenerator: (req) => req.headers.authorization as string,
+      }),
+    );
+    app.get("/v1/events", async (_req, res) => {
+      await handlerWork();
       res.json(eventsOf(BARE_ORG));
     });
   } else if (variant === "handrolled-prisma" || variant === "handrolled-map") {
     app.use(handRolled(flux!.internals.database.prisma, variant === "handrolled-map"));
-    app.get("/v1/events", (req, res) => {
+    app.get("/v1/events", async (req, res) => {
+      await handlerWork();
       res.json(eventsOf((req as express.Request & { apiKey: StoredKey }).apiKey.orgId));
     });
   } else {
     app.use(fluxKeys(flux!, adapterOptions));
-    app.get("/v1/events", requireScopes("read:events"), (req, res) => {
+    app.get("/v1/events", requireScopes("read:events"), async (req, res) => {
+      await handlerWork();
       res.json(eventsOf((req as ApiKeyRequest).apiKey.orgId));
     });
   }
   return listen(app);
 }
 
-async function startFastify(variant: Variant, flux: Flux | null): Promise<Running> {
+async function startFastify(variant: Variant, flux: Flux | null, peer: string[]): Promise<Running> {
   const app = Fastify({ logger: false });
   if (variant === "bare") {
-    app.get("/v1/events", async () => eventsOf(BARE_ORG));
+    app.get("/v1/events", async () => {
+      await handlerWork();
+      return eventsOf(BARE_ORG);
+    });
+  } else if (variant === "peer") {
+    await app.register(fastifyBearerAuth, { keys: new Set(peer), addHook: true });
+    await app.register(fastifyRateLimit, {
+      max: PEER_LIMIT,
+      timeWindow: 60_000,
+      keyGenerator: (request) => request.headers.authorization as string,
+    });
+    app.get("/v1/events", async () => {
+      await handlerWork();
+      return eventsOf(BARE_ORG);
+    });
   } else {
     await app.register(fluxKeysPlugin, { flux: flux!, ...adapterOptions });
-    app.get("/v1/events", { config: { apiKey: { scopes: ["read:events"] } } }, async (request) =>
-      eventsOf(request.apiKey!.orgId),
-    );
+    app.get("/v1/events", { config: { apiKey: { scopes: ["read:events"] } } }, async (request) => {
+      await handlerWork();
+      return eventsOf(request.apiKey!.orgId);
+    });
   }
   await app.listen({ port: 0, host: "127.0.0.1" });
   return { port: (app.server.address() as AddressInfo).port, close: () => app.close() };
@@ -179,7 +271,8 @@ async function startFastify(variant: Variant, flux: Flux | null): Promise<Runnin
 @Controller("v1")
 class BareEventsController {
   @Get("events")
-  list() {
+  async list() {
+    await handlerWork();
     return eventsOf(BARE_ORG);
   }
 }
@@ -188,23 +281,73 @@ class BareEventsController {
 class KeyedEventsController {
   @Scopes("read:events")
   @Get("events")
-  list(@ApiKey() key: { orgId: string }) {
+  async list(@ApiKey() key: { orgId: string }) {
+    await handlerWork();
     return eventsOf(key.orgId);
   }
 }
 
-async function startNest(platform: "express" | "fastify", flux: Flux | null): Promise<Running> {
+/** The peer's token check for Nest: a guard against the set of tokens (Nest has no stock one). */
+const PEER_TOKENS = new Set<string>();
+@Injectable()
+class PeerBearerGuard implements CanActivate {
+  canActivate(context: ExecutionContext): boolean {
+    const header = context.switchToHttp().getRequest<{ headers: Record<string, string | undefined> }>()
+      .headers.authorization;
+    const token = header?.startsWith("Bearer ") ? header.slice(7) : undefined;
+    if (token === undefined || !PEER_TOKENS.has(token)) throw new UnauthorizedException();
+    return true;
+  }
+}
+/**
+ * ThrottlerGuard with its constructor's dependencies named: its compiled metadata names Nest's
+ * `Reflector` through a CommonJS require of the ESM-only Nest 12, which resolves to nothing here.
+ */
+@Injectable()
+class PeerThrottlerGuard extends ThrottlerGuard {
+  constructor(
+    @InjectThrottlerOptions() options: ThrottlerModuleOptions,
+    @InjectThrottlerStorage() storage: ThrottlerStorage,
+    @Inject(Reflector) reflector: Reflector,
+  ) {
+    super(options, storage, reflector);
+  }
+}
+
+async function startNest(
+  platform: "express" | "fastify",
+  variant: Variant,
+  flux: Flux | null,
+  peer: string[],
+): Promise<Running> {
+  for (const token of peer) PEER_TOKENS.add(token);
   @Module(
-    flux === null
-      ? { controllers: [BareEventsController] }
-      : {
-          imports: [FluxKeysModule.forRoot({ flux, ...adapterOptions })],
-          controllers: [KeyedEventsController],
-        },
+    variant === "peer"
+      ? {
+          imports: [
+            // Keyed by the token, as Flux Keys limits per key.
+            ThrottlerModule.forRoot({
+              throttlers: [{ ttl: 60_000, limit: PEER_LIMIT }],
+              getTracker: (request: Record<string, unknown>) =>
+                ((request.headers as Record<string, string>).authorization ?? "") as string,
+            }),
+          ],
+          controllers: [BareEventsController],
+          providers: [
+            { provide: APP_GUARD, useClass: PeerBearerGuard },
+            { provide: APP_GUARD, useClass: PeerThrottlerGuard },
+          ],
+        }
+      : flux === null
+        ? { controllers: [BareEventsController] }
+        : {
+            imports: [FluxKeysModule.forRoot({ flux, ...adapterOptions })],
+            controllers: [KeyedEventsController],
+          },
   )
   class BenchModule {}
   const adapter = platform === "fastify" ? new FastifyAdapter() : new ExpressAdapter();
-  const app = await NestFactory.create(BenchModule, adapter, { logger: false });
+  const app = await NestFactory.create(BenchModule, adapter, { logger: false, abortOnError: false });
   await app.init();
   if (platform === "fastify") await app.getHttpAdapter().getInstance().ready();
   await app.listen(0, "127.0.0.1");
@@ -248,13 +391,14 @@ async function main() {
   const scenario = parseScenario(name);
   if (scenario === null) throw new Error(`unknown scenario '${name}'`);
   const { framework, variant } = scenario;
-  const flux = variant === "bare" ? null : await createFlux(fluxOptions(variant));
-  const keys = flux === null ? [] : await seed(flux);
+  const flux = variant === "bare" || variant === "peer" ? null : await createFlux(fluxOptions(variant));
+  const peer = variant === "peer" ? peerTokens() : [];
+  const keys = flux === null ? peer : await seed(flux);
   const key = keys[0] ?? null;
   let running: Running;
-  if (framework === "express") running = await startExpress(variant, flux);
-  else if (framework === "fastify") running = await startFastify(variant, flux);
-  else running = await startNest(framework === "nest-fastify" ? "fastify" : "express", flux);
+  if (framework === "express") running = await startExpress(variant, flux, peer);
+  else if (framework === "fastify") running = await startFastify(variant, flux, peer);
+  else running = await startNest(framework === "nest-fastify" ? "fastify" : "express", variant, flux, peer);
 
   let closing = false;
   process.on("SIGTERM", () => {
@@ -264,6 +408,7 @@ async function main() {
     void (async () => {
       await running.close();
       await flux?.close();
+      await ioPool?.end();
       process.exit(0);
     })().catch((error: unknown) => {
       console.error(error);

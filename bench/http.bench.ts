@@ -1,10 +1,20 @@
 /**
- * HTTP adapter benchmark (issue 5): each framework bare and behind Flux Keys (cached key, memory
- * limiter, usage on), again with the Redis limiter, and on Express against two hand-rolled
- * baselines (SHA-256 + a Prisma lookup per request; the same behind a Map). Not a test; numbers.
+ * HTTP adapter benchmark (issues 5 and 16): each framework bare, behind Flux Keys (memory limiter,
+ * usage on), again with the Redis limiter, beside the framework's own peer stack (bearer check +
+ * its rate limiter: @fastify/bearer-auth + @fastify/rate-limit, express-rate-limit,
+ * @nestjs/throttler), and on Express against two hand-rolled baselines (SHA-256 + a Prisma lookup
+ * per request; the same behind a Map). Not a test; numbers.
  *
- *   pnpm bench http [--quick] [--rounds=5] [--duration=6] [--warmup=3] [--connections=50] [--keys=100]
- *                   [--paced=0.25] [--only=express,fastify,nest-express,nest-fastify] [--no-pin]
+ *   pnpm bench http [--quick] [--rounds=5] [--duration=6] [--warmup=3] [--connections=50,1]
+ *                   [--keys=100] [--handler=empty|io] [--cache-max=N] [--database=pglite|postgres]
+ *                   [--paced=0.25] [--only=express,fastify,nest-express,nest-fastify]
+ *                   [--variants=bare,flux,…] [--no-pin]
+ *
+ * `--keys` distinct keys (default 100) are sent round-robin, each load starting at a random one.
+ * `--handler=io` makes every variant's handler await one PostgreSQL query before it answers.
+ * The cold path: `--keys=10000 --cache-max=1000 --database=postgres` (more keys than the cache
+ * holds; the memory-limiter variant on PostgreSQL too), where the report adds the key reads the
+ * database saw per request (`pg_stat_user_tables`, one schema per server).
  *
  * Each server (bench/http-server.ts) runs in its own process pinned to core 0 with `taskset`; this
  * process (autocannon's programmatic API, loopback only) pins itself to core 1. All the servers of
@@ -61,38 +71,57 @@ const settings = {
   rounds: numberFlag("rounds", "BENCH_HTTP_ROUNDS", quick ? 2 : 5),
   duration: numberFlag("duration", "BENCH_HTTP_DURATION", quick ? 3 : 6),
   warmup: numberFlag("warmup", "BENCH_HTTP_WARMUP", quick ? 1 : 3),
-  connections: numberFlag("connections", "BENCH_HTTP_CONNECTIONS", 50),
+  connections: (flag("connections") ?? process.env.BENCH_HTTP_CONNECTIONS ?? "50,1")
+    .split(",")
+    .map((value) => {
+      const n = Number(value);
+      if (!(Number.isInteger(n) && n > 0)) throw new Error("--connections must be positive integers");
+      return n;
+    }),
+  handler: (flag("handler") ?? "empty") as "empty" | "io",
+  cacheMax: flag("cache-max") === undefined ? undefined : numberFlag("cache-max", "", 1),
+  database: (flag("database") ?? "pglite") as "pglite" | "postgres",
   paced: flag("paced") === "0" ? 0 : numberFlag("paced", "BENCH_HTTP_PACED", 0.25),
   pin: flag("no-pin") === undefined,
   /** Distinct keys each Flux Keys server issues; requests go round-robin over them. */
   keys: numberFlag("keys", "BENCH_HTTP_KEYS", 100),
 };
 
-type Variant = "bare" | "flux" | "flux-redis" | "handrolled-prisma" | "handrolled-map";
+type Variant = "bare" | "flux" | "flux-redis" | "peer" | "handrolled-prisma" | "handrolled-map";
 interface Group {
   framework: "express" | "fastify" | "nest-express" | "nest-fastify";
   variants: Variant[];
-  /** Throughput target of the memory-limiter variant, as a fraction of bare. */
+  /** Issue 16's saturated throughput targets (fraction of bare, 100 keys, empty handler). */
   target: number;
+  redisTarget?: number;
 }
+if (!["empty", "io"].includes(settings.handler)) throw new Error("--handler must be empty or io");
+if (!["pglite", "postgres"].includes(settings.database))
+  throw new Error("--database must be pglite or postgres");
 
 const GROUPS: Group[] = [
   {
     framework: "express",
-    variants: ["bare", "flux", "flux-redis", "handrolled-prisma", "handrolled-map"],
+    variants: ["bare", "flux", "flux-redis", "peer", "handrolled-prisma", "handrolled-map"],
     target: 0.85,
+    redisTarget: 0.75,
   },
-  { framework: "fastify", variants: ["bare", "flux", "flux-redis"], target: 0.75 },
-  { framework: "nest-express", variants: ["bare", "flux", "flux-redis"], target: 0.85 },
-  { framework: "nest-fastify", variants: ["bare", "flux", "flux-redis"], target: 0.85 },
+  { framework: "fastify", variants: ["bare", "flux", "flux-redis", "peer"], target: 0.8, redisTarget: 0.6 },
+  { framework: "nest-express", variants: ["bare", "flux", "flux-redis", "peer"], target: 0.9 },
+  { framework: "nest-fastify", variants: ["bare", "flux", "flux-redis", "peer"], target: 0.85 },
 ];
-const REDIS_TARGET = 0.6;
 const P99_TARGET = 1.3;
+/** Issue 16: server CPU added per request at equal offered load, µs. */
+const CPU_TARGET: Partial<Record<Variant, number>> = { flux: 5, "flux-redis": 15 };
 /** What issue 5 measured for comparable setups on this kind of machine (fraction of bare). */
 const REFERENCE: Partial<Record<Variant, number>> = { "handrolled-prisma": 0.32, "handrolled-map": 0.84 };
 
 const only = flag("only")?.split(",");
-const groups = GROUPS.filter((group) => !only || only.includes(group.framework));
+const onlyVariants = flag("variants")?.split(",");
+const groups = GROUPS.filter((group) => !only || only.includes(group.framework)).map((group) => ({
+  ...group,
+  variants: group.variants.filter((v) => v === "bare" || !onlyVariants || onlyVariants.includes(v)),
+}));
 
 // ---------------------------------------------------------------------------------------------
 // Core pinning and CPU accounting
@@ -200,6 +229,27 @@ interface Server {
   key: string | null;
   /** Every key the server issued (`--keys`), sent round-robin. */
   keys: string[];
+  /** The PostgreSQL schema of its keys, or null (PGlite, or no keys). */
+  schema: string | null;
+}
+
+/** Index scans of the key table so far: the key reads the database served (cold path). */
+async function keyReads(schema: string): Promise<number> {
+  const client = new pg.Client({ connectionString: DATABASE_URL });
+  await client.connect();
+  try {
+    // Statistics reach the view within about a second of the transaction.
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    await client.query("SELECT pg_stat_clear_snapshot()");
+    const result = await client.query<{ n: string }>(
+      `SELECT coalesce(idx_scan, 0) + coalesce(seq_scan, 0) AS n FROM pg_stat_user_tables
+        WHERE schemaname = $1 AND relname = 'flux_api_keys'`,
+      [schema],
+    );
+    return Number(result.rows[0]?.n ?? 0);
+  } finally {
+    await client.end();
+  }
 }
 
 async function startServer(framework: string, variant: Variant): Promise<Server> {
@@ -208,10 +258,20 @@ async function startServer(framework: string, variant: Variant): Promise<Server>
     ...process.env,
     NODE_ENV: "production",
     BENCH_KEYS: String(settings.keys),
+    BENCH_HANDLER: settings.handler,
+    ...(settings.cacheMax !== undefined ? { BENCH_CACHE_MAX: String(settings.cacheMax) } : {}),
+    ...(settings.database === "postgres" ? { BENCH_FLUX_DATABASE: "postgres" } : {}),
   };
-  if (variant !== "bare" && variant !== "flux") {
+  if (settings.handler === "io") env.BENCH_DATABASE_URL = DATABASE_URL;
+  const onPostgres =
+    variant === "flux-redis" ||
+    variant.startsWith("handrolled") ||
+    (variant === "flux" && settings.database === "postgres");
+  let schema: string | null = null;
+  if (onPostgres) {
     env.BENCH_DATABASE_URL = DATABASE_URL;
-    env.BENCH_PG_SCHEMA = await createSchema();
+    schema = await createSchema();
+    env.BENCH_PG_SCHEMA = schema;
   }
   if (variant === "flux-redis") {
     env.BENCH_REDIS_URL = REDIS_URL;
@@ -263,6 +323,7 @@ async function startServer(framework: string, variant: Variant): Promise<Server>
     url: `http://127.0.0.1:${ready.port}/v1/events`,
     key: ready.key,
     keys: ready.keys ?? (ready.key === null ? [] : [ready.key]),
+    schema,
   };
 }
 
@@ -294,11 +355,14 @@ async function check(server: Server): Promise<void> {
   const anonymous = await fetch(server.url);
   await anonymous.arrayBuffer();
   if (anonymous.status !== 401) fail(`expected 401 without a key, got ${anonymous.status}`);
-  if (!anonymous.headers.get("www-authenticate")) fail("401 without WWW-Authenticate");
+  // The peers answer 401 as their libraries do (not all send WWW-Authenticate).
+  if (server.variant !== "peer" && !anonymous.headers.get("www-authenticate"))
+    fail("401 without WWW-Authenticate");
   if (server.variant.startsWith("flux") && !anonymous.headers.get("content-type")?.includes("problem+json")) {
     fail("401 is not application/problem+json");
   }
   const wrong = await fetch(server.url, { headers: { authorization: "Bearer flux_live_not-a-key" } });
+  if (server.variant === "peer" && wrong.status === 401) return void (await wrong.arrayBuffer());
   await wrong.arrayBuffer();
   if (wrong.status !== 401) fail(`expected 401 for a wrong key, got ${wrong.status}`);
 }
@@ -317,7 +381,12 @@ interface Sample {
   /** Load generator CPU utilisation during the run. */
   generatorCpu: number;
   load: number;
+  /** Key reads the database served per response (cold path runs on PostgreSQL), or NaN. */
+  readsPerRequest: number;
 }
+
+/** Only the cold path counts key reads (each count waits for the statistics to settle). */
+const countReads = settings.cacheMax !== undefined;
 
 function percentile(sorted: Float64Array, p: number): number {
   if (sorted.length === 0) return Number.NaN;
@@ -325,7 +394,8 @@ function percentile(sorted: Float64Array, p: number): number {
 }
 
 /** `rate`: requests per second offered in all (paced); without it, as fast as the server answers. */
-async function load(server: Server, seconds: number, rate?: number): Promise<Sample> {
+async function load(server: Server, seconds: number, connections: number, rate?: number): Promise<Sample> {
+  const readsBefore = countReads && server.schema !== null ? await keyReads(server.schema) : Number.NaN;
   // Latencies to the microsecond (autocannon's own histogram keeps whole milliseconds).
   let latencies = new Float64Array(1 << 20);
   let count = 0;
@@ -341,7 +411,7 @@ async function load(server: Server, seconds: number, rate?: number): Promise<Sam
     instance = autocannon(
       {
         url: server.url,
-        connections: settings.connections,
+        connections,
         pipelining: 1,
         duration: seconds,
         ...(rate === undefined ? {} : { overallRate: Math.max(1, Math.round(rate)) }),
@@ -385,7 +455,9 @@ async function load(server: Server, seconds: number, rate?: number): Promise<Sam
     );
   }
   const sorted = latencies.subarray(0, count).sort();
+  const readsAfter = Number.isNaN(readsBefore) ? Number.NaN : await keyReads(server.schema as string);
   return {
+    readsPerRequest: (readsAfter - readsBefore) / count,
     rps: count / elapsed,
     p50: percentile(sorted, 50),
     p99: percentile(sorted, 99),
@@ -414,21 +486,32 @@ interface Row {
   paced: Sample[];
 }
 
-function targetOf(group: Group, variant: Variant): { rps?: number; p99?: number } {
+/** The targets hold for issue 16's scenario only: 50 connections, empty handler, many keys, warm cache. */
+const targetsApply = (connections: number) =>
+  connections === 50 &&
+  settings.handler === "empty" &&
+  settings.keys >= 100 &&
+  settings.cacheMax === undefined;
+
+function targetOf(group: Group, variant: Variant, connections: number): { rps?: number; p99?: number } {
+  if (!targetsApply(connections)) return {};
   if (variant === "flux") return { rps: group.target, p99: P99_TARGET };
-  if (variant === "flux-redis") return { rps: REDIS_TARGET };
+  if (variant === "flux-redis" && group.redisTarget !== undefined) return { rps: group.redisTarget };
   return {};
 }
 
-function report(group: Group, rows: Row[]): string {
+function report(group: Group, connections: number, rows: Row[]): string {
   const bare = rows.find((row) => row.variant === "bare")!;
   const bareCpu = median(bare.samples.map((s) => s.cpuPerRequest));
   const pacedLines: string[] = [];
+  const reads = rows.some((row) => row.samples.some((s) => !Number.isNaN(s.readsPerRequest)));
   const lines = [
-    `### ${group.framework}`,
+    `### ${group.framework}, ${connections} connection${connections === 1 ? "" : "s"}, ${settings.keys} keys, ${settings.handler} handler${
+      settings.cacheMax !== undefined ? `, cache.max ${settings.cacheMax}` : ""
+    }`,
     "",
-    "| variant | req/s | p50 | p99 | req/s ratio (rounds' range) | p99 ratio | target | result | server CPU/req | CPU ratio | server CPU | load gen. CPU |",
-    "|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|",
+    `| variant | req/s | p50 | p99 | req/s ratio (rounds' range) | p99 ratio | target | result | server CPU/req | CPU ratio | server CPU | load gen. CPU |${reads ? " key reads/req |" : ""}`,
+    `|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|${reads ? "---:|" : ""}`,
   ];
   for (const row of rows) {
     const rps = median(row.samples.map((s) => s.rps));
@@ -441,7 +524,7 @@ function report(group: Group, rows: Row[]): string {
     const ratio = median(perRound);
     const p99Ratio = median(row.samples.map((s, i) => s.p99 / bare.samples[i]!.p99));
     const range = `${fmt(Math.min(...perRound), 2)}–${fmt(Math.max(...perRound), 2)}`;
-    const target = targetOf(group, row.variant);
+    const target = targetOf(group, row.variant, connections);
     const goals: string[] = [];
     const verdicts: string[] = [];
     if (target.rps !== undefined) {
@@ -452,7 +535,7 @@ function report(group: Group, rows: Row[]): string {
       goals.push(`p99 ≤ ${target.p99}×`);
       verdicts.push(p99Ratio <= target.p99 ? "pass" : "FAIL");
     }
-    if (row.paced.length > 0) pacedLines.push(pacedRow(row, bare));
+    if (row.paced.length > 0) pacedLines.push(pacedRow(row, bare, connections));
     const reference = REFERENCE[row.variant];
     if (reference !== undefined) goals.push(`(issue: ~${reference})`);
     lines.push(
@@ -462,7 +545,7 @@ function report(group: Group, rows: Row[]): string {
         cpu,
       )} µs | ${fmt(bareCpu / cpu, 2)} | ${fmt(median(row.samples.map((s) => s.serverCpu)) * 100)}% | ${fmt(
         median(row.samples.map((s) => s.generatorCpu)) * 100,
-      )}% |`,
+      )}% |${reads ? ` ${Number.isNaN(row.samples[0]!.readsPerRequest) ? "—" : fmt(median(row.samples.map((s) => s.readsPerRequest)), 3)} |` : ""}`,
     );
   }
   if (pacedLines.length > 0) {
@@ -470,25 +553,30 @@ function report(group: Group, rows: Row[]): string {
       "",
       `At a fixed offered load (${fmt(settings.paced * 100)}% of bare's req/s in each round, the same for every variant; autocannon paces in bursts, so latency here grows with the cost per request):`,
       "",
-      "| variant | offered req/s | served req/s | p50 | p99 | p99 ratio | server CPU | CPU/req | CPU/req added |",
-      "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+      "| variant | offered req/s | served req/s | p50 | p99 | p99 ratio | server CPU | CPU/req | CPU/req added | target |",
+      "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
       ...pacedLines,
     );
   }
   return lines.join("\n");
 }
 
-function pacedRow(row: Row, bare: Row): string {
+function pacedRow(row: Row, bare: Row, connections: number): string {
   const p99Ratio = median(row.paced.map((s, i) => s.p99 / bare.paced[i]!.p99));
   const cpu = median(row.paced.map((s) => s.cpuPerRequest));
   const added = median(row.paced.map((s, i) => s.cpuPerRequest - bare.paced[i]!.cpuPerRequest));
+  const cpuTarget = targetsApply(connections) ? CPU_TARGET[row.variant] : undefined;
+  const goals: string[] = [];
+  if (cpuTarget !== undefined) goals.push(`≤ +${cpuTarget} µs ${added <= cpuTarget ? "pass" : "FAIL"}`);
+  if (targetsApply(connections) && row.variant === "flux")
+    goals.push(`p99 ≤ 1.1× ${p99Ratio <= 1.1 ? "pass" : "FAIL"}`);
   const offered = median(bare.samples.map((s) => s.rps * settings.paced));
   return `| ${row.variant} | ${fmt(offered)} | ${fmt(median(row.paced.map((s) => s.rps)))} | ${fmt(
     median(row.paced.map((s) => s.p50)),
     2,
   )} ms | ${fmt(median(row.paced.map((s) => s.p99)), 2)} ms | ${fmt(p99Ratio, 2)}× | ${fmt(
     median(row.paced.map((s) => s.serverCpu)) * 100,
-  )}% | ${fmt(cpu)} µs | ${row.variant === "bare" ? "—" : `+${fmt(added)} µs`} |`;
+  )}% | ${fmt(cpu)} µs | ${row.variant === "bare" ? "—" : `${added >= 0 ? "+" : ""}${fmt(added)} µs`} | ${goals.join(", ") || "—"} |`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -514,7 +602,8 @@ else if (!hasRedis) notes.push(`Redis unreachable at ${REDIS_URL}: Redis variant
 const startedAt = performance.now();
 console.log(
   `HTTP adapters: ${settings.rounds} rounds × ${settings.duration} s (warm-up ${settings.warmup} s), ` +
-    `${settings.connections} connections, pipelining 1, loopback; ` +
+    `${settings.connections.join(" and ")} connections, pipelining 1, loopback, ${settings.keys} keys, ` +
+    `${settings.handler} handler${settings.cacheMax !== undefined ? `, cache.max ${settings.cacheMax}` : ""}; ` +
     (pinned ? `servers on core 0, load generator on core ${allowedCpus}` : "NOT pinned") +
     `; load average ${loadavg()
       .map((v) => v.toFixed(2))
@@ -535,45 +624,48 @@ try {
       servers.push(server);
       await check(server);
     }
-    for (const server of servers) await load(server, settings.warmup);
-    const samples = new Map<Variant, Sample[]>(variants.map((variant) => [variant, []]));
-    const paced = new Map<Variant, Sample[]>(variants.map((variant) => [variant, []]));
-    for (let round = 0; round < settings.rounds; round++) {
-      const order = servers.map((_, i) => servers[(i + round) % servers.length]!);
-      for (const server of order) {
-        const sample = await load(server, settings.duration);
-        samples.get(server.variant)!.push(sample);
-        console.log(
-          `  ${group.framework} round ${round + 1} ${server.variant.padEnd(17)} ${fmt(sample.rps).padStart(
-            7,
-          )} req/s  p99 ${fmt(sample.p99, 2).padStart(6)} ms  server CPU ${fmt(
-            sample.serverCpu * 100,
-          )}% (${fmt(sample.cpuPerRequest)} µs/req)  load gen. CPU ${fmt(sample.generatorCpu * 100)}%  loadavg ${sample.load.toFixed(2)}`,
-        );
-      }
-      if (settings.paced > 0) {
-        const rate = samples.get("bare")![round]!.rps * settings.paced;
+    for (const connections of settings.connections) {
+      for (const server of servers) await load(server, settings.warmup, connections);
+      const samples = new Map<Variant, Sample[]>(variants.map((variant) => [variant, []]));
+      const paced = new Map<Variant, Sample[]>(variants.map((variant) => [variant, []]));
+      for (let round = 0; round < settings.rounds; round++) {
+        const order = servers.map((_, i) => servers[(i + round) % servers.length]!);
         for (const server of order) {
-          const sample = await load(server, settings.duration, rate);
-          paced.get(server.variant)!.push(sample);
+          const sample = await load(server, settings.duration, connections);
+          samples.get(server.variant)!.push(sample);
           console.log(
-            `  ${group.framework} round ${round + 1} ${server.variant.padEnd(17)} paced at ${fmt(rate)} req/s: ${fmt(
+            `  ${group.framework} c=${connections} round ${round + 1} ${server.variant.padEnd(17)} ${fmt(
               sample.rps,
-            )} served, p50 ${fmt(sample.p50, 2)} ms, p99 ${fmt(sample.p99, 2)} ms`,
+            ).padStart(7)} req/s  p99 ${fmt(sample.p99, 2).padStart(6)} ms  server CPU ${fmt(
+              sample.serverCpu * 100,
+            )}% (${fmt(sample.cpuPerRequest)} µs/req)  load gen. CPU ${fmt(sample.generatorCpu * 100)}%  loadavg ${sample.load.toFixed(2)}`,
           );
         }
+        if (settings.paced > 0) {
+          const rate = samples.get("bare")![round]!.rps * settings.paced;
+          for (const server of order) {
+            const sample = await load(server, settings.duration, connections, rate);
+            paced.get(server.variant)!.push(sample);
+            console.log(
+              `  ${group.framework} c=${connections} round ${round + 1} ${server.variant.padEnd(17)} paced at ${fmt(rate)} req/s: ${fmt(
+                sample.rps,
+              )} served, p50 ${fmt(sample.p50, 2)} ms, p99 ${fmt(sample.p99, 2)} ms, ${fmt(sample.cpuPerRequest)} µs/req`,
+            );
+          }
+        }
       }
+      const section = report(
+        group,
+        connections,
+        variants.map((variant) => ({ variant, samples: samples.get(variant)!, paced: paced.get(variant)! })),
+      );
+      sections.push(section);
+      console.log(`\n${section}\n`);
     }
     for (const server of servers) {
       await stopServer(server);
       running.delete(server);
     }
-    const section = report(
-      group,
-      variants.map((variant) => ({ variant, samples: samples.get(variant)!, paced: paced.get(variant)! })),
-    );
-    sections.push(section);
-    console.log(`\n${section}\n`);
   }
 } finally {
   await Promise.all([...running].map(stopServer));

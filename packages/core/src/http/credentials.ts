@@ -28,7 +28,6 @@ export const SUSPICIOUS_PARAMETERS: ReadonlySet<string> = new Set([
   "token",
 ]);
 
-const BEARER = /^Bearer[ ]+(\S+)[ ]*$/i;
 const NO_KEY: CredentialResult = Object.freeze({ ok: true, key: undefined });
 
 function refuse(detail: string): CredentialResult {
@@ -54,12 +53,66 @@ function single(headers: HeaderBag, name: string): string | undefined | null {
 function fromRaw(rawHeaders: readonly string[], name: string): string | undefined | null {
   let found: string | undefined;
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
-    const header = rawHeaders[i] as string;
-    if (header.length !== name.length || header.toLowerCase() !== name) continue;
+    if (!sameName(rawHeaders[i] as string, name)) continue;
     if (found !== undefined) return null;
     found = rawHeaders[i + 1] as string;
   }
   return found;
+}
+
+/** `header` is `lowerName` in any case (ASCII, as field names are), without allocating. */
+function sameName(header: string, lowerName: string): boolean {
+  return header.length === lowerName.length && startsWithName(header, lowerName);
+}
+
+/** `value` starts with `lowerName` in any ASCII case. */
+function startsWithName(value: string, lowerName: string): boolean {
+  if (value.length < lowerName.length) return false;
+  for (let i = 0; i < lowerName.length; i++) {
+    const c = value.charCodeAt(i);
+    const expected = lowerName.charCodeAt(i);
+    if (c !== expected && !(c >= 65 && c <= 90 && c + 32 === expected)) return false;
+  }
+  return true;
+}
+
+const SPACE = 32;
+const WHITESPACE = /\s/;
+
+/** What `\s` matches (ASCII fast, the rest by the regex: a rare path). */
+function isWhitespace(c: number): boolean {
+  if (c < 128) return c === SPACE || (c >= 9 && c <= 13);
+  return WHITESPACE.test(String.fromCharCode(c));
+}
+
+/** What `\w` matches. */
+function isWordChar(c: number): boolean {
+  return (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95;
+}
+
+/**
+ * The token of `Bearer <token>` (scheme in any case, one or more spaces, a token without
+ * whitespace, optional trailing spaces): exactly `/^Bearer[ ]+(\S+)[ ]*$/i`, without a regex or a
+ * match array. Undefined for another scheme (`Basic …`, `Bearerish …`), null for a malformed
+ * Bearer credential (what `/^Bearer\b/i` catches beyond the first).
+ */
+function bearerToken(value: string): string | undefined | null {
+  if (!startsWithName(value, "bearer")) return undefined;
+  if (value.length > 6 && isWordChar(value.charCodeAt(6))) return undefined;
+  let start = 6;
+  while (start < value.length && value.charCodeAt(start) === SPACE) start++;
+  let end = value.length;
+  while (end > start && value.charCodeAt(end - 1) === SPACE) end--;
+  if (start === 6 || start === end) return null;
+  for (let i = start; i < end; i++) {
+    if (isWhitespace(value.charCodeAt(i))) return null;
+  }
+  return end === value.length ? value.slice(start) : value.slice(start, end);
+}
+
+/** A singleton header, from the raw list when the framework gives one (see fromRaw). */
+function read(headers: HeaderBag, rawHeaders: readonly string[] | undefined, name: string) {
+  return rawHeaders === undefined ? single(headers, name) : fromRaw(rawHeaders, name);
 }
 
 export function extractCredential(
@@ -72,20 +125,18 @@ export function extractCredential(
   // once every other check has run, as before).
   let key: string | undefined;
   let conflict = false;
-  const read = (name: string) =>
-    rawHeaders === undefined ? single(headers, name) : fromRaw(rawHeaders, name);
 
-  const authorization = read(options.authorizationHeader);
+  const authorization = read(headers, rawHeaders, options.authorizationHeader);
   if (authorization === null) return refuse("Send one Authorization header.");
   if (authorization !== undefined) {
-    const match = BEARER.exec(authorization);
     // Another scheme (Basic, Digest…) is not ours: treat it as no API key rather than an error.
-    if (match?.[1] !== undefined) key = match[1];
-    else if (/^Bearer\b/i.test(authorization)) return refuse("The Bearer credential is malformed.");
+    const token = bearerToken(authorization);
+    if (token === null) return refuse("The Bearer credential is malformed.");
+    key = token;
   }
 
   if (options.apiKeyHeader !== false) {
-    const header = read(options.apiKeyHeader);
+    const header = read(headers, rawHeaders, options.apiKeyHeader);
     if (header === null) return refuse(`Send one ${options.apiKeyHeader} header.`);
     if (header !== undefined) {
       const value = header.trim();

@@ -28,7 +28,8 @@ for (const file of files) {
   console.log(`\n# ${file}`);
   const result = spawnSync(
     process.execPath,
-    ["--import", "tsx", "--conditions=source", join(here, file), ...process.argv.slice(3)],
+    // --expose-gc: the memory benchmark settles the heap before each reading.
+    ["--expose-gc", "--import", "tsx", "--conditions=source", join(here, file), ...process.argv.slice(3)],
     {
       stdio: "inherit",
     },

@@ -27,6 +27,8 @@ export interface KeyRecord {
   lineageId: string;
   /** `allowFrom` compiled, on first use. */
   allowed: ((address: string, hop: number) => boolean) | null;
+  /** Who a denial of this key is about (see `CheckResult`): one frozen object per record. */
+  identity: Readonly<{ keyId: string; orgId: string }>;
   plan: {
     id: string;
     name: string;
@@ -99,6 +101,7 @@ export async function loadKeyRecord(prisma: PrismaClient, digest: string): Promi
     allowFrom: Object.freeze([...(row.allow_from ?? [])]),
     lineageId: row.lineage_id ?? row.id,
     allowed: null,
+    identity: Object.freeze({ keyId: row.id, orgId: row.org_id }),
     plan:
       row.plan_id === null
         ? null

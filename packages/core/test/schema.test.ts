@@ -123,6 +123,7 @@ const SAMPLES: Array<{ model: string; data: Record<string, unknown>; where: Reco
       method: "GET",
       endpoint: "/v1/events/:id",
       statusClass: 4,
+      outcome: "rate_limited",
       orgId: "o1",
       count: 9_007_199_254_740_993n,
       units: 9_007_199_254_740_995n,
@@ -130,12 +131,13 @@ const SAMPLES: Array<{ model: string; data: Record<string, unknown>; where: Reco
       latencyMax: 99.25,
     },
     where: {
-      keyId_at_method_endpoint_statusClass: {
+      keyId_at_method_endpoint_statusClass_outcome: {
         keyId: "k1",
         at,
         method: "GET",
         endpoint: "/v1/events/:id",
         statusClass: 4,
+        outcome: "rate_limited",
       },
     },
   })),

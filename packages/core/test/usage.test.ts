@@ -1,13 +1,24 @@
 /**
- * Usage tracking on embedded PGlite and on PostgreSQL: every recorded call is counted exactly once
- * in every query dimension, across flushes, retries, rollup and pruning.
+ * Usage tracking on embedded PGlite and on PostgreSQL: every recorded call (served or refused) is
+ * counted exactly once in every query dimension, outcome included, across flushes, retries, rollup
+ * and pruning.
  */
-import { mkdtemp, rm } from "node:fs/promises";
+import { cp, mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { STORES } from "../../../test/support/services.js";
-import { createFlux, type Flux, FluxError, type Granularity, type GroupDimension } from "../src/index.js";
+import { openDatabase } from "../src/database.js";
+import {
+  createFlux,
+  type Flux,
+  FluxError,
+  type Granularity,
+  type GroupDimension,
+  migrate,
+  USAGE_OUTCOMES,
+} from "../src/index.js";
+import { MIGRATIONS_DIR } from "../src/migrator.js";
 import { UsageRecorder } from "../src/usage/usage-recorder.js";
 import { writeBatch } from "../src/usage/usage-store.js";
 import {
@@ -91,7 +102,9 @@ describe.each(STORES)("usage on $name", (store) => {
       ["key"],
       ["endpoint"],
       ["status"],
+      ["outcome"],
       ["key", "endpoint", "status"],
+      ["key", "endpoint", "status", "outcome"],
     ] as GroupDimension[][]) {
       grid.push({ granularity, groupBy });
     }
@@ -107,7 +120,34 @@ describe.each(STORES)("usage on $name", (store) => {
     },
   );
 
-  it.skipIf(!store.available)("filters by org, key, method and endpoint exactly", async () => {
+  it.skipIf(!store.available)("answers one series per outcome, with exact totals", async () => {
+    const result = await flux.usage.query({
+      from: new Date(START),
+      to: new Date(END),
+      granularity: "day",
+      groupBy: ["outcome"],
+    });
+    const want = new Map<string, number>();
+    for (const call of calls) want.set(call.outcome, (want.get(call.outcome) ?? 0) + 1);
+    // Every outcome occurs in the generated calls, refusals spread over all of them.
+    expect(want.size).toBe(USAGE_OUTCOMES.length - 1);
+    expect(Object.fromEntries(result.series.map((s) => [s.group.outcome, s.totals.calls]))).toEqual(
+      Object.fromEntries(want),
+    );
+    // Without groupBy the totals count every call, refused ones included.
+    const all = await flux.usage.query({ from: new Date(START), to: new Date(END), granularity: "day" });
+    expect(all.series[0]?.totals.calls).toBe(calls.length);
+    const served = await flux.usage.query({
+      outcome: "allowed",
+      from: new Date(START),
+      to: new Date(END),
+      granularity: "day",
+    });
+    expect(served.series[0]?.totals.calls).toBe(want.get("allowed"));
+    expect(served.series[0]?.totals.calls).toBeLessThan(calls.length);
+  });
+
+  it.skipIf(!store.available)("filters by org, key, method, endpoint and outcome exactly", async () => {
     const filters = [
       { orgId: "acme" },
       { orgId: "globex" },
@@ -117,6 +157,8 @@ describe.each(STORES)("usage on $name", (store) => {
       { method: "POST" },
       { endpoint: "/v1/events/:id" },
       { orgId: "acme", method: "GET", endpoint: "/v1/events/:id" },
+      { outcome: "allowed" as const },
+      { orgId: "globex", outcome: "rate_limited" as const },
     ];
     for (const filter of filters) {
       for (const granularity of ["minute", "hour"] as const) {
@@ -189,7 +231,10 @@ describe.each(STORES)("usage on $name", (store) => {
   });
 
   it.skipIf(!store.available)("moves lastUsedAt of the key forward from the flush", async () => {
-    const last = Math.max(...calls.filter((c) => c.keyId === realKeyId).map((c) => c.at));
+    // From served calls only: a refused call is not a use of the key.
+    const last = Math.max(
+      ...calls.filter((c) => c.keyId === realKeyId && c.outcome === "allowed").map((c) => c.at),
+    );
     const key = await flux.keys.get(realKeyId);
     // Written at most once a minute: never ahead of the last call, at most a minute behind it.
     expect(key.lastUsedAt).not.toBeNull();
@@ -216,6 +261,8 @@ describe.each(STORES)("usage on $name", (store) => {
       { ...good, latencyMs: Number.POSITIVE_INFINITY },
       { ...good, at: new Date(Number.NaN) },
       { ...good, at: "yesterday" },
+      { ...good, outcome: "denied" },
+      { ...good, outcome: 1 },
     ];
     for (const input of bad) expect(flux.usage.record(input as never)).toBe(false);
     expect(flux.usage.stats().rejected - before).toBe(bad.length);
@@ -233,6 +280,10 @@ describe.each(STORES)("usage on $name", (store) => {
     );
     await expectCode(
       flux.usage.query({ from, to, granularity: "hour", extra: 1 } as never),
+      "invalid_request",
+    );
+    await expectCode(
+      flux.usage.query({ from, to, granularity: "hour", outcome: "denied" as never }),
       "invalid_request",
     );
     await expectCode(
@@ -280,7 +331,7 @@ describe.each(STORES)("usage on $name", (store) => {
     expect((await flux.usage.rollup({ olderThan: new Date(cut) })).rolledUp).toBe(0);
     const calls2 = calls.concat(retryCalls());
     for (const granularity of ["hour", "day"] as const) {
-      for (const groupBy of [[], ["key", "endpoint", "status"]] as GroupDimension[][]) {
+      for (const groupBy of [[], ["key", "endpoint", "status", "outcome"]] as GroupDimension[][]) {
         const query = { from: new Date(START), to: new Date(END), granularity, groupBy };
         const result = await flux.usage.query(query);
         expect(mismatches(result, expectedSeries(calls2, { ...query, from: START, to: END }))).toEqual([]);
@@ -337,6 +388,7 @@ describe.each(STORES)("usage on $name", (store) => {
       endpoint: "/r",
       status: 200,
       latencyMs: i,
+      outcome: "allowed" as const,
       at: START + 5 * 60_000,
     }));
   }
@@ -460,5 +512,56 @@ describe.skipIf(!STORES[0]?.available)("usage lifecycle", () => {
     await expect(createFlux({ usage: { rollupAfter: "1m" } })).rejects.toMatchObject({
       code: "invalid_option",
     });
+  });
+});
+
+describe.each(STORES)("usage outcomes migration on $name", (store) => {
+  it.skipIf(!store.available)("turns every existing usage row into an 'allowed' one", async () => {
+    const target = await store.setup();
+    const dir = await mkdtemp(join(tmpdir(), "flux-migrations-"));
+    const database = target.options().database as { url?: string; schema?: string };
+    const db = await openDatabase(
+      database.url === undefined
+        ? { kind: "pglite", dataDir: undefined }
+        : { kind: "postgres", url: database.url, schema: database.schema, poolSize: 2 },
+    );
+    try {
+      // The database as it was before outcomes: every migration up to 0011.
+      for (const file of await readdir(MIGRATIONS_DIR)) {
+        if (file.localeCompare("0012") < 0) await cp(join(MIGRATIONS_DIR, file), join(dir, file));
+      }
+      await migrate(db.driver, dir);
+      const columns = `("key_id", "at", "method", "endpoint", "status_class", "org_id", "count", "units", "latency_sum", "latency_max")`;
+      await db.driver.withSession(async (session) => {
+        for (const table of ["flux_usage_minutes", "flux_usage_hours"]) {
+          await session.query(
+            `INSERT INTO "${table}" ${columns} VALUES
+               ('k1', '2026-03-09T10:00:00Z', 'GET', '/v1/events', 2, 'acme', 7, 7, 70, 20),
+               ('k1', '2026-03-09T10:00:00Z', 'GET', '/v1/events', 4, 'acme', 2, 2, 4, 3)`,
+          );
+        }
+      });
+      const report = await migrate(db.driver);
+      expect(report.applied).toContain("0013_usage_outcomes");
+      const rows = await db.driver.withSession((session) =>
+        session.query<{ outcome: string; calls: number }>(
+          `SELECT "outcome", sum("count")::int AS "calls" FROM (
+             SELECT "outcome", "count" FROM "flux_usage_minutes" UNION ALL SELECT "outcome", "count" FROM "flux_usage_hours"
+           ) AS u GROUP BY "outcome"`,
+        ),
+      );
+      expect(rows).toEqual([{ outcome: "allowed", calls: 18 }]);
+      // The outcome is part of the bucket now: a refused call of the same minute is its own row.
+      await db.driver.withSession((session) =>
+        session.query(
+          `INSERT INTO "flux_usage_minutes" ("key_id", "at", "method", "endpoint", "status_class", "outcome", "org_id", "count", "units", "latency_sum", "latency_max")
+           VALUES ('k1', '2026-03-09T10:00:00Z', 'GET', '/v1/events', 4, 'rate_limited', 'acme', 1, 0, 1, 1)`,
+        ),
+      );
+    } finally {
+      await db.close();
+      await target.teardown();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -2,7 +2,9 @@
  * `flux.usage`: who called what, when, how often, with what result.
  *
  * - `record()` is synchronous and does no I/O: it folds the call into a per-minute bucket keyed by
- *   (key, minute, method + endpoint, status class) in memory.
+ *   (key, minute, method + endpoint, status class, outcome) in memory. Every call whose key was
+ *   identified is recorded, refusals included (`outcome`); requests refused before a key was
+ *   identified are only counted per instance (`stats().unidentified`).
  * - A timer flushes every `usage.flushInterval` (and early past `usage.flushAt` buckets): buckets
  *   become batches of upserts that add, one statement per batch. A failed batch keeps its id and
  *   contents and is retried first on the next flush; the database remembers applied batch ids, so
@@ -17,6 +19,7 @@ import { type Duration, toMs } from "../duration.js";
 import { FluxError, type FluxErrorCode } from "../errors.js";
 import type { Logger } from "../options.js";
 import type { ResolvedUsageOptions } from "./usage-options.js";
+import type { UnidentifiedCounts, UsageOutcome } from "./usage-outcomes.js";
 import { parseTopQuery, parseUsageQuery, type UsageQuery, type UsageTopQuery } from "./usage-query.js";
 import { type UsageBatch, type UsageRecord, UsageRecorder } from "./usage-recorder.js";
 import {
@@ -32,6 +35,8 @@ import {
   writeBatch,
 } from "./usage-store.js";
 
+export type { UnidentifiedCounts, UsageOutcome } from "./usage-outcomes.js";
+export { USAGE_OUTCOMES } from "./usage-outcomes.js";
 export type { UsageQuery, UsageTopQuery } from "./usage-query.js";
 export type { UsageRecord } from "./usage-recorder.js";
 export type { Granularity, GroupDimension } from "./usage-store.js";
@@ -39,6 +44,7 @@ export type { Granularity, GroupDimension } from "./usage-store.js";
 export type StatusClass = "1xx" | "2xx" | "3xx" | "4xx" | "5xx";
 
 export interface UsageTotals {
+  /** Every identified call, refused ones included (filter or group by `outcome` to tell them apart). */
   calls: number;
   /** Calls answered with a 4xx or 5xx status (group by `status` to tell them apart). */
   errors: number;
@@ -58,6 +64,7 @@ export interface UsageGroup {
   method?: string;
   endpoint?: string;
   status?: StatusClass;
+  outcome?: UsageOutcome;
 }
 
 export interface UsageSeries {
@@ -104,6 +111,8 @@ export interface UsageStats {
   dropped: number;
   /** Calls refused by record() as malformed (never thrown on the request path). */
   rejected: number;
+  /** Requests the adapters refused before a key was identified, by reason (this instance, since start). */
+  unidentified: UnidentifiedCounts;
   /** Flushes that wrote everything / that failed and left batches for a retry. */
   flushes: number;
   failedFlushes: number;
@@ -126,6 +135,7 @@ export class Usage {
   private flushing = false;
   private closed = false;
   private lastFailureAt = Number.NEGATIVE_INFINITY;
+  private readonly unidentified: UnidentifiedCounts = { missing: 0, malformed: 0, unknown: 0, other: 0 };
   private readonly counters = {
     flushed: 0,
     flushedBuckets: 0,
@@ -161,6 +171,17 @@ export class Usage {
   }
 
   /**
+   * Counts a request refused before its key was identified (no key, malformed, unknown…): one
+   * counter per reason for the instance, nothing per key. Synchronous, no allocation.
+   */
+  countUnidentified(code: FluxErrorCode): void {
+    if (code === "key_missing") this.unidentified.missing++;
+    else if (code === "key_malformed") this.unidentified.malformed++;
+    else if (code === "key_invalid") this.unidentified.unknown++;
+    else this.unidentified.other++;
+  }
+
+  /**
    * Writes everything buffered now (retrying failed batches first). Resolves once all of it is in
    * the database; rejects with `store_unavailable` when some could not be written, which then
    * stays buffered for the next flush.
@@ -179,6 +200,7 @@ export class Usage {
       flushedBuckets: this.counters.flushedBuckets,
       dropped: this.recorder.dropped,
       rejected: this.recorder.rejected,
+      unidentified: { ...this.unidentified },
       flushes: this.counters.flushes,
       failedFlushes: this.counters.failedFlushes,
       lastFlushAt: this.counters.lastFlushAt,
@@ -203,7 +225,15 @@ export class Usage {
     const rows = await guard(() =>
       aggregate(
         this.driver,
-        { orgId: query.orgId, keyId: query.keyId, method: query.method, endpoint: query.endpoint, from, to },
+        {
+          orgId: query.orgId,
+          keyId: query.keyId,
+          method: query.method,
+          endpoint: query.endpoint,
+          outcome: query.outcome,
+          from,
+          to,
+        },
         query.granularity,
         groupBy,
       ),
@@ -459,7 +489,8 @@ function groupOf(row: AggregateRow, groupBy: readonly GroupDimension[]): UsageGr
     else if (dimension === "endpoint") {
       group.method = String(row.method);
       group.endpoint = String(row.endpoint);
-    } else group.status = STATUS_CLASSES[Number(row.status_class)] ?? "5xx";
+    } else if (dimension === "outcome") group.outcome = String(row.outcome) as UsageOutcome;
+    else group.status = STATUS_CLASSES[Number(row.status_class)] ?? "5xx";
   }
   return group;
 }

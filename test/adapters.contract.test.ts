@@ -394,7 +394,10 @@ describe.each(CASES)("adapter contract: $label", ({ target, store }) => {
     expect((await get(limited)).status).toBe(200);
     expect((await get(limited)).status).toBe(200);
     expect((await get(limited)).status).toBe(429);
-    const write = await api().post("/v1/events").set("Authorization", `Bearer ${limited}`).send({ type: "x" });
+    const write = await api()
+      .post("/v1/events")
+      .set("Authorization", `Bearer ${limited}`)
+      .send({ type: "x" });
     expect(write.status).toBe(403);
     expect((await api().post("/v1/exports").set("Authorization", `Bearer ${quota}`)).status).toBe(403);
     // quota: 1 served, then over quota.
@@ -429,9 +432,16 @@ describe.each(CASES)("adapter contract: $label", ({ target, store }) => {
     for (let attempt = 0; attempt < 50; attempt++) {
       await flux.usage.flush();
       const range = { orgId: org, from: new Date(now - 3_600_000), to: new Date(now + 3 * 86_400_000) };
-      const grouped = await flux.usage.query({ ...range, granularity: "day", groupBy: ["endpoint", "outcome"] });
+      const grouped = await flux.usage.query({
+        ...range,
+        granularity: "day",
+        groupBy: ["endpoint", "outcome"],
+      });
       seen = Object.fromEntries(
-        grouped.series.map((s) => [`${s.group.method} ${s.group.endpoint} ${s.group.outcome}`, s.totals.calls]),
+        grouped.series.map((s) => [
+          `${s.group.method} ${s.group.endpoint} ${s.group.outcome}`,
+          s.totals.calls,
+        ]),
       );
       const outcomes = await flux.usage.query({ ...range, granularity: "day", groupBy: ["outcome"] });
       byOutcome = Object.fromEntries(outcomes.series.map((s) => [s.group.outcome, s.totals.calls]));

@@ -243,11 +243,54 @@ SELECT (SELECT count(*) FROM "moved")::int AS "moved", (SELECT count(*) FROM "ad
   }
 }
 
-/** Deletes usage that ended before `before`. Returns the rows deleted from each table. */
+const MONTH_MS = 31 * 86_400_000;
+
+/** Start (UTC, ms) of the month that holds `at`. */
+export function monthOf(at: number): number {
+  const date = new Date(at);
+  return Date.UTC(date.getUTCFullYear(), date.getUTCMonth(), 1);
+}
+
+/**
+ * Creates the month partitions of both usage tables that hold these instants, where missing
+ * (migration 0014's function: one statement, safe from several instances and through a pooler).
+ */
+export async function ensurePartitions(driver: SqlDriver, instants: readonly number[]): Promise<number> {
+  const rows = await driver.withSession((session) =>
+    session.query<{ created: number }>(
+      `SELECT "flux_usage_ensure_partitions"($1::timestamptz[]) AS "created"`,
+      [instants.map((at) => new Date(at).toISOString())],
+    ),
+  );
+  return Number(rows[0]?.created ?? 0);
+}
+
+/** The partitions the maintenance loop keeps ahead: this month and the next two. */
+export function monthsAhead(now: number): number[] {
+  return [now, now + MONTH_MS, now + 2 * MONTH_MS].map(monthOf);
+}
+
+/** Drops whole month partitions (of both tables) that end at or before `before`; returns how many. */
+export async function dropPartitions(driver: SqlDriver, before: number): Promise<number> {
+  const rows = await driver.withSession((session) =>
+    session.query<{ dropped: number }>(
+      `SELECT "flux_usage_drop_partitions"(to_timestamp($1::float8 / 1000)) AS "dropped"`,
+      [before],
+    ),
+  );
+  return Number(rows[0]?.dropped ?? 0);
+}
+
+/**
+ * Deletes usage that ended before `before`: whole months by dropping their partitions, then the
+ * buckets of the month the cut-off falls in, row by row. Returns the rows deleted one by one from
+ * each table, and the partitions dropped.
+ */
 export async function deleteBefore(
   driver: SqlDriver,
   before: number,
-): Promise<{ minutes: number; hours: number }> {
+): Promise<{ minutes: number; hours: number; partitions: number }> {
+  const partitions = await dropPartitions(driver, before);
   return driver.withSession(async (session) => {
     const minutes = await session.query<{ n: number }>(
       `WITH d AS (DELETE FROM "flux_usage_minutes" WHERE "at" <= to_timestamp($1::float8 / 1000) - INTERVAL '1 minute' RETURNING 1)
@@ -259,7 +302,7 @@ export async function deleteBefore(
        SELECT count(*)::int AS n FROM d`,
       [before],
     );
-    return { minutes: Number(minutes[0]?.n ?? 0), hours: Number(hours[0]?.n ?? 0) };
+    return { minutes: Number(minutes[0]?.n ?? 0), hours: Number(hours[0]?.n ?? 0), partitions };
   });
 }
 

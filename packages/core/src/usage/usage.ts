@@ -26,10 +26,14 @@ import {
   type AggregateRow,
   aggregate,
   deleteBefore,
+  dropPartitions,
+  ensurePartitions,
   forgetBatches,
   GRANULARITY_MS,
   type Granularity,
   type GroupDimension,
+  monthOf,
+  monthsAhead,
   rollUp,
   topGroups,
   writeBatch,
@@ -135,6 +139,8 @@ export class Usage {
   private flushing = false;
   private closed = false;
   private lastFailureAt = Number.NEGATIVE_INFINITY;
+  /** Month starts (UTC ms) whose partitions this instance knows exist (migration 0014). */
+  private readonly partitioned = new Set<number>();
   private readonly unidentified: UnidentifiedCounts = { missing: 0, malformed: 0, unknown: 0, other: 0 };
   private readonly counters = {
     flushed: 0,
@@ -310,12 +316,16 @@ export class Usage {
 
   /**
    * Deletes usage older than `olderThan` (a date, or an age such as `'90d'`). Buckets are deleted
-   * whole: a bucket is deleted once it ends at or before the cut-off.
+   * whole: a bucket is deleted once it ends at or before the cut-off. Months that end before it
+   * go at once (their partitions are dropped: `droppedPartitions`); the month the cut-off falls
+   * in is deleted row by row (`deleted`).
    */
-  async prune(input: { olderThan: Date | Duration }): Promise<{ deleted: number }> {
+  async prune(input: {
+    olderThan: Date | Duration;
+  }): Promise<{ deleted: number; droppedPartitions: number }> {
     const before = this.cutoff(input?.olderThan, "olderThan");
-    const { minutes, hours } = await guard(() => deleteBefore(this.driver, before));
-    return { deleted: minutes + hours };
+    const { minutes, hours, partitions } = await guard(() => deleteBefore(this.driver, before));
+    return { deleted: minutes + hours, droppedPartitions: partitions };
   }
 
   /**
@@ -355,11 +365,22 @@ export class Usage {
     }
   }
 
-  /** Rollup, retention and forgetting old batch ids; failures are logged and retried next time. */
-  private async maintain(): Promise<void> {
+  /**
+   * Partitions ahead, rollup, retention and forgetting old batch ids; failures are logged and
+   * retried next time. Retention here drops whole months only (no row deletes on a timer): usage
+   * is kept at least `usage.retention`, at most a month longer.
+   */
+  async maintain(): Promise<void> {
     try {
+      const ahead = monthsAhead(this.now());
+      await ensurePartitions(this.driver, ahead);
+      for (const month of ahead) this.partitioned.add(month);
       await this.rollup();
-      if (this.options.retentionMs !== null) await this.prune({ olderThan: this.options.retentionMs });
+      if (this.options.retentionMs !== null) {
+        if ((await dropPartitions(this.driver, this.now() - this.options.retentionMs)) > 0) {
+          this.partitioned.clear();
+        }
+      }
       await forgetBatches(this.driver, BATCH_ID_TTL_MS);
     } catch (error) {
       this.logger.warn?.({ error: describe(error) }, "flux-keys: usage maintenance failed");
@@ -413,7 +434,17 @@ export class Usage {
 
   private async write(batch: UsageBatch): Promise<void> {
     try {
-      await writeBatch(this.driver, batch);
+      await this.ensureMonths(batch);
+      try {
+        await writeBatch(this.driver, batch);
+      } catch (error) {
+        // 23514: no partition for a row (another instance's retention dropped a month this one
+        // still believed in): create what is missing and try once more.
+        if (sqlState(error) !== "23514") throw error;
+        this.partitioned.clear();
+        await this.ensureMonths(batch);
+        await writeBatch(this.driver, batch);
+      }
     } catch (error) {
       if (isDataError(error)) {
         // Retrying could never succeed and would block every batch behind it: give it up, loudly.
@@ -430,6 +461,19 @@ export class Usage {
     this.recorder.settle(batch);
     this.counters.flushed += batch.calls;
     this.counters.flushedBuckets += batch.buckets.length;
+  }
+
+  /** Creates the month partitions a batch writes into, unless known to exist. */
+  private async ensureMonths(batch: UsageBatch): Promise<void> {
+    let missing: number[] | null = null;
+    for (const bucket of batch.buckets) {
+      const month = monthOf(bucket.minute);
+      if (this.partitioned.has(month) || missing?.includes(month)) continue;
+      (missing ??= []).push(month);
+    }
+    if (missing === null) return;
+    await ensurePartitions(this.driver, missing);
+    for (const month of missing) this.partitioned.add(month);
   }
 
   private cutoff(value: Date | Duration | undefined, field: string): number {

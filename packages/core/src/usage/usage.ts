@@ -465,13 +465,12 @@ export class Usage {
 
   /** Creates the month partitions a batch writes into, unless known to exist. */
   private async ensureMonths(batch: UsageBatch): Promise<void> {
-    let missing: number[] | null = null;
+    const missing: number[] = [];
     for (const bucket of batch.buckets) {
       const month = monthOf(bucket.minute);
-      if (this.partitioned.has(month) || missing?.includes(month)) continue;
-      (missing ??= []).push(month);
+      if (!this.partitioned.has(month) && !missing.includes(month)) missing.push(month);
     }
-    if (missing === null) return;
+    if (missing.length === 0) return;
     await ensurePartitions(this.driver, missing);
     for (const month of missing) this.partitioned.add(month);
   }

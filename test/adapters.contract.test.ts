@@ -176,6 +176,17 @@ describe.each(CASES)("adapter contract: $label", ({ target, store }) => {
       expect(refused.status).toBe(403);
       expect(problemOf(refused).code).toBe("org_suspended");
       expect(refused.text).not.toContain("contract");
+      // Attributed to the key, with its outcome.
+      await flux.usage.flush();
+      const usage = await flux.usage.query({
+        orgId: `held-${now}`,
+        from: new Date(now - 3_600_000),
+        to: new Date(now + 3_600_000),
+        granularity: "hour",
+        groupBy: ["outcome"],
+      });
+      const byOutcome = Object.fromEntries(usage.series.map((s) => [s.group.outcome, s.totals.calls]));
+      expect(byOutcome).toEqual({ allowed: 1, org_suspended: 1 });
     } finally {
       await flux.orgs.resume(`held-${now}`);
     }
@@ -387,6 +398,101 @@ describe.each(CASES)("adapter contract: $label", ({ target, store }) => {
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
     expect(Object.fromEntries(seen)).toEqual(Object.fromEntries(expected));
+  });
+
+  run("records every refused call of an identified key with its outcome; counts the others", async () => {
+    const org = uniqueName("outcomes");
+    await flux.orgs.create({ id: org, name: "Outcomes", planId: "free" });
+    const keyIds: string[] = [];
+    const issue = async (build: (b: ReturnType<Flux["keys"]["create"]>) => typeof b) => {
+      const { key, secret } = await build(flux.keys.create().forOrg(org).withScopes(["read:events"])).issue();
+      keyIds.push(key.id);
+      return secret;
+    };
+    const limited = await issue((b) => b.withRateLimits([{ name: "burst", limit: 2, window: "1m" }]));
+    const quota = await issue((b) => b.withQuota({ limit: 1, period: "month" }));
+    const revoked = await issue((b) => b);
+    const expiring = await issue((b) => b.expiresInDays(1));
+    const elsewhere = await issue((b) => b.allowFrom(["192.0.2.0/24"]));
+    const unidentifiedBefore = flux.usage.stats().unidentified;
+    await flux.keys.revoke(keyIds[2] as string);
+    const get = (secret: string) => api().get("/v1/events").set("Authorization", `Bearer ${secret}`);
+    // limited: 2 served, 1 rate limited; a write (scope) and an export (entitlement) refused.
+    expect((await get(limited)).status).toBe(200);
+    expect((await get(limited)).status).toBe(200);
+    expect((await get(limited)).status).toBe(429);
+    const write = await api()
+      .post("/v1/events")
+      .set("Authorization", `Bearer ${limited}`)
+      .send({ type: "x" });
+    expect(write.status).toBe(403);
+    expect((await api().post("/v1/exports").set("Authorization", `Bearer ${quota}`)).status).toBe(403);
+    // quota: 1 served, then over quota.
+    expect((await get(quota)).status).toBe(200);
+    const overQuota = await get(quota);
+    expect([overQuota.status, JSON.parse(overQuota.text).code]).toEqual([429, "quota_exceeded"]);
+    expect(problemOf(await get(elsewhere)).code).toBe("ip_not_allowed");
+    expect(problemOf(await get(revoked)).code).toBe("key_revoked");
+    now += 2 * 86_400_000;
+    try {
+      expect(problemOf(await get(expiring)).code).toBe("key_expired");
+    } finally {
+      now -= 2 * 86_400_000;
+    }
+    // Not identified: counted per instance, never recorded per key.
+    expect((await api().get("/v1/events")).status).toBe(401);
+    expect((await get(generateKey("flux", "live").secret)).status).toBe(401);
+    expect((await get("flux_live_short")).status).toBe(401);
+    const expected = {
+      "GET /v1/events allowed": 3,
+      "GET /v1/events rate_limited": 1,
+      "POST /v1/events scope_denied": 1,
+      "POST /v1/exports entitlement_denied": 1,
+      "GET /v1/events quota_exceeded": 1,
+      "GET /v1/events ip_not_allowed": 1,
+      "GET /v1/events revoked": 1,
+      "GET /v1/events expired": 1,
+    };
+    let seen: Record<string, number> = {};
+    let byOutcome: Record<string, number> = {};
+    let total = 0;
+    for (let attempt = 0; attempt < 50; attempt++) {
+      await flux.usage.flush();
+      const range = { orgId: org, from: new Date(now - 3_600_000), to: new Date(now + 3 * 86_400_000) };
+      const grouped = await flux.usage.query({
+        ...range,
+        granularity: "day",
+        groupBy: ["endpoint", "outcome"],
+      });
+      seen = Object.fromEntries(
+        grouped.series.map((s) => [
+          `${s.group.method} ${s.group.endpoint} ${s.group.outcome}`,
+          s.totals.calls,
+        ]),
+      );
+      const outcomes = await flux.usage.query({ ...range, granularity: "day", groupBy: ["outcome"] });
+      byOutcome = Object.fromEntries(outcomes.series.map((s) => [s.group.outcome, s.totals.calls]));
+      total = (await flux.usage.query({ ...range, granularity: "day" })).series[0]?.totals.calls ?? 0;
+      if (total === 10) break;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(seen).toEqual(expected);
+    expect(byOutcome).toEqual({
+      allowed: 3,
+      rate_limited: 1,
+      scope_denied: 1,
+      entitlement_denied: 1,
+      quota_exceeded: 1,
+      ip_not_allowed: 1,
+      revoked: 1,
+      expired: 1,
+    });
+    // Without groupBy, the totals count every identified request.
+    expect(total).toBe(10);
+    const unidentified = flux.usage.stats().unidentified;
+    expect(unidentified.missing - unidentifiedBefore.missing).toBe(1);
+    expect(unidentified.unknown - unidentifiedBefore.unknown).toBe(1);
+    expect(unidentified.malformed - unidentifiedBefore.malformed).toBe(1);
   });
 
   run("mounts the customer portal in one line; keys and portal sessions stay apart", async () => {

@@ -15,6 +15,8 @@ const VERSION = "0.1.0";
 const CONNECTION_HELP = `
 Connection (flags win over the environment):
   --database <url> / DATABASE_URL      PostgreSQL; --schema / FLUX_DATABASE_SCHEMA picks a schema
+  --direct-url <url> / DIRECT_URL      the server itself when --database is a pooler (PgBouncer):
+                                       migrations run over it
   --pglite <folder>                    the embedded store in a folder (one process at a time)
   --redis <url> / REDIS_URL            so other instances drop cached keys at once on revoke/rotate
   --key-prefix / FLUX_KEY_PREFIX       must match your app's keyPrefix (default flux)
@@ -31,6 +33,10 @@ export function createProgram(io: CliIo = processIo()): Command {
     )
     .version(VERSION, "-V, --version")
     .option("--database <url>", "PostgreSQL connection URL (default: $DATABASE_URL)")
+    .option(
+      "--direct-url <url>",
+      "direct PostgreSQL URL when --database is a transaction pooler (default: $DIRECT_URL)",
+    )
     .option(
       "--schema <name>",
       "PostgreSQL schema (default: $FLUX_DATABASE_SCHEMA, else the URL's search path)",

@@ -18,6 +18,7 @@ import { printableLines } from "./terminal.js";
 
 export interface GlobalFlags {
   database?: string;
+  directUrl?: string;
   schema?: string;
   pglite?: string;
   redis?: string | false;
@@ -37,11 +38,20 @@ export function fluxOptions(flags: GlobalFlags, env: NodeJS.ProcessEnv): FluxOpt
     options.database = { pglite: flags.pglite };
   } else if (url) {
     const schema = flags.schema ?? env.FLUX_DATABASE_SCHEMA;
-    options.database = { url, poolSize: 2, ...(schema ? { schema } : {}) };
+    const directUrl = flags.directUrl ?? env.DIRECT_URL;
+    options.database = {
+      url,
+      poolSize: 2,
+      ...(schema ? { schema } : {}),
+      ...(directUrl ? { directUrl } : {}),
+    };
   } else {
     throw new UsageError(
       "No database: pass --database <url> (or set DATABASE_URL), or --pglite <folder> for the embedded store.",
     );
+  }
+  if (flags.directUrl !== undefined && flags.pglite !== undefined) {
+    throw new UsageError("--direct-url applies to --database, not to --pglite.");
   }
   if (flags.schema !== undefined && flags.pglite !== undefined) {
     throw new UsageError("--schema applies to --database, not to --pglite.");

@@ -195,6 +195,25 @@ export function cliSuite(target: Target, options: { portal: boolean; exitCodes: 
             at: new Date(state.from.getTime() + offset * 60_000),
           });
         }
+        // Later on (outside the range of the first queries): 2 served, 3 refused.
+        for (const [outcome, status] of [
+          ["allowed", 200],
+          ["allowed", 200],
+          ["rate_limited", 429],
+          ["rate_limited", 429],
+          ["revoked", 401],
+        ] as const) {
+          f.usage.record({
+            keyId: ctx.keyId,
+            orgId: "acme",
+            method: "GET",
+            endpoint: "/v1/events/:id",
+            status,
+            latencyMs: 1,
+            outcome,
+            at: new Date(state.from.getTime() + 5 * HOUR),
+          });
+        }
         await f.usage.flush();
       } finally {
         await f.close();
@@ -314,6 +333,33 @@ export function cliSuite(target: Target, options: { portal: boolean; exitCodes: 
       expect(table.stdout).toMatch(/^HOUR +CALLS +ERRORS +AVG MS +MAX MS/);
       expect(table.stdout).toContain("total  3 calls, 1 errors, avg 20.0 ms, max 30.0 ms");
       expect(table.stdout).toMatch(/calls {2}[▁-█]{3}/);
+
+      // How the calls ended: served, or why refused.
+      const later = ["--from", new Date(state.from.getTime() + 4 * HOUR).toISOString(), "--to"];
+      later.push(new Date(state.from.getTime() + 6 * HOUR).toISOString());
+      const byOutcome = await fluxJson<{
+        series: Array<{ group: { outcome: string }; totals: { calls: number } }>;
+      }>(["usage", "--org", "acme", ...later, "--by", "hour", "--by-outcome", ...args]);
+      expect(Object.fromEntries(byOutcome.series.map((s) => [s.group.outcome, s.totals.calls]))).toEqual({
+        allowed: 2,
+        rate_limited: 2,
+        revoked: 1,
+      });
+      const outcomes = await flux(["usage", "--org", "acme", ...later, "--by", "hour", ...args]);
+      expect(outcomes.stdout).toContain("total  5 calls, 3 errors");
+      expect(outcomes.stdout).toContain("by outcome  allowed 2, rate_limited 2, revoked 1");
+      const served = await fluxJson<{ series: Array<{ totals: { calls: number } }> }>([
+        "usage",
+        "--org",
+        "acme",
+        ...later,
+        "--by",
+        "hour",
+        "--outcome",
+        "allowed",
+        ...args,
+      ]);
+      expect(served.series[0]!.totals.calls).toBe(2);
 
       const top = await fluxJson<Array<{ endpoint: string; calls: number }>>([
         "usage",

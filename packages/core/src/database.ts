@@ -27,6 +27,11 @@ export interface Database {
   kind: "pglite" | "postgres";
   prisma: PrismaClient;
   driver: SqlDriver;
+  /**
+   * What needs a server session of its own (the migrator's advisory lock and DDL): one connection
+   * per `withSession` on `directUrl` when `url` goes through a transaction pooler, else `driver`.
+   */
+  sessionDriver: SqlDriver;
   close(): Promise<void>;
 }
 
@@ -60,6 +65,7 @@ export async function openDatabase(config: DatabaseConfig): Promise<Database> {
       kind: "pglite",
       prisma,
       driver,
+      sessionDriver: driver,
       close: async () => {
         await prisma.$disconnect();
         await pglite.close();
@@ -103,6 +109,7 @@ export async function openDatabase(config: DatabaseConfig): Promise<Database> {
     kind: "postgres",
     prisma,
     driver,
+    sessionDriver: config.directUrl === undefined ? driver : directDriver(config.directUrl, config.schema),
     close: async () => {
       await prisma.$disconnect();
       await pool.end();
@@ -111,6 +118,32 @@ export async function openDatabase(config: DatabaseConfig): Promise<Database> {
 }
 
 function ignoreError(): void {}
+
+/** A connection of its own per session, straight to the server (no pooler in between). */
+function directDriver(url: string, schema: string | undefined): SqlDriver {
+  return {
+    withSession: async (fn) => {
+      const client = new pg.Client({
+        connectionString: url,
+        connectionTimeoutMillis: 5_000,
+        ...(schema ? { options: `-c search_path=${quoteIdent(schema)}` } : {}),
+      });
+      client.on("error", ignoreError);
+      await client.connect();
+      try {
+        return await fn({
+          query: async (sql, params) => (await client.query(sql, params)).rows as never,
+          exec: async (sql) => {
+            await client.query(sql);
+          },
+        });
+      } finally {
+        await client.end().catch(ignoreError);
+      }
+    },
+    close: async () => {},
+  };
+}
 
 export function quoteIdent(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;

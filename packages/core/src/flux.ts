@@ -100,7 +100,8 @@ export async function createFlux(options: FluxOptions = {}): Promise<Flux> {
     for (const step of cleanup.reverse()) await step().catch(() => {});
   };
   try {
-    if (resolved.migrate) await migrate(database.driver);
+    // Over the direct connection when there is one: the migrator holds an advisory lock and runs DDL.
+    if (resolved.migrate) await migrate(database.sessionDriver);
     else await guard(() => database.prisma.$queryRaw`SELECT 1`);
     if (database.kind === "postgres" && resolved.serverClockIntervalMs !== null) {
       // From here on every part of this instance reads time from the server's clock.

@@ -57,6 +57,7 @@ export { extractCredential, type HeaderBag } from "./http/credentials.js";
 export {
   createHttpAuth,
   HttpAuth,
+  type HttpAuthDenial,
   type HttpAuthOptions,
   type HttpAuthResult,
   type HttpRequestLike,
@@ -75,6 +76,7 @@ export { KeyBuilder } from "./key-builder.js";
 export { createKeyParser, type KeyEnvironment, type ParsedKey } from "./key-format.js";
 export {
   type CheckResult,
+  type DeniedKey,
   type GraceUsage,
   type IssuedKey,
   type KeyChanges,
@@ -128,9 +130,12 @@ export {
   type Granularity,
   type GroupDimension,
   type StatusClass,
+  type UnidentifiedCounts,
+  USAGE_OUTCOMES,
   Usage,
   type UsageFlushReport,
   type UsageGroup,
+  type UsageOutcome,
   type UsagePoint,
   type UsageQuery,
   type UsageQueryResult,
@@ -142,3 +147,4 @@ export {
   type UsageTotals,
 } from "./usage/usage.js";
 export type { UsageOptions } from "./usage/usage-options.js";
+export { outcomeOf as usageOutcomeOf } from "./usage/usage-outcomes.js";

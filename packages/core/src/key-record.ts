@@ -29,6 +29,8 @@ export interface KeyRecord {
   orgSuspended: boolean;
   /** `allowFrom` compiled, on first use. */
   allowed: ((address: string, hop: number) => boolean) | null;
+  /** Who a denial of this key is about (see `CheckResult`): one frozen object per record. */
+  identity: Readonly<{ keyId: string; orgId: string }>;
   plan: {
     id: string;
     name: string;
@@ -103,6 +105,7 @@ export async function loadKeyRecord(prisma: PrismaClient, digest: string): Promi
     lineageId: row.lineage_id ?? row.id,
     orgSuspended: row.org_suspended === true,
     allowed: null,
+    identity: Object.freeze({ keyId: row.id, orgId: row.org_id }),
     plan:
       row.plan_id === null
         ? null

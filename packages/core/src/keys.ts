@@ -56,7 +56,20 @@ export interface VerifyOptions {
   entitlements?: readonly string[];
 }
 
-export type CheckResult = { valid: true; context: KeyContext } | { valid: false; error: FluxError };
+/** The key a denial is about, once it was identified. */
+export interface DeniedKey {
+  readonly keyId: string;
+  readonly orgId: string;
+}
+
+/**
+ * `key` is set on a denial of an identified key (revoked, expired, address, scope, entitlement,
+ * limits): usage records it with its outcome. Absent when no key was identified (missing,
+ * malformed, unknown).
+ */
+export type CheckResult =
+  | { valid: true; context: KeyContext }
+  | { valid: false; error: FluxError; key?: DeniedKey };
 
 export interface IssuedKey {
   key: ApiKeyInfo;
@@ -148,6 +161,14 @@ const DENIALS = Object.fromEntries(
   | "org_suspended",
   { valid: false; error: FluxError }
 >;
+
+/** A shared denial, about this key. */
+function identified(
+  denial: { valid: false; error: FluxError },
+  record: KeyRecord,
+): { valid: false; error: FluxError; key: DeniedKey } {
+  return { valid: false, error: denial.error, key: record.identity };
+}
 
 /** A key of an environment this deployment does not accept (`environments`, e.g. a test key on live). */
 const WRONG_ENVIRONMENT = Object.freeze({
@@ -255,28 +276,28 @@ export class Keys {
     const now = this.rt.now();
     // The same status rule as listings and the portal: revoked, then expired (expiry or grace end).
     const status = keyStatus(record, now);
-    if (status === "revoked") return this.failed(DENIALS.key_revoked, address);
-    if (status === "expired") return this.failed(DENIALS.key_expired, address);
+    if (status === "revoked") return this.failed(identified(DENIALS.key_revoked, record), address);
+    if (status === "expired") return this.failed(identified(DENIALS.key_expired, record), address);
     // A valid key of a suspended org: not a failed authentication of the client address.
-    if (record.orgSuspended) return DENIALS.org_suspended;
+    if (record.orgSuspended) return identified(DENIALS.org_suspended, record);
     if (record.allowFrom.length > 0) {
       record.allowed ??= compileTrust(record.allowFrom);
       // No address to check (core called without one) is refused too: the rule fails closed.
       if (address === undefined || !record.allowed(address, 0)) {
-        return this.failed(DENIALS.ip_not_allowed, address);
+        return this.failed(identified(DENIALS.ip_not_allowed, record), address);
       }
     }
     const base = baseContext(record, now);
     // A request the key is not allowed to make is refused before it consumes anything.
     if (options?.scopes !== undefined || options?.entitlements !== undefined) {
       const denied = requirementError(base, options.scopes, options.entitlements);
-      if (denied !== null) return { valid: false, error: denied };
+      if (denied !== null) return { valid: false, error: denied, key: record.identity };
     }
     // Keys without limits never touch the limiter.
     const limits = this.rt.limits.applicable(record);
     if (limits === null) return { valid: true, context: withRateLimit(base, null) };
-    // `return await`: one microtask instead of the three of returning a promise from an async function.
-    return await this.rt.limits.decide(limits, options?.cost ?? 1, base);
+    const decided = await this.rt.limits.decide(limits, options?.cost ?? 1, base);
+    return decided.valid ? decided : { valid: false, error: decided.error, key: record.identity };
   }
 
   /** A failed authentication, counted against the client address when there is one. */

@@ -87,6 +87,8 @@ export class PostgresBus implements InvalidationBus {
       connectionString: url,
       connectionTimeoutMillis: Math.max(1_000, this.options.maxStalenessMs),
       keepAlive: true,
+      // Tells the listening sessions apart in pg_stat_activity (and shows where they connect).
+      application_name: "flux-keys-bus",
       ...(schema ? { options: `-c search_path=${quoteIdent(schema)}` } : {}),
     });
     client.on("error", () => {

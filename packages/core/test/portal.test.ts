@@ -618,6 +618,27 @@ describe.each(STORES)("portal handler on $name", (store) => {
       },
     );
 
+    it.skipIf(!store.available)("shows the customer the calls refused, by outcome", async () => {
+      const admin = await signIn("acme", "u-ann", "admin");
+      const { key } = await (
+        await call("/portal/api/keys", {
+          method: "POST",
+          as: admin,
+          body: { name: "Throttled", scopes: ["read:events"] },
+        })
+      ).json();
+      const call1 = { keyId: key.id, orgId: "acme", method: "GET", endpoint: "/v1/events", latencyMs: 1 };
+      for (let i = 0; i < 4; i++) flux.usage.record({ ...call1, status: 200 });
+      for (let i = 0; i < 3; i++) flux.usage.record({ ...call1, status: 429, outcome: "rate_limited" });
+      flux.usage.record({ ...call1, status: 403, outcome: "scope_denied" });
+      await flux.usage.flush();
+      const usage = await (await call(`/portal/api/usage?range=1h&keyId=${key.id}`, { as: admin })).json();
+      expect(usage.totals).toEqual({ calls: 8, errors: 4 });
+      expect(usage.refused).toBe(4);
+      expect(usage.outcomes).toEqual({ allowed: 4, rate_limited: 3, scope_denied: 1 });
+      expect(usage.points.reduce((sum: number, p: { refused: number }) => sum + p.refused, 0)).toBe(4);
+    });
+
     it.skipIf(!store.available)("errors are problem details", async () => {
       const admin = await signIn("acme", "u-ann", "admin");
       const bad = await call("/portal/api/keys", {

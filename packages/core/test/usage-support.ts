@@ -2,10 +2,16 @@
  * Test helpers for the usage suites: a deterministic call generator and a reference model that
  * answers a usage query by folding the raw calls (independent of the implementation's buckets).
  */
-import type { Granularity, GroupDimension, UsageQueryResult, UsageRecord } from "../src/index.js";
+import type {
+  Granularity,
+  GroupDimension,
+  UsageOutcome,
+  UsageQueryResult,
+  UsageRecord,
+} from "../src/index.js";
 
 export type Call = Required<
-  Pick<UsageRecord, "keyId" | "orgId" | "method" | "endpoint" | "status" | "latencyMs">
+  Pick<UsageRecord, "keyId" | "orgId" | "method" | "endpoint" | "status" | "latencyMs" | "outcome">
 > & {
   at: number;
 };
@@ -33,6 +39,17 @@ export const ENDPOINTS = [
   ["PUT", "/v1/configs/:name"],
 ] as const;
 export const STATUSES = [200, 200, 200, 201, 204, 304, 400, 401, 404, 429, 500, 503] as const;
+/** Refusals of identified keys, each with the status the adapters answer it with. */
+export const REFUSALS: ReadonlyArray<readonly [UsageOutcome, number]> = [
+  ["rate_limited", 429],
+  ["quota_exceeded", 429],
+  ["scope_denied", 403],
+  ["entitlement_denied", 403],
+  ["ip_not_allowed", 403],
+  ["revoked", 401],
+  ["expired", 401],
+  ["org_suspended", 403],
+];
 
 /** `n` calls over `minutes` minutes from `start`, across the given keys (each bound to one org). */
 export function generateCalls(
@@ -45,11 +62,14 @@ export function generateCalls(
   for (let i = 0; i < n; i++) {
     const key = pick(options.keys);
     const [method, endpoint] = pick(ENDPOINTS);
+    // About a quarter refused, spread over every refusal.
+    const refusal = random() < 0.25 ? pick(REFUSALS) : null;
     calls.push({
       ...key,
       method,
       endpoint,
-      status: pick(STATUSES),
+      status: refusal === null ? pick(STATUSES) : refusal[1],
+      outcome: refusal === null ? "allowed" : refusal[0],
       // Whole and fractional milliseconds, so sums are compared with a tolerance only where needed.
       latencyMs: Math.round(random() * 4000) / 8,
       at: options.start + Math.floor(random() * options.minutes * 60_000),
@@ -73,6 +93,7 @@ export function expectedSeries(
     keyId?: string;
     method?: string;
     endpoint?: string;
+    outcome?: UsageOutcome;
     from: number;
     to: number;
     granularity: Granularity;
@@ -89,6 +110,7 @@ export function expectedSeries(
     if (query.keyId !== undefined && call.keyId !== query.keyId) continue;
     if (query.method !== undefined && call.method !== query.method) continue;
     if (query.endpoint !== undefined && call.endpoint !== query.endpoint) continue;
+    if (query.outcome !== undefined && call.outcome !== query.outcome) continue;
     const id = groupId(call, query.groupBy ?? []);
     let series = out.get(id);
     if (!series) {
@@ -115,6 +137,7 @@ function groupId(call: Call, groupBy: readonly GroupDimension[]): string {
       group.method = call.method;
     }
     if (dimension === "status") group.status = `${Math.floor(call.status / 100)}xx`;
+    if (dimension === "outcome") group.outcome = call.outcome;
   }
   return canonical(group);
 }

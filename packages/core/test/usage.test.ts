@@ -1,15 +1,26 @@
 /**
- * Usage tracking on embedded PGlite and on PostgreSQL: every recorded call is counted exactly once
- * in every query dimension, across flushes, retries, rollup and pruning.
+ * Usage tracking on embedded PGlite and on PostgreSQL: every recorded call (served or refused) is
+ * counted exactly once in every query dimension, outcome included, across flushes, retries, rollup
+ * and pruning.
  */
-import { mkdtemp, rm } from "node:fs/promises";
+import { cp, mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { STORES } from "../../../test/support/services.js";
-import { createFlux, type Flux, FluxError, type Granularity, type GroupDimension } from "../src/index.js";
+import { openDatabase } from "../src/database.js";
+import {
+  createFlux,
+  type Flux,
+  FluxError,
+  type Granularity,
+  type GroupDimension,
+  migrate,
+  USAGE_OUTCOMES,
+} from "../src/index.js";
+import { MIGRATIONS_DIR } from "../src/migrator.js";
 import { UsageRecorder } from "../src/usage/usage-recorder.js";
-import { writeBatch } from "../src/usage/usage-store.js";
+import { dropPartitions, writeBatch } from "../src/usage/usage-store.js";
 import {
   type Call,
   ENDPOINTS,
@@ -91,7 +102,9 @@ describe.each(STORES)("usage on $name", (store) => {
       ["key"],
       ["endpoint"],
       ["status"],
+      ["outcome"],
       ["key", "endpoint", "status"],
+      ["key", "endpoint", "status", "outcome"],
     ] as GroupDimension[][]) {
       grid.push({ granularity, groupBy });
     }
@@ -107,7 +120,34 @@ describe.each(STORES)("usage on $name", (store) => {
     },
   );
 
-  it.skipIf(!store.available)("filters by org, key, method and endpoint exactly", async () => {
+  it.skipIf(!store.available)("answers one series per outcome, with exact totals", async () => {
+    const result = await flux.usage.query({
+      from: new Date(START),
+      to: new Date(END),
+      granularity: "day",
+      groupBy: ["outcome"],
+    });
+    const want = new Map<string, number>();
+    for (const call of calls) want.set(call.outcome, (want.get(call.outcome) ?? 0) + 1);
+    // Every outcome occurs in the generated calls, refusals spread over all of them.
+    expect(want.size).toBe(USAGE_OUTCOMES.length - 1);
+    expect(Object.fromEntries(result.series.map((s) => [s.group.outcome, s.totals.calls]))).toEqual(
+      Object.fromEntries(want),
+    );
+    // Without groupBy the totals count every call, refused ones included.
+    const all = await flux.usage.query({ from: new Date(START), to: new Date(END), granularity: "day" });
+    expect(all.series[0]?.totals.calls).toBe(calls.length);
+    const served = await flux.usage.query({
+      outcome: "allowed",
+      from: new Date(START),
+      to: new Date(END),
+      granularity: "day",
+    });
+    expect(served.series[0]?.totals.calls).toBe(want.get("allowed"));
+    expect(served.series[0]?.totals.calls).toBeLessThan(calls.length);
+  });
+
+  it.skipIf(!store.available)("filters by org, key, method, endpoint and outcome exactly", async () => {
     const filters = [
       { orgId: "acme" },
       { orgId: "globex" },
@@ -117,6 +157,8 @@ describe.each(STORES)("usage on $name", (store) => {
       { method: "POST" },
       { endpoint: "/v1/events/:id" },
       { orgId: "acme", method: "GET", endpoint: "/v1/events/:id" },
+      { outcome: "allowed" as const },
+      { orgId: "globex", outcome: "rate_limited" as const },
     ];
     for (const filter of filters) {
       for (const granularity of ["minute", "hour"] as const) {
@@ -189,7 +231,10 @@ describe.each(STORES)("usage on $name", (store) => {
   });
 
   it.skipIf(!store.available)("moves lastUsedAt of the key forward from the flush", async () => {
-    const last = Math.max(...calls.filter((c) => c.keyId === realKeyId).map((c) => c.at));
+    // From served calls only: a refused call is not a use of the key.
+    const last = Math.max(
+      ...calls.filter((c) => c.keyId === realKeyId && c.outcome === "allowed").map((c) => c.at),
+    );
     const key = await flux.keys.get(realKeyId);
     // Written at most once a minute: never ahead of the last call, at most a minute behind it.
     expect(key.lastUsedAt).not.toBeNull();
@@ -216,6 +261,8 @@ describe.each(STORES)("usage on $name", (store) => {
       { ...good, latencyMs: Number.POSITIVE_INFINITY },
       { ...good, at: new Date(Number.NaN) },
       { ...good, at: "yesterday" },
+      { ...good, outcome: "denied" },
+      { ...good, outcome: 1 },
     ];
     for (const input of bad) expect(flux.usage.record(input as never)).toBe(false);
     expect(flux.usage.stats().rejected - before).toBe(bad.length);
@@ -233,6 +280,10 @@ describe.each(STORES)("usage on $name", (store) => {
     );
     await expectCode(
       flux.usage.query({ from, to, granularity: "hour", extra: 1 } as never),
+      "invalid_request",
+    );
+    await expectCode(
+      flux.usage.query({ from, to, granularity: "hour", outcome: "denied" as never }),
       "invalid_request",
     );
     await expectCode(
@@ -280,7 +331,7 @@ describe.each(STORES)("usage on $name", (store) => {
     expect((await flux.usage.rollup({ olderThan: new Date(cut) })).rolledUp).toBe(0);
     const calls2 = calls.concat(retryCalls());
     for (const granularity of ["hour", "day"] as const) {
-      for (const groupBy of [[], ["key", "endpoint", "status"]] as GroupDimension[][]) {
+      for (const groupBy of [[], ["key", "endpoint", "status", "outcome"]] as GroupDimension[][]) {
         const query = { from: new Date(START), to: new Date(END), granularity, groupBy };
         const result = await flux.usage.query(query);
         expect(mismatches(result, expectedSeries(calls2, { ...query, from: START, to: END }))).toEqual([]);
@@ -337,6 +388,7 @@ describe.each(STORES)("usage on $name", (store) => {
       endpoint: "/r",
       status: 200,
       latencyMs: i,
+      outcome: "allowed" as const,
       at: START + 5 * 60_000,
     }));
   }
@@ -461,4 +513,191 @@ describe.skipIf(!STORES[0]?.available)("usage lifecycle", () => {
       code: "invalid_option",
     });
   });
+});
+
+describe.each(STORES)("usage migrations of existing data on $name", (store) => {
+  it.skipIf(!store.available)(
+    "turns every existing usage row into an 'allowed' one in its month's partition",
+    async () => {
+      const target = await store.setup();
+      const dir = await mkdtemp(join(tmpdir(), "flux-migrations-"));
+      const database = target.options().database as { url?: string; schema?: string };
+      const db = await openDatabase(
+        database.url === undefined
+          ? { kind: "pglite", dataDir: undefined }
+          : { kind: "postgres", url: database.url, schema: database.schema, poolSize: 2 },
+      );
+      try {
+        // The database as it was before outcomes: every migration up to 0011.
+        for (const file of await readdir(MIGRATIONS_DIR)) {
+          if (file.localeCompare("0012") < 0) await cp(join(MIGRATIONS_DIR, file), join(dir, file));
+        }
+        await migrate(db.driver, dir);
+        const columns = `("key_id", "at", "method", "endpoint", "status_class", "org_id", "count", "units", "latency_sum", "latency_max")`;
+        await db.driver.withSession(async (session) => {
+          for (const table of ["flux_usage_minutes", "flux_usage_hours"]) {
+            await session.query(
+              `INSERT INTO "${table}" ${columns} VALUES
+               ('k1', '2026-03-09T10:00:00Z', 'GET', '/v1/events', 2, 'acme', 7, 7, 70, 20),
+               ('k1', '2026-03-09T10:00:00Z', 'GET', '/v1/events', 4, 'acme', 2, 2, 4, 3)`,
+            );
+          }
+        });
+        const report = await migrate(db.driver);
+        expect(report.applied).toContain("0013_usage_outcomes");
+        const rows = await db.driver.withSession((session) =>
+          session.query<{ outcome: string; calls: number }>(
+            `SELECT "outcome", sum("count")::int AS "calls" FROM (
+             SELECT "outcome", "count" FROM "flux_usage_minutes" UNION ALL SELECT "outcome", "count" FROM "flux_usage_hours"
+           ) AS u GROUP BY "outcome"`,
+          ),
+        );
+        expect(rows).toEqual([{ outcome: "allowed", calls: 18 }]);
+        // And 0014 moved them into their month's partition.
+        expect(report.applied).toContain("0014_usage_partitions");
+        const placed = await db.driver.withSession((session) =>
+          session.query<{ part: string }>(
+            `SELECT DISTINCT tableoid::regclass::text AS "part" FROM "flux_usage_minutes"`,
+          ),
+        );
+        expect(placed.map((p) => p.part.replace(/^.*\./, "").replaceAll('"', ""))).toEqual([
+          "flux_usage_minutes_p202603",
+        ]);
+        // The outcome is part of the bucket now: a refused call of the same minute is its own row.
+        await db.driver.withSession((session) =>
+          session.query(
+            `INSERT INTO "flux_usage_minutes" ("key_id", "at", "method", "endpoint", "status_class", "outcome", "org_id", "count", "units", "latency_sum", "latency_max")
+           VALUES ('k1', '2026-03-09T10:00:00Z', 'GET', '/v1/events', 4, 'rate_limited', 'acme', 1, 0, 1, 1)`,
+          ),
+        );
+      } finally {
+        await db.close();
+        await target.teardown();
+        await rm(dir, { recursive: true, force: true });
+      }
+    },
+  );
+});
+
+describe.each(STORES)("usage partitioned by month on $name", (store) => {
+  const MAR_15 = Date.parse("2026-03-15T12:00:00Z");
+  const months = [
+    Date.parse("2025-11-20T10:00:00Z"),
+    Date.parse("2025-12-31T23:59:30Z"),
+    Date.parse("2026-01-01T00:00:10Z"),
+    Date.parse("2026-02-10T08:00:00Z"),
+    Date.parse("2026-03-15T11:00:00Z"),
+  ];
+  const call = (at: number) => ({
+    keyId: "key_p",
+    orgId: "parts",
+    method: "GET",
+    endpoint: "/v1/events",
+    status: 200,
+    latencyMs: 1,
+    at,
+  });
+  const partitionsOf = (flux: Flux) =>
+    flux.internals.database.driver.withSession(async (session) =>
+      (
+        await session.query<{ name: string; rows: number }>(
+          `SELECT c.relname AS "name" FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+           JOIN pg_class p ON p.oid = i.inhparent
+           WHERE p.relname = 'flux_usage_minutes' AND p.relnamespace = to_regnamespace(quote_ident(current_schema()))
+           ORDER BY 1`,
+        )
+      ).map((row) => row.name),
+    );
+  const total = async (flux: Flux) =>
+    sumCalls(
+      await flux.usage.query({
+        orgId: "parts",
+        from: new Date("2025-11-01T00:00:00Z"),
+        to: new Date("2026-04-01T00:00:00Z"),
+        granularity: "day",
+      }),
+    );
+
+  it.skipIf(!store.available)(
+    "writes each month into its own partition, created on demand; retention drops whole months",
+    async () => {
+      const target = await store.setup();
+      const flux = await createFlux(
+        target.options({ clock: () => MAR_15, usage: { flushInterval: "1h", retention: "60d" } }),
+      );
+      try {
+        for (const [i, at] of months.entries()) for (let n = 0; n <= i; n++) flux.usage.record(call(at));
+        await flux.usage.flush();
+        expect(await total(flux)).toBe(15);
+        // The migration made the months around its run; the flush made the older ones it needed.
+        expect(await partitionsOf(flux)).toEqual(
+          expect.arrayContaining([
+            "flux_usage_minutes_p202511",
+            "flux_usage_minutes_p202512",
+            "flux_usage_minutes_p202601",
+            "flux_usage_minutes_p202602",
+            "flux_usage_minutes_p202603",
+          ]),
+        );
+        // Each row is in its month's partition (the last second of December is December's).
+        const placed = await flux.internals.database.driver.withSession((session) =>
+          session.query<{ part: string; calls: number }>(
+            `SELECT tableoid::regclass::text AS "part", sum("count")::int AS "calls" FROM "flux_usage_minutes"
+             WHERE "org_id" = 'parts' GROUP BY 1 ORDER BY 1`,
+          ),
+        );
+        expect(placed.map((p) => [p.part.replace(/^.*\./, "").replaceAll('"', ""), p.calls])).toEqual([
+          ["flux_usage_minutes_p202511", 1],
+          ["flux_usage_minutes_p202512", 2],
+          ["flux_usage_minutes_p202601", 3],
+          ["flux_usage_minutes_p202602", 4],
+          ["flux_usage_minutes_p202603", 5],
+        ]);
+
+        // Retention 60 days on March 15: November and December end before the cut-off and are
+        // dropped whole; January (partly older than 60 days) is kept whole until it ends.
+        await flux.usage.maintain();
+        expect(await total(flux)).toBe(12);
+        const left = await partitionsOf(flux);
+        expect(left).not.toContain("flux_usage_minutes_p202511");
+        expect(left).not.toContain("flux_usage_minutes_p202512");
+        expect(left).toContain("flux_usage_minutes_p202601");
+        // The maintenance loop keeps the next months ready.
+        expect(left).toEqual(
+          expect.arrayContaining(["flux_usage_minutes_p202604", "flux_usage_minutes_p202605"]),
+        );
+
+        // A late call into a dropped month: the flush creates the partition again, nothing lost.
+        flux.usage.record(call(months[1] as number));
+        await flux.usage.flush();
+        expect(flux.usage.stats()).toMatchObject({ dropped: 0, failedFlushes: 0 });
+        expect(await total(flux)).toBe(13);
+      } finally {
+        await flux.close();
+        await target.teardown();
+      }
+    },
+  );
+
+  it.skipIf(!store.available)(
+    "recreates a month another instance dropped under it, and writes the batch once",
+    async () => {
+      const target = await store.setup();
+      const flux = await createFlux(target.options({ clock: () => MAR_15, usage: { flushInterval: "1h" } }));
+      try {
+        flux.usage.record(call(months[0] as number));
+        await flux.usage.flush(); // this instance now believes November 2025 exists
+        expect(await dropPartitions(flux.internals.database.driver, Date.parse("2025-12-01T00:00:00Z"))).toBe(
+          2,
+        );
+        for (let i = 0; i < 3; i++) flux.usage.record(call(months[0] as number));
+        await flux.usage.flush();
+        expect(flux.usage.stats()).toMatchObject({ flushed: 4, dropped: 0, failedFlushes: 0 });
+        expect(await total(flux)).toBe(3);
+      } finally {
+        await flux.close();
+        await target.teardown();
+      }
+    },
+  );
 });

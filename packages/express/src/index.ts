@@ -22,6 +22,8 @@ import {
   type RunWithContext,
   requirementError,
   serveWeb,
+  type UsageOutcome,
+  usageOutcomeOf,
 } from "@flux-keys/core";
 import type { NextFunction, Request, RequestHandler, Response } from "express";
 import { kRequirement, type Requirement, routeRequirements } from "./route-requirements.js";
@@ -61,6 +63,8 @@ interface Attached {
   cost: number;
   /** Scopes the route's guards required (recorded for least-privilege suggestions). */
   scopes: string[];
+  /** Set when a route guard refuses the request after verification: recorded with the call. */
+  outcome: UsageOutcome | undefined;
 }
 
 /** Per-request state for the route guards, on the request itself (no WeakMap per request). */
@@ -111,9 +115,12 @@ export function fluxKeys(flux: Flux, options: FluxKeysOptions = {}): RequestHand
           : { cost: units, scopes: required.scopes, entitlement: required.entitlements },
       )
       .then((result) => {
-        if (!result.ok) return deny({ options }, result, req, res, next);
+        if (!result.ok) {
+          auth.recordDenial(result, { method: req.method, endpoint: required.endpoint, startedAt });
+          return deny({ options }, result, req, res, next);
+        }
         (req as ApiKeyRequest).apiKey = result.context;
-        const attachment: Attached = { auth, options, cost: units, scopes: [] };
+        const attachment: Attached = { auth, options, cost: units, scopes: [], outcome: undefined };
         (req as AttachedRequest)[kAttached] = attachment;
         // Plain setHeader: these values need none of res.set()'s content-type handling.
         for (const name in result.headers) res.setHeader(name, result.headers[name] as string);
@@ -129,6 +136,7 @@ export function fluxKeys(flux: Flux, options: FluxKeysOptions = {}): RequestHand
             scopes: attachment.scopes,
             request: httpRequest,
             units,
+            outcome: attachment.outcome,
           });
         });
         if (runWithContext) runWithContext(result.context, next);
@@ -169,6 +177,7 @@ function guard(check: (context: KeyContext) => FluxError | null, requirement: Re
       return next();
     }
     // Only where fluxKeys() could not see this guard: give back what it took.
+    attachment.outcome = usageOutcomeOf(error.code) ?? undefined;
     attachment.auth
       .release(context, attachment.cost)
       .then(() => deny(attachment, attachment.auth.denied(error, true), req, res, next), next);

@@ -4,7 +4,8 @@
  * key, so without this a request its route refuses would count against the key's limits first.
  * Each guard carries its requirement; this walks the app's router as Express will (the layers
  * after `fluxKeys()` whose path matches, into nested routers, up to the first route that handles
- * the method) and collects the requirements of the guards it will meet.
+ * the method) and collects the requirements of the guards it will meet, and the route's template
+ * (recorded in usage for a request refused before its route ran).
  *
  * It reads the router's layers through the small surface Express 5's `router` exposes
  * (`stack`, `layer.match(path)`, `layer.route`, `route._handlesMethod`); where it cannot see
@@ -18,6 +19,8 @@ export const kRequirement = Symbol.for("flux-keys.express.requirement");
 export interface Requirement {
   scopes: string[];
   entitlements: string[];
+  /** `baseUrl` + route path of the route that will answer, as `req.route` gives it once it runs. */
+  endpoint?: string | undefined;
 }
 
 interface LayerLike {
@@ -28,6 +31,7 @@ interface LayerLike {
 }
 
 interface RouteLike {
+  path?: unknown;
   stack: LayerLike[];
   _handlesMethod(method: string): boolean;
 }
@@ -37,6 +41,7 @@ interface Walk {
   method: string;
   seenSelf: boolean;
   found: Requirement;
+  endpoint: string | undefined;
 }
 
 const NONE: Requirement = Object.freeze({ scopes: [], entitlements: [] }) as Requirement;
@@ -60,16 +65,25 @@ export function routeRequirements(
   const key = `${method} ${path}`;
   const cached = cache.get(key);
   if (cached !== undefined) return cached;
-  const walk: Walk = { self, method, seenSelf: false, found: { scopes: [], entitlements: [] } };
-  visit(router.stack as LayerLike[], path, walk);
-  const found = walk.found.scopes.length === 0 && walk.found.entitlements.length === 0 ? NONE : walk.found;
+  const walk: Walk = {
+    self,
+    method,
+    seenSelf: false,
+    found: { scopes: [], entitlements: [] },
+    endpoint: undefined,
+  };
+  visit(router.stack as LayerLike[], path, "", walk);
+  const none = walk.found.scopes.length === 0 && walk.found.entitlements.length === 0;
+  let found: Requirement;
+  if (walk.endpoint === undefined) found = none ? NONE : walk.found;
+  else found = { scopes: walk.found.scopes, entitlements: walk.found.entitlements, endpoint: walk.endpoint };
   if (cache.size >= CACHE_MAX) cache.clear();
   cache.set(key, found);
   return found;
 }
 
 /** True when the walk reached the route that will answer (nothing after it runs). */
-function visit(stack: LayerLike[], path: string, walk: Walk): boolean {
+function visit(stack: LayerLike[], path: string, base: string, walk: Walk): boolean {
   for (const layer of stack) {
     let match: false | { path: string };
     try {
@@ -88,6 +102,7 @@ function visit(stack: LayerLike[], path: string, walk: Walk): boolean {
             collect(handler.handle, walk);
           }
         }
+        if (typeof route.path === "string") walk.endpoint = `${base}${route.path}`;
       }
       return true;
     }
@@ -99,7 +114,8 @@ function visit(stack: LayerLike[], path: string, walk: Walk): boolean {
     if (walk.seenSelf) collect(handle, walk);
     if (handle !== undefined && Array.isArray(handle.stack)) {
       const rest = path.slice(match.path.length);
-      if (visit(handle.stack as LayerLike[], rest.startsWith("/") ? rest : `/${rest}`, walk)) return true;
+      const inner = rest.startsWith("/") ? rest : `/${rest}`;
+      if (visit(handle.stack as LayerLike[], inner, `${base}${match.path}`, walk)) return true;
     }
   }
   return false;

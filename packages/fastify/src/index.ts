@@ -133,6 +133,7 @@ const plugin: FastifyPluginAsync<FluxKeysPluginOptions> = async (fastify, option
       .authenticate(httpRequest, route)
       .then((result) => {
         if (!result.ok) {
+          auth.recordDenial(result, { method: request.method, endpoint: routeOptions.url, startedAt });
           (request as StatefulRequest)[kDenial] = result;
           return done(new FluxKeysError(result.error, result.response));
         }

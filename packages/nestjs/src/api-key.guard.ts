@@ -1,4 +1,10 @@
-import { type HttpAuth, type KeyContext, type RouteRequirements, requirementError } from "@flux-keys/core";
+import {
+  type HttpAuth,
+  type KeyContext,
+  type RouteRequirements,
+  requirementError,
+  usageOutcomeOf,
+} from "@flux-keys/core";
 import { type CanActivate, type ExecutionContext, Inject, Injectable } from "@nestjs/common";
 import { Reflector } from "@nestjs/core";
 import { ApiKeyDeniedException } from "./api-key.exception.js";
@@ -103,7 +109,14 @@ export class ApiKeyGuard implements CanActivate {
       remoteAddress: request.socket?.remoteAddress,
     };
     const result = await this.auth.authenticate(httpRequest, requirements);
-    if (!result.ok) return this.onDenied(new ApiKeyDeniedException(result.error, result.response), context);
+    if (!result.ok) {
+      this.auth.recordDenial(result, {
+        method: request.method,
+        endpoint: type === "graphql" ? graphqlField(context) : this.routeTemplate(request),
+        startedAt,
+      });
+      return this.onDenied(new ApiKeyDeniedException(result.error, result.response), context);
+    }
     request.apiKey = result.context;
     const record = () =>
       this.auth.record(result.context, {
@@ -168,6 +181,8 @@ export class ApiKeyGuard implements CanActivate {
       request.apiKey = verified.context;
       return true;
     }
+    // The middleware records the call when its response finishes: with this refusal.
+    verified.outcome = usageOutcomeOf(error.code) ?? undefined;
     if (verified.cost > 0) await this.auth.release(verified.context, verified.cost);
     return this.onDenied(new ApiKeyDeniedException(error, this.auth.denied(error, true).response), context);
   }

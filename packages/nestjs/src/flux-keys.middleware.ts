@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { HttpAuth, KeyContext, RouteRequirements } from "@flux-keys/core";
+import type { HttpAuth, KeyContext, RouteRequirements, UsageOutcome } from "@flux-keys/core";
 import { Inject, Injectable, type NestMiddleware, type Type } from "@nestjs/common";
 import { FLUX_KEYS_AUTH, FLUX_KEYS_OPTIONS } from "./flux-keys.constants.js";
 import type { FluxKeysModuleOptions } from "./flux-keys.options.js";
@@ -18,6 +18,8 @@ export interface VerifiedByMiddleware {
   context: KeyContext;
   /** Given back if the guard refuses the route (0: nothing to give back). */
   cost: number;
+  /** Set by the guard when it refuses the route: usage records the call with it. */
+  outcome?: UsageOutcome;
 }
 
 /**
@@ -65,16 +67,23 @@ export class FluxKeysMiddleware implements NestMiddleware {
       .authenticate(httpRequest, route)
       .then((result) => {
         if (!result.ok) {
+          this.auth.recordDenial(result, {
+            method: httpRequest.method,
+            endpoint: requirements.endpoint ?? routeTemplate(req) ?? "(middleware)",
+            startedAt,
+          });
           // Answered here, as problem details: no exception filter runs for middleware.
           res.writeHead(result.response.status, result.response.headers);
           res.end(JSON.stringify(result.response.body));
           return;
         }
         req.apiKey = result.context;
-        req[kVerified] = { context: result.context, cost: route.cost };
+        const verified: VerifiedByMiddleware = { context: result.context, cost: route.cost };
+        req[kVerified] = verified;
         for (const name in result.headers) res.setHeader(name, result.headers[name] as string);
         res.on("finish", () => {
           this.auth.record(result.context, {
+            outcome: verified.outcome,
             method: httpRequest.method,
             endpoint: requirements.endpoint ?? routeTemplate(req) ?? "(middleware)",
             status: res.statusCode,

@@ -126,7 +126,10 @@ export function resolveWebhookOptions(options: StripeWebhookOptions): ResolvedWe
 export interface MeterDefinition {
   /** The Stripe meter's `event_name`. Also names the outbox: keep it stable. */
   eventName: string;
-  /** Which calls count, by status class. @default [1, 2, 3] (allowed calls, not denials) */
+  /**
+   * Which served calls count, by status class. Calls Flux Keys refused (rate limited, out of
+   * scope, revoked…) never count, whatever their status. @default [1, 2, 3]
+   */
   statusClasses?: number[];
   /** Only calls to these endpoints (`"POST /v1/exports"`) count. @default all */
   endpoints?: string[];

@@ -233,6 +233,54 @@ describe.each(STORES)("Stripe meter sync on $name", (store) => {
   );
 
   it.skipIf(!store.available)(
+    "never bills a call Flux Keys refused, even for a meter that counts every status class",
+    async () => {
+      await flux.orgs.create({ id: "refusals", name: "Refusals", stripeCustomerId: "cus_refusals" });
+      const keyId = (await flux.keys.create().forOrg("refusals").issue()).key.id;
+      const at = base + 40 * MINUTE + 1_000;
+      const call = { keyId, orgId: "refusals", method: "GET", endpoint: "/v1/events", latencyMs: 1, at };
+      // Served: 3 answered 200 and 2 answered 404 by the app itself, 2 units each.
+      for (const status of [200, 200, 200, 404, 404]) flux.usage.record({ ...call, status, units: 2 });
+      // Refused once the key was identified (as the adapters record them: no units).
+      const refusals = [
+        ["rate_limited", 429],
+        ["rate_limited", 429],
+        ["quota_exceeded", 429],
+        ["scope_denied", 403],
+        ["entitlement_denied", 403],
+        ["ip_not_allowed", 403],
+        ["revoked", 401],
+        ["expired", 401],
+      ] as const;
+      for (const [outcome, status] of refusals) flux.usage.record({ ...call, status, outcome, units: 0 });
+      // Even a refusal recorded with units (by hand) is not billed.
+      flux.usage.record({ ...call, status: 429, outcome: "rate_limited", units: 9 });
+      await flux.usage.flush();
+      const every = [1, 2, 3, 4, 5];
+      const meters = sync(flux, {
+        meters: [
+          { eventName: "every_status_calls", statusClasses: every },
+          { eventName: "every_status_units", statusClasses: every, value: "units" },
+        ],
+      });
+      await meters.runOnce();
+      expect(server.total("every_status_calls", "cus_refusals")).toBe(5);
+      expect(server.total("every_status_units", "cus_refusals")).toBe(10);
+      // The default meter: served calls below 400 only.
+      await sync(flux, { meters: [{ eventName: "default_calls" }] }).runOnce();
+      expect(server.total("default_calls", "cus_refusals")).toBe(3);
+      // Usage itself counts all 14.
+      const usage = await flux.usage.query({
+        orgId: "refusals",
+        from: new Date(at - MINUTE),
+        to: new Date(at + MINUTE),
+        granularity: "hour",
+      });
+      expect(usage.series[0]?.totals.calls).toBe(14);
+    },
+  );
+
+  it.skipIf(!store.available)(
     "a meter can count one endpoint only; the current minute waits to settle",
     async () => {
       const keyId = (await flux.keys.create().forOrg("globex").issue()).key.id;

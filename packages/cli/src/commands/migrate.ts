@@ -31,7 +31,7 @@ export function registerMigrate(program: Command, io: CliIo): void {
     .action(
       action(io, async (session) => {
         const flux = await session.flux({ requireMigrated: false });
-        const driver = flux.internals.database.driver;
+        const driver = flux.internals.database.sessionDriver;
         const schema =
           flux.internals.options.database.kind === "postgres"
             ? flux.internals.options.database.schema

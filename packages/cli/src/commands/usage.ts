@@ -1,4 +1,10 @@
-import type { Granularity, UsageQueryResult, UsageTopEntry } from "@flux-keys/core";
+import {
+  type Granularity,
+  USAGE_OUTCOMES,
+  type UsageOutcome,
+  type UsageQueryResult,
+  type UsageTopEntry,
+} from "@flux-keys/core";
 import { type Command, Option } from "commander";
 import { bar, sparkline } from "../chart.js";
 import { UsageError } from "../cli-errors.js";
@@ -12,6 +18,8 @@ interface SeriesFlags {
   key?: string;
   endpoint?: string;
   method?: string;
+  outcome?: UsageOutcome;
+  byOutcome?: boolean;
   from: Date;
   to: Date;
   by: Granularity;
@@ -43,7 +51,30 @@ function label(at: Date, by: Granularity): string {
   return by === "day" ? iso.slice(0, 10) : `${iso.slice(0, 10)} ${iso.slice(11, 16)}`;
 }
 
-function render(result: UsageQueryResult, width: number): string {
+/** One line per outcome (served, or why refused), most calls first. */
+function renderOutcomes(result: UsageQueryResult): string {
+  if (result.series.length === 0) return "No usage.";
+  const max = Math.max(...result.series.map((s) => s.totals.calls));
+  return table(
+    ["OUTCOME", "CALLS", "ERRORS", "AVG MS", "MAX MS", ""],
+    result.series.map((s) => [
+      s.group.outcome ?? "-",
+      s.totals.calls,
+      s.totals.errors,
+      ms(s.totals.latencyAvgMs),
+      ms(s.totals.latencyMaxMs),
+      bar(s.totals.calls, max),
+    ]),
+  );
+}
+
+/** `allowed 97, rate_limited 3`: how the calls of a range ended. */
+function outcomeLine(result: UsageQueryResult): string {
+  if (result.series.length === 0) return "none";
+  return result.series.map((s) => `${s.group.outcome} ${s.totals.calls}`).join(", ");
+}
+
+function render(result: UsageQueryResult, width: number, outcomes?: UsageQueryResult): string {
   const series = result.series[0];
   if (series === undefined) return "No usage.";
   const max = Math.max(0, ...series.points.map((p) => p.calls));
@@ -67,6 +98,7 @@ function render(result: UsageQueryResult, width: number): string {
     lines,
     "",
     `total  ${t.calls} calls, ${t.errors} errors, avg ${ms(t.latencyAvgMs)} ms, max ${ms(t.latencyMaxMs)} ms`,
+    ...(outcomes === undefined ? [] : [`by outcome  ${outcomeLine(outcomes)}`]),
     `calls  ${chart}`,
     `       ${label(result.from, result.granularity)} … ${label(result.to, result.granularity)} (UTC)`,
   ].join("\n");
@@ -95,6 +127,12 @@ export function registerUsage(program: Command, io: CliIo): void {
     .option("--key <keyId>", "only this key's calls")
     .option("--endpoint <template>", "only this route template, e.g. '/v1/events/:id'")
     .option("--method <method>", "only this HTTP method")
+    .addOption(
+      new Option("--outcome <outcome>", "only calls with this outcome (allowed: the served ones)").choices(
+        USAGE_OUTCOMES,
+      ),
+    )
+    .option("--by-outcome", "one line (with --json: one series) per outcome: served, or why refused")
     .addOption(fromOption())
     .addOption(toOption())
     .addOption(
@@ -106,6 +144,7 @@ export function registerUsage(program: Command, io: CliIo): void {
         "flux usage --org acme --from 2026-05-01 --to 2026-06-01 --by day",
         "flux usage --org acme --key key_8fK2… --from 24h --by hour",
         "flux usage --org acme --endpoint '/v1/events/:id' --from 30d --json",
+        "flux usage --org acme --from 24h --by hour --by-outcome   # throttled and refused calls",
       ),
     )
     .action(
@@ -117,15 +156,23 @@ export function registerUsage(program: Command, io: CliIo): void {
           ...(flags.key !== undefined ? { keyId: flags.key } : {}),
           ...(flags.endpoint !== undefined ? { endpoint: flags.endpoint } : {}),
           ...(flags.method !== undefined ? { method: flags.method } : {}),
+          ...(flags.outcome !== undefined ? { outcome: flags.outcome } : {}),
           from: flags.from,
           to: flags.to,
           granularity: flags.by,
         };
         const long = flags.to.getTime() - flags.from.getTime() > 7 * DAY_MS;
+        if (flags.byOutcome) {
+          const run = () => flux.usage.query({ ...query, groupBy: ["outcome"] });
+          const result = long ? await session.progress("Querying usage…", run) : await run();
+          if (session.json) return session.printJson(result);
+          return session.out(renderOutcomes(result));
+        }
         const run = () => flux.usage.query(query);
         const result = long ? await session.progress("Querying usage…", run) : await run();
         if (session.json) return session.printJson(result);
-        session.out(render(result, io.stdout.columns ?? 80));
+        const outcomes = await flux.usage.query({ ...query, groupBy: ["outcome"] });
+        session.out(render(result, io.stdout.columns ?? 80, outcomes));
       }),
     );
 

@@ -14,8 +14,9 @@ import { guard, type SqlDriver } from "../database.js";
 
 export interface MeterOutboxOptions {
   /**
-   * Which calls count, by status class (1 for 1xx … 5xx). The default counts calls answered below
-   * 400: allowed calls, not denials. @default [1, 2, 3]
+   * Which served calls count, by status class (1 for 1xx … 5xx): calls that Flux Keys refused
+   * (outcome other than `allowed`) never count, whatever their status. The default counts calls
+   * answered below 400. @default [1, 2, 3]
    */
   statusClasses?: number[];
   /** Only calls to these endpoints (`"GET /v1/events/:id"`, the route template) count. @default all */
@@ -63,6 +64,8 @@ WITH "since" AS (
   SELECT u."org_id", u."at", sum(CASE WHEN $8::boolean THEN u."units" ELSE u."count" END)::bigint AS "total"
   FROM "flux_usage_minutes" AS u
   WHERE u."at" >= (SELECT "at" FROM "since") AND u."at" < to_timestamp($3::float8 / 1000)
+    -- Only served calls: a refused one (rate limited, out of scope, revoked…) is never billed.
+    AND u."outcome" = 'allowed'
     AND u."status_class" = ANY($4::int[])
     AND ($5::text[] IS NULL OR (u."method" || ' ' || u."endpoint") = ANY($5::text[]))
   GROUP BY u."org_id", u."at"

@@ -5,9 +5,11 @@
  */
 import { FluxConfigError, FluxError } from "../errors.js";
 import type { Flux } from "../flux.js";
+import type { DeniedKey } from "../keys.js";
 import { clientAddress } from "../limits/client-address.js";
 import { rateLimitHeaders } from "../limits/headers.js";
 import type { KeyContext } from "../types.js";
+import { outcomeOf, type UsageOutcome } from "../usage/usage-outcomes.js";
 import { type CredentialOptions, extractCredential, type HeaderBag } from "./credentials.js";
 import { type DenialResponse, denialResponse } from "./problem.js";
 
@@ -25,7 +27,10 @@ export interface HttpAuthOptions {
   realm?: string;
   /** Documentation sent as `Link: <…>; rel="deprecation"` to keys in a rotation grace. @default none */
   rotationDocsUrl?: string;
-  /** Record every verified request in `flux.usage`. @default true */
+  /**
+   * Record in `flux.usage` every request whose key was identified, with its outcome (served or
+   * why refused), and count the others per instance (`flux.usage.stats().unidentified`). @default true
+   */
   usage?: boolean;
 }
 
@@ -55,9 +60,17 @@ export interface HttpRequestLike {
   remoteAddress?: string | null;
 }
 
+/** A refused request; `key` is set when its key was identified (then usage records it). */
+export interface HttpAuthDenial {
+  ok: false;
+  error: FluxError;
+  response: DenialResponse;
+  key?: DeniedKey | undefined;
+}
+
 export type HttpAuthResult =
   | { ok: true; context: KeyContext; headers: Record<string, string> }
-  | { ok: false; error: FluxError; response: DenialResponse };
+  | HttpAuthDenial;
 
 export interface ResolvedHttpAuthOptions {
   authorizationHeader: string;
@@ -139,7 +152,10 @@ export class HttpAuth {
       this.credentialOptions,
       request.rawHeaders,
     );
-    if (!credential.ok) return this.denied(credential.error, false);
+    if (!credential.ok) {
+      if (this.options.usage) this.flux.usage.countUnidentified(credential.error.code);
+      return this.denied(credential.error, false);
+    }
     // One plain options object per request (no spreads on the hot path); undefined means "none".
     const result = await this.flux.keys.check(credential.key, {
       cost: route.cost ?? 1,
@@ -147,13 +163,22 @@ export class HttpAuth {
       scopes: route.scopes,
       entitlements: entitlementList(route),
     });
-    if (!result.valid) return this.denied(result.error, credential.key !== undefined);
+    if (!result.valid) {
+      if (result.key === undefined && this.options.usage)
+        this.flux.usage.countUnidentified(result.error.code);
+      return this.denied(result.error, credential.key !== undefined, result.key);
+    }
     return { ok: true, context: result.context, headers: this.successHeaders(result.context) };
   }
 
   /** The denial for an error (problem details, WWW-Authenticate, Retry-After, RateLimit). */
-  denied(error: FluxError, keyPresented: boolean): { ok: false; error: FluxError; response: DenialResponse } {
-    return { ok: false, error, response: denialResponse(error, { realm: this.options.realm, keyPresented }) };
+  denied(error: FluxError, keyPresented: boolean, key?: DeniedKey): HttpAuthDenial {
+    return {
+      ok: false,
+      error,
+      response: denialResponse(error, { realm: this.options.realm, keyPresented }),
+      key,
+    };
   }
 
   /** RateLimit fields, and Deprecation / Sunset / Link while the key is in a rotation grace. */
@@ -178,8 +203,34 @@ export class HttpAuth {
   }
 
   /**
+   * Records a refused request whose key was identified (revoked, expired, address, scope,
+   * entitlement, limits) with its outcome; a no-op for the others, which `authenticate()` counted.
+   * Call it where the denial is answered, with the route template when it is known.
+   */
+  recordDenial(
+    denial: HttpAuthDenial,
+    call: { method: string; endpoint: string | undefined; startedAt: number; status?: number },
+  ): void {
+    if (denial.key === undefined || !this.options.usage) return;
+    const outcome = outcomeOf(denial.error.code);
+    if (outcome === null) return;
+    this.flux.usage.record({
+      keyId: denial.key.keyId,
+      orgId: denial.key.orgId,
+      method: call.method,
+      endpoint: call.endpoint ?? "(unmatched)",
+      status: call.status ?? denial.response.status,
+      latencyMs: performance.now() - call.startedAt,
+      // A refused call consumed nothing, so it costs nothing to a meter that bills by units.
+      units: 0,
+      outcome,
+    });
+  }
+
+  /**
    * Records a verified request after its response (route template, final status, latency), the
-   * scopes its route required, and, during a rotation grace, the client that made it.
+   * scopes its route required, and, during a rotation grace, the client that made it. A request
+   * its route refused after verification (a later guard) passes that refusal's `outcome`.
    */
   record(
     context: KeyContext,
@@ -192,6 +243,8 @@ export class HttpAuth {
       request?: HttpRequestLike;
       /** What the request cost (its route's `cost`). @default 1 */
       units?: number;
+      /** @default 'allowed' */
+      outcome?: UsageOutcome | undefined;
     },
   ) {
     if (context.rotation !== null) {
@@ -207,6 +260,7 @@ export class HttpAuth {
       this.flux.keys.observe(context, { scopes: call.scopes });
     }
     if (!this.options.usage) return;
+    const outcome = call.outcome ?? "allowed";
     this.flux.usage.record({
       keyId: context.keyId,
       orgId: context.orgId,
@@ -214,7 +268,8 @@ export class HttpAuth {
       endpoint: call.endpoint ?? "(unmatched)",
       status: call.status,
       latencyMs: performance.now() - call.startedAt,
-      units: call.units ?? 1,
+      units: outcome === "allowed" ? (call.units ?? 1) : 0,
+      outcome,
     });
   }
 }

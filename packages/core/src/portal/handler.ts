@@ -582,18 +582,37 @@ class PortalApp {
     const to = new Date(this.now() + 1);
     const from = new Date(to.getTime() - range.ms);
     const scope = key === null ? { orgId: customer.orgId } : { keyId: key.id };
-    const [overall, byEndpoint] = await Promise.all([
+    const [overall, byEndpoint, byOutcome] = await Promise.all([
       this.flux.usage.query({ ...scope, from, to, granularity: range.granularity }),
       this.flux.usage.query({ ...scope, from, to, granularity: range.granularity, groupBy: ["endpoint"] }),
+      this.flux.usage.query({ ...scope, from, to, granularity: range.granularity, groupBy: ["outcome"] }),
     ]);
     const series = overall.series[0];
+    // Calls refused once the key was identified (throttled, out of scope, revoked…), per point.
+    const refused = new Array<number>(series?.points.length ?? 0).fill(0);
+    const outcomes: Record<string, number> = {};
+    for (const s of byOutcome.series) {
+      outcomes[s.group.outcome as string] = s.totals.calls;
+      if (s.group.outcome === "allowed") continue;
+      s.points.forEach((point, i) => {
+        refused[i] = (refused[i] ?? 0) + point.calls;
+      });
+    }
     const result = {
       range: rangeName,
       granularity: range.granularity,
       from: overall.from,
       to: overall.to,
       totals: { calls: series?.totals.calls ?? 0, errors: series?.totals.errors ?? 0 },
-      points: (series?.points ?? []).map((p) => ({ at: p.at, calls: p.calls, errors: p.errors })),
+      /** Calls by outcome (`allowed`, `rate_limited`, …), most first; outcomes without calls left out. */
+      outcomes,
+      refused: refused.reduce((sum, n) => sum + n, 0),
+      points: (series?.points ?? []).map((p, i) => ({
+        at: p.at,
+        calls: p.calls,
+        errors: p.errors,
+        refused: refused[i] ?? 0,
+      })),
       endpoints: byEndpoint.series.slice(0, 10).map((s) => ({
         method: s.group.method ?? "",
         endpoint: s.group.endpoint ?? "",

@@ -1,6 +1,7 @@
 /** Inputs of `flux.usage.query()` and `flux.usage.top()`; failures become `invalid_request`. */
 import { z } from "zod";
 import { parseInput } from "../validation.js";
+import { USAGE_OUTCOMES, type UsageOutcome } from "./usage-outcomes.js";
 import type { Granularity, GroupDimension } from "./usage-store.js";
 
 export interface UsageQuery {
@@ -9,12 +10,20 @@ export interface UsageQuery {
   /** Route template, as recorded. */
   endpoint?: string;
   method?: string;
+  /**
+   * Only calls with this outcome, e.g. `'allowed'` for the calls that were served (what usage
+   * counted before refusals were recorded). @default every outcome
+   */
+  outcome?: UsageOutcome;
   /** Inclusive; aligned down to the granularity. */
   from: Date;
   /** Exclusive; aligned up to the granularity. */
   to: Date;
   granularity: Granularity;
-  /** One series per distinct combination of these; none: a single series. */
+  /**
+   * One series per distinct combination of these (`'outcome'`: one per outcome, with
+   * `group.outcome`); none: a single series counting every identified call.
+   */
   groupBy?: GroupDimension[];
 }
 
@@ -43,12 +52,13 @@ const usageQuerySchema = z
       .max(16)
       .transform((value) => value.toUpperCase())
       .optional(),
+    outcome: z.enum(USAGE_OUTCOMES).optional(),
     from: date,
     to: date,
     granularity: z.enum(["minute", "hour", "day"]),
     groupBy: z
-      .array(z.enum(["key", "endpoint", "status"]))
-      .max(3)
+      .array(z.enum(["key", "endpoint", "status", "outcome"]))
+      .max(4)
       .optional(),
   })
   .strict()

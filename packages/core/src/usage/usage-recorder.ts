@@ -5,6 +5,7 @@
  * recognised (see usage-store.ts) and never counted twice.
  */
 import { randomBytes } from "node:crypto";
+import { OUTCOME_SET, type UsageOutcome } from "./usage-outcomes.js";
 
 /** One call, as an adapter reports it after the response. */
 export interface UsageRecord {
@@ -19,11 +20,16 @@ export interface UsageRecord {
   latencyMs: number;
   /** Units the call cost (its route's `cost`), for meters that bill by cost. @default 1 */
   units?: number;
+  /**
+   * What became of the call: `allowed` (served), or why it was refused once its key was
+   * identified (`rate_limited`, `scope_denied`, `revoked`, …). @default 'allowed'
+   */
+  outcome?: UsageOutcome;
   /** When the call happened. @default now (the `clock` option) */
   at?: Date | number;
 }
 
-/** Calls of one key, method + endpoint and status class in one minute. */
+/** Calls of one key, method + endpoint, status class and outcome in one minute. */
 export interface Bucket {
   keyId: string;
   orgId: string;
@@ -31,6 +37,7 @@ export interface Bucket {
   endpoint: string;
   /** 1..5 for 1xx..5xx. */
   statusClass: number;
+  outcome: UsageOutcome;
   /** Start of the minute, ms since the epoch. */
   minute: number;
   count: number;
@@ -86,6 +93,7 @@ export class UsageRecorder {
     }
     const { keyId, orgId, endpoint, status, latencyMs, at } = input;
     const units = input.units ?? 1;
+    const outcome = input.outcome ?? "allowed";
     let method = input.method;
     if (
       !isText(keyId, MAX_ID) ||
@@ -99,7 +107,8 @@ export class UsageRecorder {
       status > 599 ||
       typeof latencyMs !== "number" ||
       !(latencyMs >= 0 && latencyMs < Number.POSITIVE_INFINITY) ||
-      !(Number.isSafeInteger(units) && units >= 0)
+      !(Number.isSafeInteger(units) && units >= 0) ||
+      (outcome !== "allowed" && !OUTCOME_SET.has(outcome))
     ) {
       this.rejected++;
       return false;
@@ -127,12 +136,13 @@ export class UsageRecorder {
       last !== undefined &&
       last.minute === minute &&
       last.statusClass === statusClass &&
+      last.outcome === outcome &&
       last.method === method &&
       last.endpoint === endpoint
     ) {
       bucket = last;
     } else {
-      id = `${keyId}\0${minute}\0${method}\0${endpoint}\0${statusClass}`;
+      id = `${keyId}\0${minute}\0${method}\0${endpoint}\0${statusClass}\0${outcome}`;
       bucket = this.live.get(id);
     }
     if (bucket !== undefined) {
@@ -153,6 +163,7 @@ export class UsageRecorder {
         method,
         endpoint,
         statusClass,
+        outcome,
         minute,
         count: 1,
         units,

@@ -10,15 +10,16 @@ import type { SqlDriver } from "../database.js";
 import type { UsageBatch } from "./usage-recorder.js";
 
 const EPOCH = "TIMESTAMPTZ '1970-01-01 00:00:00+00'";
-const ADD_ON_CONFLICT = `ON CONFLICT ("key_id", "at", "method", "endpoint", "status_class") DO UPDATE SET
+const ADD_ON_CONFLICT = `ON CONFLICT ("key_id", "at", "method", "endpoint", "status_class", "outcome") DO UPDATE SET
     "count" = t."count" + EXCLUDED."count",
     "units" = t."units" + EXCLUDED."units",
     "latency_sum" = t."latency_sum" + EXCLUDED."latency_sum",
     "latency_max" = GREATEST(t."latency_max", EXCLUDED."latency_max")`;
 
 /**
- * Applies one batch: adds its buckets and moves `last_used_at` of its keys forward (only when it
- * gains at least a minute, so a busy key's row is written at most once a minute).
+ * Applies one batch: adds its buckets and moves `last_used_at` of its keys forward from their
+ * allowed calls (only when it gains at least a minute, so a busy key's row is written at most once
+ * a minute; a refused call is not a use).
  * Returns false when the batch had already been applied.
  */
 const WRITE_BATCH = `
@@ -26,23 +27,24 @@ WITH "batch" AS (
   INSERT INTO "flux_usage_batches" ("id") VALUES ($1) ON CONFLICT ("id") DO NOTHING RETURNING "id"
 ), "rows" AS (
   SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::float8[],
-                       $8::bigint[], $9::float8[], $10::float8[], $11::float8[], $12::bigint[])
+                       $8::bigint[], $9::float8[], $10::float8[], $11::float8[], $12::bigint[], $13::text[])
     AS r("key_id", "org_id", "method", "endpoint", "status_class", "minute", "count", "latency_sum",
-         "latency_max", "last_at", "units")
+         "latency_max", "last_at", "units", "outcome")
   WHERE EXISTS (SELECT 1 FROM "batch")
 ), "added" AS (
   INSERT INTO "flux_usage_minutes" AS t
-    ("key_id", "at", "method", "endpoint", "status_class", "org_id", "count", "units", "latency_sum",
-     "latency_max")
-  SELECT "key_id", to_timestamp("minute" / 1000), "method", "endpoint", "status_class", "org_id", "count",
-         "units", "latency_sum", "latency_max"
+    ("key_id", "at", "method", "endpoint", "status_class", "outcome", "org_id", "count", "units",
+     "latency_sum", "latency_max")
+  SELECT "key_id", to_timestamp("minute" / 1000), "method", "endpoint", "status_class", "outcome", "org_id",
+         "count", "units", "latency_sum", "latency_max"
   FROM "rows"
   -- One lock order for every writer: two instances flushing the same buckets do not deadlock.
-  ORDER BY "key_id", "minute", "method", "endpoint", "status_class"
+  ORDER BY "key_id", "minute", "method", "endpoint", "status_class", "outcome"
   ${ADD_ON_CONFLICT}
   RETURNING 1
 ), "used" AS (
-  SELECT "key_id", to_timestamp(max("last_at") / 1000) AS "at" FROM "rows" GROUP BY "key_id"
+  SELECT "key_id", to_timestamp(max("last_at") / 1000) AS "at" FROM "rows" WHERE "outcome" = 'allowed'
+  GROUP BY "key_id"
 ), "touched" AS (
   UPDATE "flux_api_keys" AS k SET "last_used_at" = u."at"
   FROM "used" AS u
@@ -65,6 +67,7 @@ export async function writeBatch(driver: SqlDriver, batch: UsageBatch): Promise<
   const maxes = new Array<number>(n);
   const lasts = new Array<number>(n);
   const units = new Array<number>(n);
+  const outcomes = new Array<string>(n);
   for (let i = 0; i < n; i++) {
     const b = batch.buckets[i]!;
     keyIds[i] = b.keyId;
@@ -78,6 +81,7 @@ export async function writeBatch(driver: SqlDriver, batch: UsageBatch): Promise<
     maxes[i] = b.latencyMax;
     lasts[i] = b.lastAt;
     units[i] = b.units;
+    outcomes[i] = b.outcome;
   }
   const rows = await driver.withSession((session) =>
     session.query<{ fresh: number }>(WRITE_BATCH, [
@@ -93,13 +97,14 @@ export async function writeBatch(driver: SqlDriver, batch: UsageBatch): Promise<
       maxes,
       lasts,
       units,
+      outcomes,
     ]),
   );
   return { fresh: Number(rows[0]?.fresh ?? 0) > 0 };
 }
 
 export type Granularity = "minute" | "hour" | "day";
-export type GroupDimension = "key" | "endpoint" | "status";
+export type GroupDimension = "key" | "endpoint" | "status" | "outcome";
 
 export const GRANULARITY_MS: Record<Granularity, number> = {
   minute: 60_000,
@@ -115,6 +120,7 @@ const GROUP_COLUMNS: Record<GroupDimension, string[]> = {
   key: ['"key_id"'],
   endpoint: ['"method"', '"endpoint"'],
   status: ['"status_class"'],
+  outcome: ['"outcome"'],
 };
 
 export interface UsageFilter {
@@ -122,6 +128,7 @@ export interface UsageFilter {
   keyId?: string | undefined;
   method?: string | undefined;
   endpoint?: string | undefined;
+  outcome?: string | undefined;
   /** ms since the epoch, inclusive. */
   from: number;
   /** ms since the epoch, exclusive. */
@@ -134,6 +141,7 @@ export interface AggregateRow {
   method?: string;
   endpoint?: string;
   status_class?: number;
+  outcome?: string;
   calls: number;
   errors: number;
   latency_sum: number;
@@ -152,12 +160,13 @@ function usageRows(filter: UsageFilter, params: unknown[]): string {
     ['"key_id"', filter.keyId],
     ['"method"', filter.method],
     ['"endpoint"', filter.endpoint],
+    ['"outcome"', filter.outcome],
   ] as const) {
     if (value === undefined) continue;
     params.push(value);
     where.push(`${column} = $${params.length}`);
   }
-  const columns = `"key_id", "at", "method", "endpoint", "status_class", "count", "latency_sum", "latency_max"`;
+  const columns = `"key_id", "at", "method", "endpoint", "status_class", "outcome", "count", "latency_sum", "latency_max"`;
   const condition = where.join(" AND ");
   return `SELECT ${columns} FROM "flux_usage_minutes" WHERE ${condition}
     UNION ALL SELECT ${columns} FROM "flux_usage_hours" WHERE ${condition}`;
@@ -212,13 +221,13 @@ WITH "moved" AS (
   RETURNING *
 ), "added" AS (
   INSERT INTO "flux_usage_hours" AS t
-    ("key_id", "at", "method", "endpoint", "status_class", "org_id", "count", "units", "latency_sum",
-     "latency_max")
+    ("key_id", "at", "method", "endpoint", "status_class", "outcome", "org_id", "count", "units",
+     "latency_sum", "latency_max")
   SELECT "key_id", date_bin(INTERVAL '1 hour', "at", ${EPOCH}) AS "hour", "method", "endpoint", "status_class",
-         min("org_id"), sum("count"), sum("units"), sum("latency_sum"), max("latency_max")
+         "outcome", min("org_id"), sum("count"), sum("units"), sum("latency_sum"), max("latency_max")
   FROM "moved"
-  GROUP BY "key_id", "hour", "method", "endpoint", "status_class"
-  ORDER BY "key_id", "hour", "method", "endpoint", "status_class"
+  GROUP BY "key_id", "hour", "method", "endpoint", "status_class", "outcome"
+  ORDER BY "key_id", "hour", "method", "endpoint", "status_class", "outcome"
   ${ADD_ON_CONFLICT}
   RETURNING 1
 )
@@ -234,11 +243,54 @@ SELECT (SELECT count(*) FROM "moved")::int AS "moved", (SELECT count(*) FROM "ad
   }
 }
 
-/** Deletes usage that ended before `before`. Returns the rows deleted from each table. */
+const MONTH_MS = 31 * 86_400_000;
+
+/** Start (UTC, ms) of the month that holds `at`. */
+export function monthOf(at: number): number {
+  const date = new Date(at);
+  return Date.UTC(date.getUTCFullYear(), date.getUTCMonth(), 1);
+}
+
+/**
+ * Creates the month partitions of both usage tables that hold these instants, where missing
+ * (migration 0014's function: one statement, safe from several instances and through a pooler).
+ */
+export async function ensurePartitions(driver: SqlDriver, instants: readonly number[]): Promise<number> {
+  const rows = await driver.withSession((session) =>
+    session.query<{ created: number }>(
+      `SELECT "flux_usage_ensure_partitions"($1::timestamptz[]) AS "created"`,
+      [instants.map((at) => new Date(at).toISOString())],
+    ),
+  );
+  return Number(rows[0]?.created ?? 0);
+}
+
+/** The partitions the maintenance loop keeps ahead: this month and the next two. */
+export function monthsAhead(now: number): number[] {
+  return [now, now + MONTH_MS, now + 2 * MONTH_MS].map(monthOf);
+}
+
+/** Drops whole month partitions (of both tables) that end at or before `before`; returns how many. */
+export async function dropPartitions(driver: SqlDriver, before: number): Promise<number> {
+  const rows = await driver.withSession((session) =>
+    session.query<{ dropped: number }>(
+      `SELECT "flux_usage_drop_partitions"(to_timestamp($1::float8 / 1000)) AS "dropped"`,
+      [before],
+    ),
+  );
+  return Number(rows[0]?.dropped ?? 0);
+}
+
+/**
+ * Deletes usage that ended before `before`: whole months by dropping their partitions, then the
+ * buckets of the month the cut-off falls in, row by row. Returns the rows deleted one by one from
+ * each table, and the partitions dropped.
+ */
 export async function deleteBefore(
   driver: SqlDriver,
   before: number,
-): Promise<{ minutes: number; hours: number }> {
+): Promise<{ minutes: number; hours: number; partitions: number }> {
+  const partitions = await dropPartitions(driver, before);
   return driver.withSession(async (session) => {
     const minutes = await session.query<{ n: number }>(
       `WITH d AS (DELETE FROM "flux_usage_minutes" WHERE "at" <= to_timestamp($1::float8 / 1000) - INTERVAL '1 minute' RETURNING 1)
@@ -250,7 +302,7 @@ export async function deleteBefore(
        SELECT count(*)::int AS n FROM d`,
       [before],
     );
-    return { minutes: Number(minutes[0]?.n ?? 0), hours: Number(hours[0]?.n ?? 0) };
+    return { minutes: Number(minutes[0]?.n ?? 0), hours: Number(hours[0]?.n ?? 0), partitions };
   });
 }
 

@@ -2,7 +2,9 @@
  * `flux.usage`: who called what, when, how often, with what result.
  *
  * - `record()` is synchronous and does no I/O: it folds the call into a per-minute bucket keyed by
- *   (key, minute, method + endpoint, status class) in memory.
+ *   (key, minute, method + endpoint, status class, outcome) in memory. Every call whose key was
+ *   identified is recorded, refusals included (`outcome`); requests refused before a key was
+ *   identified are only counted per instance (`stats().unidentified`).
  * - A timer flushes every `usage.flushInterval` (and early past `usage.flushAt` buckets): buckets
  *   become batches of upserts that add, one statement per batch. A failed batch keeps its id and
  *   contents and is retried first on the next flush; the database remembers applied batch ids, so
@@ -17,21 +19,28 @@ import { type Duration, toMs } from "../duration.js";
 import { FluxError, type FluxErrorCode } from "../errors.js";
 import type { Logger } from "../options.js";
 import type { ResolvedUsageOptions } from "./usage-options.js";
+import type { UnidentifiedCounts, UsageOutcome } from "./usage-outcomes.js";
 import { parseTopQuery, parseUsageQuery, type UsageQuery, type UsageTopQuery } from "./usage-query.js";
 import { type UsageBatch, type UsageRecord, UsageRecorder } from "./usage-recorder.js";
 import {
   type AggregateRow,
   aggregate,
   deleteBefore,
+  dropPartitions,
+  ensurePartitions,
   forgetBatches,
   GRANULARITY_MS,
   type Granularity,
   type GroupDimension,
+  monthOf,
+  monthsAhead,
   rollUp,
   topGroups,
   writeBatch,
 } from "./usage-store.js";
 
+export type { UnidentifiedCounts, UsageOutcome } from "./usage-outcomes.js";
+export { USAGE_OUTCOMES } from "./usage-outcomes.js";
 export type { UsageQuery, UsageTopQuery } from "./usage-query.js";
 export type { UsageRecord } from "./usage-recorder.js";
 export type { Granularity, GroupDimension } from "./usage-store.js";
@@ -39,6 +48,7 @@ export type { Granularity, GroupDimension } from "./usage-store.js";
 export type StatusClass = "1xx" | "2xx" | "3xx" | "4xx" | "5xx";
 
 export interface UsageTotals {
+  /** Every identified call, refused ones included (filter or group by `outcome` to tell them apart). */
   calls: number;
   /** Calls answered with a 4xx or 5xx status (group by `status` to tell them apart). */
   errors: number;
@@ -58,6 +68,7 @@ export interface UsageGroup {
   method?: string;
   endpoint?: string;
   status?: StatusClass;
+  outcome?: UsageOutcome;
 }
 
 export interface UsageSeries {
@@ -104,6 +115,8 @@ export interface UsageStats {
   dropped: number;
   /** Calls refused by record() as malformed (never thrown on the request path). */
   rejected: number;
+  /** Requests the adapters refused before a key was identified, by reason (this instance, since start). */
+  unidentified: UnidentifiedCounts;
   /** Flushes that wrote everything / that failed and left batches for a retry. */
   flushes: number;
   failedFlushes: number;
@@ -126,6 +139,9 @@ export class Usage {
   private flushing = false;
   private closed = false;
   private lastFailureAt = Number.NEGATIVE_INFINITY;
+  /** Month starts (UTC ms) whose partitions this instance knows exist (migration 0014). */
+  private readonly partitioned = new Set<number>();
+  private readonly unidentified: UnidentifiedCounts = { missing: 0, malformed: 0, unknown: 0, other: 0 };
   private readonly counters = {
     flushed: 0,
     flushedBuckets: 0,
@@ -161,6 +177,17 @@ export class Usage {
   }
 
   /**
+   * Counts a request refused before its key was identified (no key, malformed, unknown…): one
+   * counter per reason for the instance, nothing per key. Synchronous, no allocation.
+   */
+  countUnidentified(code: FluxErrorCode): void {
+    if (code === "key_missing") this.unidentified.missing++;
+    else if (code === "key_malformed") this.unidentified.malformed++;
+    else if (code === "key_invalid") this.unidentified.unknown++;
+    else this.unidentified.other++;
+  }
+
+  /**
    * Writes everything buffered now (retrying failed batches first). Resolves once all of it is in
    * the database; rejects with `store_unavailable` when some could not be written, which then
    * stays buffered for the next flush.
@@ -179,6 +206,7 @@ export class Usage {
       flushedBuckets: this.counters.flushedBuckets,
       dropped: this.recorder.dropped,
       rejected: this.recorder.rejected,
+      unidentified: { ...this.unidentified },
       flushes: this.counters.flushes,
       failedFlushes: this.counters.failedFlushes,
       lastFlushAt: this.counters.lastFlushAt,
@@ -203,7 +231,15 @@ export class Usage {
     const rows = await guard(() =>
       aggregate(
         this.driver,
-        { orgId: query.orgId, keyId: query.keyId, method: query.method, endpoint: query.endpoint, from, to },
+        {
+          orgId: query.orgId,
+          keyId: query.keyId,
+          method: query.method,
+          endpoint: query.endpoint,
+          outcome: query.outcome,
+          from,
+          to,
+        },
         query.granularity,
         groupBy,
       ),
@@ -280,12 +316,16 @@ export class Usage {
 
   /**
    * Deletes usage older than `olderThan` (a date, or an age such as `'90d'`). Buckets are deleted
-   * whole: a bucket is deleted once it ends at or before the cut-off.
+   * whole: a bucket is deleted once it ends at or before the cut-off. Months that end before it
+   * go at once (their partitions are dropped: `droppedPartitions`); the month the cut-off falls
+   * in is deleted row by row (`deleted`).
    */
-  async prune(input: { olderThan: Date | Duration }): Promise<{ deleted: number }> {
+  async prune(input: {
+    olderThan: Date | Duration;
+  }): Promise<{ deleted: number; droppedPartitions: number }> {
     const before = this.cutoff(input?.olderThan, "olderThan");
-    const { minutes, hours } = await guard(() => deleteBefore(this.driver, before));
-    return { deleted: minutes + hours };
+    const { minutes, hours, partitions } = await guard(() => deleteBefore(this.driver, before));
+    return { deleted: minutes + hours, droppedPartitions: partitions };
   }
 
   /**
@@ -325,11 +365,22 @@ export class Usage {
     }
   }
 
-  /** Rollup, retention and forgetting old batch ids; failures are logged and retried next time. */
-  private async maintain(): Promise<void> {
+  /**
+   * Partitions ahead, rollup, retention and forgetting old batch ids; failures are logged and
+   * retried next time. Retention here drops whole months only (no row deletes on a timer): usage
+   * is kept at least `usage.retention`, at most a month longer.
+   */
+  async maintain(): Promise<void> {
     try {
+      const ahead = monthsAhead(this.now());
+      await ensurePartitions(this.driver, ahead);
+      for (const month of ahead) this.partitioned.add(month);
       await this.rollup();
-      if (this.options.retentionMs !== null) await this.prune({ olderThan: this.options.retentionMs });
+      if (this.options.retentionMs !== null) {
+        if ((await dropPartitions(this.driver, this.now() - this.options.retentionMs)) > 0) {
+          this.partitioned.clear();
+        }
+      }
       await forgetBatches(this.driver, BATCH_ID_TTL_MS);
     } catch (error) {
       this.logger.warn?.({ error: describe(error) }, "flux-keys: usage maintenance failed");
@@ -383,7 +434,17 @@ export class Usage {
 
   private async write(batch: UsageBatch): Promise<void> {
     try {
-      await writeBatch(this.driver, batch);
+      await this.ensureMonths(batch);
+      try {
+        await writeBatch(this.driver, batch);
+      } catch (error) {
+        // 23514: no partition for a row (another instance's retention dropped a month this one
+        // still believed in): create what is missing and try once more.
+        if (sqlState(error) !== "23514") throw error;
+        this.partitioned.clear();
+        await this.ensureMonths(batch);
+        await writeBatch(this.driver, batch);
+      }
     } catch (error) {
       if (isDataError(error)) {
         // Retrying could never succeed and would block every batch behind it: give it up, loudly.
@@ -400,6 +461,18 @@ export class Usage {
     this.recorder.settle(batch);
     this.counters.flushed += batch.calls;
     this.counters.flushedBuckets += batch.buckets.length;
+  }
+
+  /** Creates the month partitions a batch writes into, unless known to exist. */
+  private async ensureMonths(batch: UsageBatch): Promise<void> {
+    const missing: number[] = [];
+    for (const bucket of batch.buckets) {
+      const month = monthOf(bucket.minute);
+      if (!this.partitioned.has(month) && !missing.includes(month)) missing.push(month);
+    }
+    if (missing.length === 0) return;
+    await ensurePartitions(this.driver, missing);
+    for (const month of missing) this.partitioned.add(month);
   }
 
   private cutoff(value: Date | Duration | undefined, field: string): number {
@@ -459,7 +532,8 @@ function groupOf(row: AggregateRow, groupBy: readonly GroupDimension[]): UsageGr
     else if (dimension === "endpoint") {
       group.method = String(row.method);
       group.endpoint = String(row.endpoint);
-    } else group.status = STATUS_CLASSES[Number(row.status_class)] ?? "5xx";
+    } else if (dimension === "outcome") group.outcome = String(row.outcome) as UsageOutcome;
+    else group.status = STATUS_CLASSES[Number(row.status_class)] ?? "5xx";
   }
   return group;
 }

@@ -615,7 +615,7 @@ export const PORTAL_SCRIPT = String.raw`(function () {
     });
     points.forEach(function (p, i) {
       var x = L + i * step + (step - bar) / 2;
-      var label = when(p.at) + ": " + num(p.calls) + " requests, " + num(p.errors) + " errors";
+      var label = when(p.at) + ": " + num(p.calls) + " requests, " + num(p.errors) + " errors, " + num(p.refused || 0) + " refused";
       if (p.calls > 0) {
         var hgt = (p.calls / top) * plotH;
         svg.appendChild(s("rect", { x: x, y: T + plotH - hgt, width: bar, height: hgt, class: "chart-bar" }, [s("title", {}, [label])]));
@@ -623,6 +623,11 @@ export const PORTAL_SCRIPT = String.raw`(function () {
       if (p.errors > 0) {
         var eh = (p.errors / top) * plotH;
         svg.appendChild(s("rect", { x: x, y: T + plotH - eh, width: bar, height: eh, class: "chart-err" }, [s("title", {}, [label])]));
+      }
+      // Refused by Flux Keys (throttled, out of scope, revoked…): the customer sees them too.
+      if (p.refused > 0) {
+        var rh = (p.refused / top) * plotH;
+        svg.appendChild(s("rect", { x: x, y: T + plotH - rh, width: bar, height: rh, class: "chart-refused" }, [s("title", {}, [label])]));
       }
     });
     var fmt = new Intl.DateTimeFormat(undefined, data.granularity === "minute" ? { hour: "2-digit", minute: "2-digit" } : data.granularity === "hour" ? { month: "short", day: "numeric", hour: "2-digit" } : { month: "short", day: "numeric" });
@@ -641,6 +646,25 @@ export const PORTAL_SCRIPT = String.raw`(function () {
     var p = Math.pow(10, Math.floor(Math.log10(n)));
     var m = n / p;
     return (m <= 2 ? 2 : m <= 4 ? 4 : m <= 6 ? 6 : 10) * p;
+  }
+
+  var OUTCOME_LABEL = {
+    rate_limited: "rate limited",
+    quota_exceeded: "over quota",
+    scope_denied: "missing scope",
+    entitlement_denied: "feature not in plan",
+    ip_not_allowed: "network not allowed",
+    revoked: "revoked key",
+    expired: "expired key",
+    store_unavailable: "service unavailable",
+  };
+
+  /** " (rate limited 3, revoked key 1)" for the refused outcomes that occurred, or "". */
+  function outcomeSummary(outcomes) {
+    var parts = Object.keys(outcomes || {}).filter(function (o) { return o !== "allowed" && outcomes[o] > 0; }).map(function (o) {
+      return (OUTCOME_LABEL[o] || o) + " " + num(outcomes[o]);
+    });
+    return parts.length ? " (" + parts.join(", ") + ")" : "";
   }
 
   var RANGE_LABEL = { "1h": "Last hour", "24h": "Last 24 hours", "7d": "Last 7 days", "30d": "Last 30 days" };
@@ -663,9 +687,10 @@ export const PORTAL_SCRIPT = String.raw`(function () {
           h("div", { class: "legend", "aria-hidden": "true" }, [
             h("span", null, [h("span", { class: "swatch calls" }), "Requests"]),
             h("span", null, [h("span", { class: "swatch errors" }), "Errors"]),
+            h("span", null, [h("span", { class: "swatch refused" }), "Refused (throttled or denied)"]),
           ]),
           chart(data, captionId, body.clientWidth - 34),
-          h("figcaption", { id: captionId, class: "usage-summary", text: RANGE_LABEL[data.range] + ": " + num(data.totals.calls) + " requests, " + num(data.totals.errors) + " errors." }),
+          h("figcaption", { id: captionId, class: "usage-summary", text: RANGE_LABEL[data.range] + ": " + num(data.totals.calls) + " requests, " + num(data.totals.errors) + " errors, " + num(data.refused || 0) + " refused" + outcomeSummary(data.outcomes) + "." }),
         ]));
         var tables = h("div", { class: "grid2" });
         body.appendChild(tables);

@@ -101,8 +101,10 @@ figcaption { font-size: 13px; color: var(--muted); margin-top: 6px; }
 .swatch { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin-right: 5px; vertical-align: baseline; }
 .swatch.calls { background: var(--accent); }
 .swatch.errors { background: var(--danger); }
+.swatch.refused { background: #b54708; }
 .chart-bar { fill: var(--accent); }
 .chart-err { fill: var(--danger); }
+.chart-refused { fill: #b54708; }
 .chart-axis { stroke: var(--border); }
 .chart-label { fill: var(--muted); font-size: 11px; }
 .toast { position: fixed; bottom: 16px; left: 50%; transform: translateX(-50%); background: var(--fg); color: #fff; padding: 8px 14px; border-radius: 6px; font-size: 14px; opacity: 0; transition: opacity .2s; pointer-events: none; max-width: calc(100vw - 32px); }

@@ -26,8 +26,11 @@ export interface WindowCounter {
   get(key: string): Promise<RateLimiterRes | null>;
 }
 
-/** Floating error allowed when a cost fits exactly (GCRA's T is rarely a whole number of ms). */
-export const EPSILON = 1e-9;
+/**
+ * Floating error allowed, in units, when a cost fits exactly: GCRA's T is rarely a whole number
+ * of ms, and a TAT near 2e12 ms carries errors near 1e-4 ms.
+ */
+export const EPSILON = 1e-6;
 
 interface Slot {
   /** Sliding: window index; GCRA: unused. */
@@ -144,7 +147,7 @@ export class GcraCounter extends MemoryCounter {
   protected decide(slot: Slot, cost: number, at: number): RateLimiterRes {
     const tat = Math.max(slot.a, at);
     const next = tat + cost * this.interval;
-    if (next - at > this.tolerance + EPSILON) {
+    if ((next - at) / this.interval > this.burst + EPSILON) {
       const wait = cost > this.burst ? Math.ceil(tat - at) : Math.ceil(next - this.tolerance - at);
       return new RateLimiterRes(this.remaining(tat, at), wait, -1, false);
     }

@@ -197,7 +197,7 @@ export class Limits {
   static async open(deps: LimitsDependencies): Promise<Limits> {
     const shared = deps.redis;
     if (shared === null) return new Limits(deps, null, false);
-    if (safeForCounting(shared)) return new Limits(deps, shared, false);
+    if (safeForCounting(shared)) return Limits.ready(new Limits(deps, shared, false), shared);
     const client = duplicateForCounting(shared);
     client.on("error", () => {
       // Reconnects by itself; failures surface through the limiter calls (insurance or 503).
@@ -212,7 +212,12 @@ export class Limits {
       client.disconnect();
       throw error;
     });
-    return new Limits(deps, client, true);
+    return Limits.ready(new Limits(deps, client, true), client);
+  }
+
+  private static async ready(limits: Limits, client: Client): Promise<Limits> {
+    await limits.store?.preload(client);
+    return limits;
   }
 
   /** Where limits count: `memory` / `redis` for windows, `database` / `redis` for quotas. */

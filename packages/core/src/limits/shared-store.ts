@@ -14,7 +14,9 @@
  *
  * Time: fixed windows run on the store's TTLs (anchored at their first request, as the library's
  * are). Sliding windows and GCRA need a clock: the store's own (`TIME`, so instances with skewed
- * clocks agree) unless the app injected a clock (tests), which is then sent with the call.
+ * clocks agree) unless the app injected a clock (tests), which is then sent with the call. Their
+ * state is kept one window longer than it matters (a stale one reads as empty), so that an
+ * injected clock that runs ahead of the store's cannot expire it early.
  */
 import type { Cluster, Redis } from "ioredis";
 
@@ -50,7 +52,7 @@ if now == 0 then
 end
 local n = tonumber(ARGV[2])
 local hasQuota = ARGV[3] == '1'
-local eps = 1e-9
+local eps = 1e-6
 local a = 4
 local w = {}
 for i = 1, n do
@@ -167,7 +169,7 @@ else
       local s = w[i]
       if s.alg == 1 then s.ok = s.count + cost <= s.limit
       elseif s.alg == 2 then s.ok = estimate(s) + cost <= s.limit + eps
-      else s.ok = s.tat + cost * s.interval - now <= s.tolerance + eps end
+      else s.ok = (s.tat + cost * s.interval - now) / s.interval <= s.burst + eps end
       if not s.ok then refused = true end
     end
     local qok = true
@@ -225,11 +227,11 @@ for i = 1, n do
       if s.fresh then redis.call('SET', key, s.count, 'PX', s.ms) else redis.call('SET', key, s.count, 'KEEPTTL') end
     elseif s.alg == 2 then
       redis.call('HSET', key, 'w', s.index, 'c', s.cur, 'p', s.prev)
-      redis.call('PEXPIRE', key, math.max(1, (s.index + 2) * s.ms - now))
+      redis.call('PEXPIRE', key, math.max(1, (s.index + 2) * s.ms - now) + s.ms)
     else
       local ttl = math.ceil(s.tat - now)
       if ttl > 0 then
-        redis.call('SET', key, string.format('%.17g', s.tat), 'PX', ttl)
+        redis.call('SET', key, string.format('%.17g', s.tat), 'PX', ttl + s.ms)
       else
         redis.call('DEL', key)
       end
@@ -275,6 +277,15 @@ export class SharedStore {
     }
     const command = (client as unknown as { fluxDecide: Decide }).fluxDecide;
     this.decideScript = command.bind(client);
+  }
+
+  /**
+   * Loads the script on every master ahead of the first request (which would otherwise pay an
+   * extra round trip for NOSCRIPT); a node that lacks it later (a promoted replica) gets it then.
+   */
+  async preload(client: Client): Promise<void> {
+    const nodes = "isCluster" in client && client.isCluster ? (client as Cluster).nodes("master") : [client as Redis];
+    await Promise.all(nodes.map((node) => node.script("LOAD", SCRIPT).catch(() => {})));
   }
 
   /** The arguments before the costs, for a decision's windows and quota. */

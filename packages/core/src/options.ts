@@ -336,7 +336,8 @@ function resolveRedis(input: FluxOptions["redis"], env: NodeJS.ProcessEnv): Reso
   if (input === undefined) return env.REDIS_URL ? { url: env.REDIS_URL, keyPrefix: "flux:" } : null;
   if (input === null) return null;
   if (typeof input !== "object") throw new FluxConfigError("invalid_option", REDIS_FORMS);
-  const form = "client" in input ? "client" : "cluster" in input ? "cluster" : "url";
+  // One form: an option of another form beside it is reported as not understood.
+  const form = "url" in input ? "url" : "client" in input ? "client" : "cluster" in input ? "cluster" : "url";
   refuseUnknown(input, [form, "keyPrefix"], "redis");
   const keyPrefix = input.keyPrefix ?? "flux:";
   if (typeof keyPrefix !== "string") throw new FluxConfigError("invalid_option", "redis.keyPrefix must be a string.");

@@ -142,6 +142,58 @@ for (const store of STORES) {
       expect(await play(secret, [{ gap: 500, cost: 1 }])).toHaveLength(1);
     });
 
+    for (const algorithm of ["fixed", "sliding", "gcra"] as const) {
+      it(`${algorithm}: a refused request consumes nothing, not even from the window that refused`, async () => {
+        const id = `refusal-${algorithm}`;
+        await flux.plans.upsert({
+          id,
+          name: id,
+          rateLimits: [{ name: "w", limit: 5, window: "1h", algorithm }],
+          quota: { limit: 100, period: "day" },
+        });
+        await flux.orgs.create({ id, name: id, planId: id });
+        const { secret } = await flux.keys.create().forOrg(id).issue();
+        expect((await flux.keys.check(secret, { cost: 3 })).valid).toBe(true);
+        const refused = await flux.keys.check(secret, { cost: 5 });
+        expect(refused.valid ? "valid" : refused.error.code).toBe("rate_limited");
+        if (refused.valid) return;
+        const state = refused.error.extensions.rateLimit as { windows: Array<{ remaining: number }> };
+        expect(state.windows[0]?.remaining).toBe(2);
+        const fits = await flux.keys.check(secret, { cost: 2 });
+        expect(fits.valid).toBe(true);
+        if (!fits.valid) return;
+        expect(fits.context.rateLimit?.windows[0]?.remaining).toBe(0);
+        expect(fits.context.rateLimit?.quota?.remaining).toBe(95);
+      });
+
+      it(`${algorithm}: a request the quota refuses consumes nothing either`, async () => {
+        const id = `quota-${algorithm}`;
+        await flux.plans.upsert({
+          id,
+          name: id,
+          rateLimits: [{ name: "w", limit: 100, window: "1h", algorithm }],
+          quota: { limit: 4, period: "day" },
+        });
+        await flux.orgs.create({ id, name: id, planId: id });
+        const { secret } = await flux.keys.create().forOrg(id).issue();
+        expect((await flux.keys.check(secret, { cost: 3 })).valid).toBe(true);
+        const refused = await flux.keys.check(secret, { cost: 2 });
+        expect(refused.valid ? "valid" : refused.error.code).toBe("quota_exceeded");
+        if (store.name === "memory") {
+          // A database quota that refused keeps what it counted (blocked in memory until the
+          // period ends, with no database write per refusal); the windows gave it back.
+          const read = await flux.keys.check(secret, { cost: 0 });
+          expect(read.valid && read.context.rateLimit?.windows[0]?.remaining).toBe(97);
+          return;
+        }
+        const fits = await flux.keys.check(secret, { cost: 1 });
+        expect(fits.valid).toBe(true);
+        if (!fits.valid) return;
+        expect(fits.context.rateLimit?.windows[0]?.remaining).toBe(96);
+        expect(fits.context.rateLimit?.quota?.remaining).toBe(0);
+      });
+    }
+
     for (const algorithm of ["sliding", "gcra"] as const) {
       it(`${algorithm}: remaining and resetIn tell the truth`, async () => {
         await fc.assert(
@@ -176,3 +228,25 @@ for (const store of STORES) {
     }
   });
 }
+
+describe("the algorithm of a window", () => {
+  it("is one of fixed, sliding and gcra; burst is for gcra only", async () => {
+    const flux = await createFlux({ database: { pglite: true }, redis: null });
+    try {
+      const refused = async (window: unknown) =>
+        flux.plans.upsert({ id: "bad", name: "bad", rateLimits: [window as RateLimitWindow] }).then(
+          () => "accepted",
+          (error: { code?: string }) => error.code,
+        );
+      expect(await refused({ name: "w", limit: 5, window: "1s", algorithm: "leaky" })).toBe("invalid_request");
+      expect(await refused({ name: "w", limit: 5, window: "1s", burst: 2 })).toBe("invalid_request");
+      expect(await refused({ name: "w", limit: 5, window: "1s", algorithm: "sliding", burst: 2 })).toBe(
+        "invalid_request",
+      );
+      expect(await refused({ name: "w", limit: 5, window: "1s", algorithm: "gcra", burst: 0 })).toBe("invalid_request");
+      expect(await refused({ name: "w", limit: 5, window: "1s", algorithm: "gcra", burst: 2 })).toBe("accepted");
+    } finally {
+      await flux.close();
+    }
+  });
+});

@@ -325,8 +325,10 @@ export class Limits {
     const call = this.sharedCall(bound, shared, now);
     const reply = await (this.store as SharedStore).decide(call.flight, call.keys, call.head, cost);
     if ("failed" in reply) {
-      this.classify(reply.failed);
-      if (!this.insured) return { valid: false, error: storeUnavailable() };
+      if (!this.insured) {
+        this.classify(reply.failed);
+        return { valid: false, error: storeUnavailable() };
+      }
       this.onInsurance();
       return this.decideLocally(bound, cost, base);
     }
@@ -386,8 +388,11 @@ export class Limits {
         const outcomes = this.sharedOutcomes(bound, reply, now);
         return { valid: true, context: withRateLimit(base, this.state(bound, outcomes, now, 0)) };
       }
-      this.classify(reply.failed);
-      if (!this.insured) return { valid: false, error: storeUnavailable() };
+      if (!this.insured) {
+        this.classify(reply.failed);
+        return { valid: false, error: storeUnavailable() };
+      }
+      this.onInsurance();
     }
     const quota = bound.quota;
     const period = quota === null ? null : periodAt(quota.period, now);
@@ -412,7 +417,13 @@ export class Limits {
     return { valid: true, context: withRateLimit(base, this.state(bound, outcomes, now, 0)) };
   }
 
-  /** Gives back what a denied request took from the windows and the quota that admitted it. */
+  /**
+   * Gives back what a denied request took: from the windows and the quota that admitted it, and
+   * from a rate-limiter-flexible window that refused it (the library counts a refusal too; the
+   * sliding and GCRA counters do not), so a refusal consumes nothing, as in the shared store. A
+   * database quota that refused keeps what it counted: it is blocked in memory until its period
+   * ends (no database write per refused request), which a refund would not lift.
+   */
   private async refund(
     bound: BoundLimits,
     outcomes: Outcome[],
@@ -423,7 +434,11 @@ export class Limits {
     const refunds: Array<Promise<unknown>> = [];
     const windows = bound.windows;
     for (let i = 0; i < outcomes.length; i++) {
-      if (!(outcomes[i] instanceof RateLimiterRes)) continue;
+      const outcome = outcomes[i];
+      const counted =
+        outcome instanceof RateLimiterRes ||
+        (outcome instanceof Denied && outcome.res.consumedPoints > 0 && i < windows.length);
+      if (!counted) continue;
       const window = windows[i];
       if (window !== undefined) {
         if (window.local !== null) refunds.push(window.local.reward(window.counter, cost).catch(() => {}));
@@ -442,8 +457,8 @@ export class Limits {
       const outcome = outcomes[i];
       const res =
         outcome instanceof Denied ? outcome.res : outcome instanceof RateLimiterRes ? outcome : null;
-      const gaveBack = outcome instanceof RateLimiterRes ? refunded : 0;
-      const remaining = res === null ? 0 : Math.min(window.capacity, res.remainingPoints + gaveBack);
+      const remaining =
+        res === null ? 0 : Math.min(window.capacity, remainingAfter(outcome, res, window.limit, refunded));
       if (res !== null) {
         window.lastRemaining = remaining;
         window.lastResetAt = now + res.msBeforeNext;
@@ -463,11 +478,10 @@ export class Limits {
     // The quota is reported only when it was asked (without Redis it is not, once a window refuses).
     if (quota !== null && (quotaOutcome instanceof Denied || quotaOutcome instanceof RateLimiterRes)) {
       const res = quotaOutcome instanceof Denied ? quotaOutcome.res : quotaOutcome;
-      const gaveBack = quotaOutcome instanceof RateLimiterRes ? refunded : 0;
       const endsAt = periodAt(quota.period, now).endsAt;
       quotaState = {
         limit: quota.limit,
-        remaining: Math.min(quota.limit, res.remainingPoints + gaveBack),
+        remaining: quotaOutcome instanceof Denied ? res.remainingPoints : Math.min(quota.limit, res.remainingPoints + refunded),
         period: quota.period,
         resetIn: endsAt === null ? null : Math.max(0, Math.ceil((endsAt - now) / 1000)),
       };
@@ -874,6 +888,17 @@ export function countingClusterOptions(redisOptions: Record<string, unknown> = {
       maxRetriesPerRequest: 1,
     },
   };
+}
+
+/**
+ * What a counter has left once `refunded` was given back: an admitting counter gets it back; a
+ * rate-limiter-flexible counter that refused had counted the refusal too, and is back to what it
+ * held before it.
+ */
+function remainingAfter(outcome: Outcome | undefined, res: RateLimiterRes, limit: number, refunded: number): number {
+  if (outcome instanceof RateLimiterRes) return res.remainingPoints + refunded;
+  if (refunded > 0 && res.consumedPoints > 0) return Math.max(0, limit - (res.consumedPoints - refunded));
+  return res.remainingPoints;
 }
 
 function admitted(res: RateLimiterRes): Outcome {

@@ -84,7 +84,11 @@ const format = (r: { nsPerOp: number; perSecond: number }, unit: "ns" | "µs") =
   const flux = await createFlux({ database: { pglite: true }, redis: null });
   const secrets: Record<string, string> = { plain: await keyWith(flux, { id: "plain", name: "plain" }) };
   for (const algorithm of ALGORITHMS) {
-    secrets[algorithm] = await keyWith(flux, { id: algorithm, name: algorithm, rateLimits: windows(algorithm) });
+    secrets[algorithm] = await keyWith(flux, {
+      id: algorithm,
+      name: algorithm,
+      rateLimits: windows(algorithm),
+    });
   }
   const results = await best(flux, secrets, 300_000, 5);
   const base = results.plain as { nsPerOp: number; perSecond: number };
@@ -92,7 +96,10 @@ const format = (r: { nsPerOp: number; perSecond: number }, unit: "ns" | "µs") =
   for (const algorithm of ALGORITHMS) {
     const result = results[algorithm] as { nsPerOp: number; perSecond: number };
     report(`verify, cached key, memory, 2 ${algorithm} windows`, format(result, "ns"));
-    report(`memory ${algorithm} overhead per verify`, `${((result.nsPerOp - base.nsPerOp) / 1000).toFixed(2)} µs`);
+    report(
+      `memory ${algorithm} overhead per verify`,
+      `${((result.nsPerOp - base.nsPerOp) / 1000).toFixed(2)} µs`,
+    );
   }
   await flux.close();
 }

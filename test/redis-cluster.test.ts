@@ -16,7 +16,14 @@ import { Cluster } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { until } from "./support/faults-services.js";
 import { clusterAvailable, ThrowawayRedisCluster } from "./support/redis-cluster.js";
-import { DATABASE_URL, freshSchema, hasPostgres, hasRedis, REDIS_URL, uniqueName } from "./support/services.js";
+import {
+  DATABASE_URL,
+  freshSchema,
+  hasPostgres,
+  hasRedis,
+  REDIS_URL,
+  uniqueName,
+} from "./support/services.js";
 
 const HANG_BOUND_MS = 3_000;
 
@@ -91,7 +98,11 @@ describe.skipIf(!clusterAvailable || !hasPostgres)("limits on a Redis Cluster", 
     process.off("unhandledRejection", onRejection);
   });
 
-  async function keyOf(orgId: string, rateLimits: RateLimitWindow[], quota?: { limit: number; period: "day" }) {
+  async function keyOf(
+    orgId: string,
+    rateLimits: RateLimitWindow[],
+    quota?: { limit: number; period: "day" },
+  ) {
     const [first] = instances as [Flux];
     await first.plans.upsert({ id: orgId, name: orgId, rateLimits, ...(quota ? { quota } : {}) });
     await first.orgs.create({ id: orgId, name: orgId, planId: orgId });
@@ -232,7 +243,8 @@ describe.skipIf(!clusterAvailable || !hasPostgres)("limits on a Redis Cluster", 
     const read = async () => Number(await inspector.get(counterKey as string));
     await until(async () => (await read().catch(() => Number.NaN)) >= 0, 10_000, "the inspector follows");
     const before = await read();
-    for (let i = 0; i < 20; i++) expect((await (instances[i % 4] as Flux).keys.check(secret)).valid).toBe(true);
+    for (let i = 0; i < 20; i++)
+      expect((await (instances[i % 4] as Flux).keys.check(secret)).valid).toBe(true);
     expect(await read()).toBe(before + 20);
     // And the counter holds no more than was admitted (what counted only in insurance is not
     // there; what the old master acknowledged but had not replicated may be lost, never doubled).

@@ -59,7 +59,8 @@ export class ThrowawayRedisCluster {
   /** Six nodes, three masters with a replica each; resolves once every slot is served. */
   static async start(): Promise<ThrowawayRedisCluster> {
     const nodes: Node[] = [];
-    for (let i = 0; i < 6; i++) nodes.push({ port: await freePort(), busPort: await freePort(), child: null });
+    for (let i = 0; i < 6; i++)
+      nodes.push({ port: await freePort(), busPort: await freePort(), child: null });
     const cluster = new ThrowawayRedisCluster(nodes);
     try {
       for (const node of nodes) cluster.spawn(node);
@@ -114,7 +115,9 @@ export class ThrowawayRedisCluster {
   async replicasOf(port: number): Promise<number[]> {
     const client = this.client(port);
     try {
-      const nodes = String(await client.call("CLUSTER", "NODES")).trim().split("\n");
+      const nodes = String(await client.call("CLUSTER", "NODES"))
+        .trim()
+        .split("\n");
       const self = nodes.find((line) => line.includes("myself"));
       const id = self?.split(" ")[0];
       return nodes
@@ -197,7 +200,13 @@ export class ThrowawayRedisCluster {
   }
 
   private async waitForPing(port: number): Promise<void> {
-    const probe = new Redis({ port, host: "127.0.0.1", lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    const probe = new Redis({
+      port,
+      host: "127.0.0.1",
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+    });
     probe.on("error", () => {});
     try {
       for (let i = 0; i < 200; i++) {

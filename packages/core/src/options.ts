@@ -330,7 +330,8 @@ export function resolveOptions(
   };
 }
 
-const REDIS_FORMS = "redis must be { url }, { client }, { cluster: [{ host, port }, …] }, { cluster: Cluster } or null.";
+const REDIS_FORMS =
+  "redis must be { url }, { client }, { cluster: [{ host, port }, …] }, { cluster: Cluster } or null.";
 
 function resolveRedis(input: FluxOptions["redis"], env: NodeJS.ProcessEnv): ResolvedOptions["redis"] {
   if (input === undefined) return env.REDIS_URL ? { url: env.REDIS_URL, keyPrefix: "flux:" } : null;
@@ -340,7 +341,8 @@ function resolveRedis(input: FluxOptions["redis"], env: NodeJS.ProcessEnv): Reso
   const form = "url" in input ? "url" : "client" in input ? "client" : "cluster" in input ? "cluster" : "url";
   refuseUnknown(input, [form, "keyPrefix"], "redis");
   const keyPrefix = input.keyPrefix ?? "flux:";
-  if (typeof keyPrefix !== "string") throw new FluxConfigError("invalid_option", "redis.keyPrefix must be a string.");
+  if (typeof keyPrefix !== "string")
+    throw new FluxConfigError("invalid_option", "redis.keyPrefix must be a string.");
   if ("client" in input) {
     if (input.client === null || typeof input.client !== "object") {
       throw new FluxConfigError("invalid_option", REDIS_FORMS);
@@ -364,7 +366,13 @@ function resolveRedis(input: FluxOptions["redis"], env: NodeJS.ProcessEnv): Reso
       }
       refuseUnknown(node, ["host", "port"], `redis.cluster[${i}]`);
       const { host, port } = node as Partial<ClusterNode>;
-      if (typeof host !== "string" || host.length === 0 || !Number.isInteger(port) || (port as number) < 1 || (port as number) > 65_535) {
+      if (
+        typeof host !== "string" ||
+        host.length === 0 ||
+        !Number.isInteger(port) ||
+        (port as number) < 1 ||
+        (port as number) > 65_535
+      ) {
         throw new FluxConfigError(
           "invalid_option",
           `redis.cluster[${i}] must be { host: string, port: integer from 1 to 65535 }.`,

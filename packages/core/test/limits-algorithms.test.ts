@@ -25,14 +25,21 @@ interface Store {
 
 const STORES: Store[] = [
   { name: "memory", available: true, redis: () => null },
-  { name: "redis", available: hasRedis, redis: () => ({ url: REDIS_URL, keyPrefix: `${uniqueName("alg")}:` }) },
+  {
+    name: "redis",
+    available: hasRedis,
+    redis: () => ({ url: REDIS_URL, keyPrefix: `${uniqueName("alg")}:` }),
+  },
 ];
 
 /** A request: ms after the previous one, and its cost. */
-const schedule = fc.array(fc.record({ gap: fc.integer({ min: 0, max: W / 2 }), cost: fc.integer({ min: 1, max: 3 }) }), {
-  minLength: 1,
-  maxLength: 60,
-});
+const schedule = fc.array(
+  fc.record({ gap: fc.integer({ min: 0, max: W / 2 }), cost: fc.integer({ min: 1, max: 3 }) }),
+  {
+    minLength: 1,
+    maxLength: 60,
+  },
+);
 
 for (const store of STORES) {
   describe.skipIf(!store.available)(`window algorithms on the ${store.name} store`, () => {
@@ -74,7 +81,11 @@ for (const store of STORES) {
     }
 
     /** The most units passed in a span of `length` ms over `admitted`, against `bound(span)`. */
-    function worstExcess(admitted: Array<[number, number]>, maxSpan: number, bound: (span: number) => number) {
+    function worstExcess(
+      admitted: Array<[number, number]>,
+      maxSpan: number,
+      bound: (span: number) => number,
+    ) {
       let worst = Number.NEGATIVE_INFINITY;
       for (let i = 0; i < admitted.length; i++) {
         let units = 0;
@@ -90,11 +101,19 @@ for (const store of STORES) {
 
     it("sliding: any span of s ≤ W passes at most L × (1 + s / W)", async () => {
       await fc.assert(
-        fc.asyncProperty(fc.integer({ min: 2, max: 12 }), fc.integer({ min: 0, max: W - 1 }), schedule, async (limit, offset, requests) => {
-          const secret = await keyWith({ name: "s", limit, window: WINDOW_S, algorithm: "sliding" }, offset);
-          const admitted = await play(secret, requests);
-          expect(worstExcess(admitted, W, (span) => limit * (1 + span / W) + 1e-6)).toBeLessThanOrEqual(0);
-        }),
+        fc.asyncProperty(
+          fc.integer({ min: 2, max: 12 }),
+          fc.integer({ min: 0, max: W - 1 }),
+          schedule,
+          async (limit, offset, requests) => {
+            const secret = await keyWith(
+              { name: "s", limit, window: WINDOW_S, algorithm: "sliding" },
+              offset,
+            );
+            const admitted = await play(secret, requests);
+            expect(worstExcess(admitted, W, (span) => limit * (1 + span / W) + 1e-6)).toBeLessThanOrEqual(0);
+          },
+        ),
         { numRuns: 40 },
       );
     });
@@ -104,9 +123,17 @@ for (const store of STORES) {
       // Window grid aligned: 100 ms before an edge.
       const secret = await keyWith({ name: "s", limit, window: WINDOW_S, algorithm: "sliding" }, 0);
       now += W - (now % W) - 100;
-      expect(await play(secret, Array.from({ length: limit }, () => ({ gap: 0, cost: 1 })))).toHaveLength(limit);
+      expect(
+        await play(
+          secret,
+          Array.from({ length: limit }, () => ({ gap: 0, cost: 1 })),
+        ),
+      ).toHaveLength(limit);
       // 200 ms later (100 ms past the edge) the previous window still weighs 99%: nothing passes.
-      const after = await play(secret, [{ gap: 200, cost: 1 }, ...Array.from({ length: limit - 1 }, () => ({ gap: 0, cost: 1 }))]);
+      const after = await play(secret, [
+        { gap: 200, cost: 1 },
+        ...Array.from({ length: limit - 1 }, () => ({ gap: 0, cost: 1 })),
+      ]);
       expect(after).toHaveLength(0);
     });
 
@@ -118,7 +145,10 @@ for (const store of STORES) {
           fc.integer({ min: 0, max: W - 1 }),
           schedule,
           async (limit, burst, offset, requests) => {
-            const secret = await keyWith({ name: "g", limit, window: WINDOW_S, algorithm: "gcra", burst }, offset);
+            const secret = await keyWith(
+              { name: "g", limit, window: WINDOW_S, algorithm: "gcra", burst },
+              offset,
+            );
             const admitted = await play(secret, requests);
             const bound = (span: number) => burst + (span * limit) / W + 1e-6;
             expect(worstExcess(admitted, Number.POSITIVE_INFINITY, bound)).toBeLessThanOrEqual(0);
@@ -131,7 +161,12 @@ for (const store of STORES) {
     it("gcra: an even rate after the burst", async () => {
       const limit = 10; // one unit every 1 s
       const secret = await keyWith({ name: "g", limit, window: WINDOW_S, algorithm: "gcra", burst: 3 }, 0);
-      expect(await play(secret, Array.from({ length: 5 }, () => ({ gap: 0, cost: 1 })))).toHaveLength(3);
+      expect(
+        await play(
+          secret,
+          Array.from({ length: 5 }, () => ({ gap: 0, cost: 1 })),
+        ),
+      ).toHaveLength(3);
       // Every 1 s one more, never two.
       for (let i = 0; i < 5; i++) {
         expect(await play(secret, [{ gap: 1_000, cost: 1 }])).toHaveLength(1);
@@ -197,31 +232,37 @@ for (const store of STORES) {
     for (const algorithm of ["sliding", "gcra"] as const) {
       it(`${algorithm}: remaining and resetIn tell the truth`, async () => {
         await fc.assert(
-          fc.asyncProperty(fc.integer({ min: 1, max: 10 }), fc.integer({ min: 0, max: W - 1 }), schedule, async (limit, offset, requests) => {
-            const window: RateLimitWindow = { name: "t", limit, window: WINDOW_S, algorithm };
-            const secret = await keyWith(window, offset);
-            await play(secret, requests);
-            // `remaining` units pass at once, and not one more.
-            const read = await flux.keys.check(secret, { cost: 0 });
-            if (!read.valid) throw read.error;
-            const remaining = read.context.rateLimit?.windows[0]?.remaining as number;
-            if (remaining > 0) expect((await flux.keys.check(secret, { cost: remaining })).valid).toBe(true);
-            const refused = await flux.keys.check(secret);
-            expect(refused.valid).toBe(false);
-            if (refused.valid) return;
-            // Refused: admitted once its resetIn (and Retry-After) has passed, not earlier than a
-            // second before.
-            const resetIn = refused.error.extensions.retryAfter as number;
-            expect(Number(rateLimitHeaders(refused)["Retry-After"])).toBe(Math.max(resetIn, 1));
-            now += resetIn * 1000;
-            const retried = await flux.keys.check(secret);
-            expect(retried.valid).toBe(true);
-            if (!retried.valid) return;
-            // Admitted: whole again after its resetIn.
-            now += (retried.context.rateLimit?.windows[0]?.resetIn as number) * 1000;
-            const whole = await flux.keys.check(secret, { cost: 0 });
-            expect(whole.valid && whole.context.rateLimit?.windows[0]?.remaining).toBe(limit);
-          }),
+          fc.asyncProperty(
+            fc.integer({ min: 1, max: 10 }),
+            fc.integer({ min: 0, max: W - 1 }),
+            schedule,
+            async (limit, offset, requests) => {
+              const window: RateLimitWindow = { name: "t", limit, window: WINDOW_S, algorithm };
+              const secret = await keyWith(window, offset);
+              await play(secret, requests);
+              // `remaining` units pass at once, and not one more.
+              const read = await flux.keys.check(secret, { cost: 0 });
+              if (!read.valid) throw read.error;
+              const remaining = read.context.rateLimit?.windows[0]?.remaining as number;
+              if (remaining > 0)
+                expect((await flux.keys.check(secret, { cost: remaining })).valid).toBe(true);
+              const refused = await flux.keys.check(secret);
+              expect(refused.valid).toBe(false);
+              if (refused.valid) return;
+              // Refused: admitted once its resetIn (and Retry-After) has passed, not earlier than a
+              // second before.
+              const resetIn = refused.error.extensions.retryAfter as number;
+              expect(Number(rateLimitHeaders(refused)["Retry-After"])).toBe(Math.max(resetIn, 1));
+              now += resetIn * 1000;
+              const retried = await flux.keys.check(secret);
+              expect(retried.valid).toBe(true);
+              if (!retried.valid) return;
+              // Admitted: whole again after its resetIn.
+              now += (retried.context.rateLimit?.windows[0]?.resetIn as number) * 1000;
+              const whole = await flux.keys.check(secret, { cost: 0 });
+              expect(whole.valid && whole.context.rateLimit?.windows[0]?.remaining).toBe(limit);
+            },
+          ),
           { numRuns: 25 },
         );
       });
@@ -238,13 +279,19 @@ describe("the algorithm of a window", () => {
           () => "accepted",
           (error: { code?: string }) => error.code,
         );
-      expect(await refused({ name: "w", limit: 5, window: "1s", algorithm: "leaky" })).toBe("invalid_request");
+      expect(await refused({ name: "w", limit: 5, window: "1s", algorithm: "leaky" })).toBe(
+        "invalid_request",
+      );
       expect(await refused({ name: "w", limit: 5, window: "1s", burst: 2 })).toBe("invalid_request");
       expect(await refused({ name: "w", limit: 5, window: "1s", algorithm: "sliding", burst: 2 })).toBe(
         "invalid_request",
       );
-      expect(await refused({ name: "w", limit: 5, window: "1s", algorithm: "gcra", burst: 0 })).toBe("invalid_request");
-      expect(await refused({ name: "w", limit: 5, window: "1s", algorithm: "gcra", burst: 2 })).toBe("accepted");
+      expect(await refused({ name: "w", limit: 5, window: "1s", algorithm: "gcra", burst: 0 })).toBe(
+        "invalid_request",
+      );
+      expect(await refused({ name: "w", limit: 5, window: "1s", algorithm: "gcra", burst: 2 })).toBe(
+        "accepted",
+      );
     } finally {
       await flux.close();
     }

@@ -44,7 +44,14 @@ describe("options Flux Keys does not understand", () => {
       [{ redis: { cluster: [{ host: "127.0.0.1", port: 7000 }], password: "x" } }, "redis.password"],
       [{ redis: { cluster: [{ host: "127.0.0.1", port: 7000, tls: true }] } }, "redis.cluster[0].tls"],
       [
-        { redis: { cluster: [{ host: "127.0.0.1", port: 7000 }, { host: "127.0.0.1", port: 7001, db: 1 }] } },
+        {
+          redis: {
+            cluster: [
+              { host: "127.0.0.1", port: 7000 },
+              { host: "127.0.0.1", port: 7001, db: 1 },
+            ],
+          },
+        },
         "redis.cluster[1].db",
       ],
       [{ database: { url: "postgresql://u@h/db", ssl: true } }, "database.ssl"],
@@ -77,7 +84,15 @@ describe("options Flux Keys does not understand", () => {
     const resolved = resolveOptions({ redis: { cluster: nodes } }, {}).redis as { nodes: unknown[] };
     expect(resolved.nodes).not.toBe(nodes);
     expect(resolved).toMatchObject({ keyPrefix: "flux:" });
-    for (const cluster of [[], [{ host: "", port: 7000 }], [{ host: "h", port: 0 }], [{ host: "h", port: 70_000 }], ["h:7000"], { nodes }, "h:7000"]) {
+    for (const cluster of [
+      [],
+      [{ host: "", port: 7000 }],
+      [{ host: "h", port: 0 }],
+      [{ host: "h", port: 70_000 }],
+      ["h:7000"],
+      { nodes },
+      "h:7000",
+    ]) {
       expect(() => resolveOptions({ redis: { cluster } } as never, {})).toThrow(
         expect.objectContaining({ name: "FluxConfigError", code: "invalid_option" }),
       );

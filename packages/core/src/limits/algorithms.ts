@@ -181,13 +181,25 @@ function roll(slot: Slot, at: number, ms: number): void {
   slot.index = index;
 }
 
-export function slidingEstimate(current: number, previous: number, index: number, ms: number, at: number): number {
+export function slidingEstimate(
+  current: number,
+  previous: number,
+  index: number,
+  ms: number,
+  at: number,
+): number {
   const elapsed = at - index * ms;
   return (previous * (ms - elapsed)) / ms + current;
 }
 
 /** Ms until what is counted has slid out entirely (the window is whole again). */
-export function slidingReset(current: number, previous: number, index: number, ms: number, at: number): number {
+export function slidingReset(
+  current: number,
+  previous: number,
+  index: number,
+  ms: number,
+  at: number,
+): number {
   if (current > 0) return (index + 2) * ms - at;
   if (previous > 0) return (index + 1) * ms - at;
   return 0;

@@ -159,7 +159,8 @@ export class Limits {
   ) {
     this.prefix = `${deps.redisPrefix}rl`;
     this.insured = deps.options.onStoreError === "insurance";
-    this.store = redis === null ? null : new SharedStore(redis, deps.clockInjected === true ? deps.now : null);
+    this.store =
+      redis === null ? null : new SharedStore(redis, deps.clockInjected === true ? deps.now : null);
     const preAuth = deps.options.preAuth;
     this.preAuthLocal =
       preAuth === null ? null : new AddressFailures(preAuth.maxAddresses, preAuth.windowSeconds * 1000);
@@ -245,7 +246,9 @@ export class Limits {
   decide(bound: BoundLimits, cost: number, base: Omit<KeyContext, "rateLimit">): Promise<LimitedResult> {
     if (cost === 0) return this.peek(bound, base);
     const decided =
-      bound.shared === null ? this.decideLocally(bound, cost, base) : this.decideShared(bound, bound.shared, cost, base);
+      bound.shared === null
+        ? this.decideLocally(bound, cost, base)
+        : this.decideShared(bound, bound.shared, cost, base);
     const observer = this.deps.observer;
     if (observer === undefined || !observer.active) return decided;
     return decided.then((result) => {
@@ -357,7 +360,11 @@ export class Limits {
   }
 
   /** One request's reply as outcomes (and the windows it leaves exhausted, blocked locally). */
-  private sharedOutcomes(bound: BoundLimits, reply: { values: readonly number[]; offset: number }, now: number) {
+  private sharedOutcomes(
+    bound: BoundLimits,
+    reply: { values: readonly number[]; offset: number },
+    now: number,
+  ) {
     const values = reply.values;
     let at = reply.offset + 1;
     const windows = bound.windows;
@@ -399,7 +406,9 @@ export class Limits {
     const pending: Array<Promise<Outcome>> = bound.windows.map((window) =>
       window.local === null
         ? Promise.resolve(STORE_FAILED)
-        : window.local.get(window.counter).then((res) => res ?? fresh(window.limit, window.seconds), this.classify),
+        : window.local
+            .get(window.counter)
+            .then((res) => res ?? fresh(window.limit, window.seconds), this.classify),
     );
     if (quota !== null && period !== null) {
       pending.push(
@@ -481,7 +490,10 @@ export class Limits {
       const endsAt = periodAt(quota.period, now).endsAt;
       quotaState = {
         limit: quota.limit,
-        remaining: quotaOutcome instanceof Denied ? res.remainingPoints : Math.min(quota.limit, res.remainingPoints + refunded),
+        remaining:
+          quotaOutcome instanceof Denied
+            ? res.remainingPoints
+            : Math.min(quota.limit, res.remainingPoints + refunded),
         period: quota.period,
         resetIn: endsAt === null ? null : Math.max(0, Math.ceil((endsAt - now) / 1000)),
       };
@@ -745,7 +757,12 @@ export class Limits {
   }
 
   /** The window's counter in this process: its store (memory), its insurance (Redis), or null. */
-  private windowCounter(algorithm: Algorithm, limit: number, seconds: number, burst: number): WindowCounter | null {
+  private windowCounter(
+    algorithm: Algorithm,
+    limit: number,
+    seconds: number,
+    burst: number,
+  ): WindowCounter | null {
     if (this.redis !== null && !this.insured) return null;
     const id = `${algorithm}/${limit}/${seconds}/${burst}`;
     let counter = this.windowCounters.get(id);
@@ -850,7 +867,9 @@ function safeForCounting(client: Client): boolean {
       options.redisOptions?.autoResendUnfulfilledCommands === false
     );
   }
-  return client.options.enableAutoPipelining === true && client.options.autoResendUnfulfilledCommands === false;
+  return (
+    client.options.enableAutoPipelining === true && client.options.autoResendUnfulfilledCommands === false
+  );
 }
 
 function duplicateForCounting(client: Client): Client {
@@ -860,7 +879,8 @@ function duplicateForCounting(client: Client): Client {
     commandTimeout: 1_000,
     maxRetriesPerRequest: 1,
   };
-  if (isCluster(client)) return client.duplicate(undefined, countingClusterOptions(client.options.redisOptions));
+  if (isCluster(client))
+    return client.duplicate(undefined, countingClusterOptions(client.options.redisOptions));
   return client.duplicate({ ...fastFail, enableAutoPipelining: true, lazyConnect: false });
 }
 
@@ -895,7 +915,12 @@ export function countingClusterOptions(redisOptions: Record<string, unknown> = {
  * rate-limiter-flexible counter that refused had counted the refusal too, and is back to what it
  * held before it.
  */
-function remainingAfter(outcome: Outcome | undefined, res: RateLimiterRes, limit: number, refunded: number): number {
+function remainingAfter(
+  outcome: Outcome | undefined,
+  res: RateLimiterRes,
+  limit: number,
+  refunded: number,
+): number {
   if (outcome instanceof RateLimiterRes) return res.remainingPoints + refunded;
   if (refunded > 0 && res.consumedPoints > 0) return Math.max(0, limit - (res.consumedPoints - refunded));
   return res.remainingPoints;

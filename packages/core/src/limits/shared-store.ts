@@ -284,7 +284,8 @@ export class SharedStore {
    * extra round trip for NOSCRIPT); a node that lacks it later (a promoted replica) gets it then.
    */
   async preload(client: Client): Promise<void> {
-    const nodes = "isCluster" in client && client.isCluster ? (client as Cluster).nodes("master") : [client as Redis];
+    const nodes =
+      "isCluster" in client && client.isCluster ? (client as Cluster).nodes("master") : [client as Redis];
     await Promise.all(nodes.map((node) => node.script("LOAD", SCRIPT).catch(() => {})));
   }
 
@@ -292,7 +293,12 @@ export class SharedStore {
   static head(windows: readonly SharedWindow[], quota: { limit: number; ttlMs: number } | null): string[] {
     const args = ["0", String(windows.length), quota === null ? "0" : "1"];
     for (const window of windows) {
-      args.push(ALGORITHM_CODE[window.algorithm], String(window.limit), String(window.ms), String(window.burst));
+      args.push(
+        ALGORITHM_CODE[window.algorithm],
+        String(window.limit),
+        String(window.ms),
+        String(window.burst),
+      );
     }
     if (quota !== null) args.push(String(quota.limit), String(quota.ttlMs));
     return args;
@@ -331,7 +337,13 @@ export class SharedStore {
     await this.call(keys, head, [String(-cost)]);
   }
 
-  private send(flight: string, queue: Queue, keys: readonly string[], head: readonly string[], batch: Waiting[]): void {
+  private send(
+    flight: string,
+    queue: Queue,
+    keys: readonly string[],
+    head: readonly string[],
+    batch: Waiting[],
+  ): void {
     const costs = batch.map((waiting) => String(waiting.cost));
     const settle = (reply: { values: readonly number[] } | { failed: unknown }) => {
       const per = "values" in reply ? reply.values.length / batch.length : 0;
@@ -352,7 +364,11 @@ export class SharedStore {
     );
   }
 
-  private call(keys: readonly string[], head: readonly string[], costs: readonly string[]): Promise<number[]> {
+  private call(
+    keys: readonly string[],
+    head: readonly string[],
+    costs: readonly string[],
+  ): Promise<number[]> {
     const args: Array<string | number> = [...keys, ...head, ...costs];
     if (this.clock !== null) args[keys.length] = String(Math.floor(this.clock()));
     return this.decideScript(keys.length, ...args);

@@ -1,16 +1,21 @@
 /**
- * Limits benchmark (issue 3): cached verify without limits, with the memory limiter (two windows),
- * and with the Redis limiter (two windows + a quota: one round trip). Not a test; numbers only.
+ * Limits benchmark (issues 3 and 18): cached verify without limits, and with two windows of each
+ * algorithm (`fixed`, `sliding`, `gcra`) on the memory store, on Redis (two windows + a quota: one
+ * script, one round trip) and, with `--cluster`, on a throwaway Redis Cluster of 3 masters and 3
+ * replicas started from redis-server. Not a test; numbers only.
  *
- *   npx tsx --conditions=source bench/limits.bench.ts
+ *   npx tsx --conditions=source bench/limits.bench.ts [--cluster]
  *
  * REDIS_URL (default redis://127.0.0.1:6379) is used for the Redis part when reachable.
  */
 import { performance } from "node:perf_hooks";
-import { createFlux, type Flux } from "@flux-keys/core";
+import { createFlux, type Flux, type FluxOptions, type RateLimitWindow } from "@flux-keys/core";
 import { Redis } from "ioredis";
+import { ThrowawayRedisCluster } from "../test/support/redis-cluster.js";
 
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+const ALGORITHMS = ["fixed", "sliding", "gcra"] as const;
+type Algorithm = (typeof ALGORITHMS)[number];
 
 async function keyWith(flux: Flux, plan: Parameters<Flux["plans"]["upsert"]>[0]): Promise<string> {
   await flux.plans.upsert(plan);
@@ -51,43 +56,90 @@ const report = (name: string, value: string) => {
   console.log(`${name}: ${value}`);
 };
 
-{
-  const flux = await createFlux({ database: { pglite: true }, redis: null });
-  const plain = await keyWith(flux, { id: "plain", name: "plain" });
-  const limited = await keyWith(flux, {
-    id: "limited",
-    name: "limited",
-    rateLimits: [
-      { name: "burst", limit: big, window: "1s" },
-      { name: "sustained", limit: big, window: "1h" },
-    ],
-  });
-  const runs = 5;
-  let baseBest = Number.POSITIVE_INFINITY;
-  let memBest = Number.POSITIVE_INFINITY;
-  let basePerSecond = 0;
-  let memPerSecond = 0;
+function windows(algorithm: Algorithm): RateLimitWindow[] {
+  return [
+    { name: "burst", limit: big, window: "1s", algorithm },
+    { name: "sustained", limit: big, window: "1h", algorithm },
+  ];
+}
+
+/** Best of `runs` sequential runs, interleaved so that each case sees the same machine load. */
+async function best(flux: Flux, secrets: Record<string, string>, iterations: number, runs: number) {
+  const bestNs: Record<string, { nsPerOp: number; perSecond: number }> = {};
   for (let run = 0; run < runs; run++) {
-    const base = await sequential(flux, plain, 300_000);
-    const memory = await sequential(flux, limited, 300_000);
-    if (base.nsPerOp < baseBest) {
-      baseBest = base.nsPerOp;
-      basePerSecond = base.perSecond;
-    }
-    if (memory.nsPerOp < memBest) {
-      memBest = memory.nsPerOp;
-      memPerSecond = memory.perSecond;
+    for (const [name, secret] of Object.entries(secrets)) {
+      const result = await sequential(flux, secret, iterations);
+      if (bestNs[name] === undefined || result.nsPerOp < (bestNs[name] as { nsPerOp: number }).nsPerOp) {
+        bestNs[name] = result;
+      }
     }
   }
-  report(
-    "verify, cached key, no limits",
-    `${basePerSecond.toLocaleString("en")} /s (${baseBest.toFixed(0)} ns)`,
-  );
-  report(
-    "verify, cached key, memory limiter (2 windows)",
-    `${memPerSecond.toLocaleString("en")} /s (${memBest.toFixed(0)} ns)`,
-  );
-  report("memory limiter overhead per verify", `${((memBest - baseBest) / 1000).toFixed(2)} µs`);
+  return bestNs;
+}
+
+const format = (r: { nsPerOp: number; perSecond: number }, unit: "ns" | "µs") =>
+  `${r.perSecond.toLocaleString("en")} /s (${unit === "ns" ? `${r.nsPerOp.toFixed(0)} ns` : `${(r.nsPerOp / 1000).toFixed(1)} µs`})`;
+
+{
+  const flux = await createFlux({ database: { pglite: true }, redis: null });
+  const secrets: Record<string, string> = { plain: await keyWith(flux, { id: "plain", name: "plain" }) };
+  for (const algorithm of ALGORITHMS) {
+    secrets[algorithm] = await keyWith(flux, {
+      id: algorithm,
+      name: algorithm,
+      rateLimits: windows(algorithm),
+    });
+  }
+  const results = await best(flux, secrets, 300_000, 5);
+  const base = results.plain as { nsPerOp: number; perSecond: number };
+  report("verify, cached key, no limits", format(base, "ns"));
+  for (const algorithm of ALGORITHMS) {
+    const result = results[algorithm] as { nsPerOp: number; perSecond: number };
+    report(`verify, cached key, memory, 2 ${algorithm} windows`, format(result, "ns"));
+    report(
+      `memory ${algorithm} overhead per verify`,
+      `${((result.nsPerOp - base.nsPerOp) / 1000).toFixed(2)} µs`,
+    );
+  }
+  await flux.close();
+}
+
+/** The shared store: per algorithm, sequential latency, round trips, and 64 in flight. */
+async function sharedStore(label: string, redis: FluxOptions["redis"], countWrites: boolean) {
+  const flux = await createFlux({ database: { pglite: true }, redis });
+  const secrets: Record<string, string> = {};
+  for (const algorithm of ALGORITHMS) {
+    secrets[algorithm] = await keyWith(flux, {
+      id: `${label}-${algorithm}`,
+      name: algorithm,
+      rateLimits: windows(algorithm),
+      quota: { limit: big, period: "day" },
+    });
+  }
+  const results = await best(flux, secrets, 5_000, 3);
+  for (const algorithm of ALGORITHMS) {
+    report(
+      `verify, ${label}, 2 ${algorithm} windows + quota, sequential`,
+      format(results[algorithm] as { nsPerOp: number; perSecond: number }, "µs"),
+    );
+  }
+  if (countWrites) {
+    const client = flux.internals.redis as Redis;
+    const stream = (client as unknown as { stream: { write: (...args: unknown[]) => boolean } }).stream;
+    const write = stream.write;
+    let writes = 0;
+    stream.write = function (this: unknown, ...args: unknown[]) {
+      writes++;
+      return write.apply(this, args);
+    };
+    await sequential(flux, secrets.sliding as string, 1_000);
+    stream.write = write;
+    report(`${label} round trips (socket writes) per sequential verify`, (writes / 2_000).toFixed(2));
+  }
+  for (const algorithm of ALGORITHMS) {
+    const parallel = await concurrent(flux, secrets[algorithm] as string, 50_000, 64);
+    report(`verify, ${label}, ${algorithm}, 64 in flight`, `${parallel.toLocaleString("en")} /s`);
+  }
   await flux.close();
 }
 
@@ -101,43 +153,22 @@ probe.disconnect();
 
 if (redisUp) {
   const keyPrefix = `bench-${process.pid}:`;
-  const flux = await createFlux({ database: { pglite: true }, redis: { url: REDIS_URL, keyPrefix } });
-  const limited = await keyWith(flux, {
-    id: "redis",
-    name: "redis",
-    rateLimits: [
-      { name: "burst", limit: big, window: "1s" },
-      { name: "sustained", limit: big, window: "1h" },
-    ],
-    quota: { limit: big, period: "day" },
-  });
-  const redis = flux.internals.redis as Redis;
-  const stream = (redis as unknown as { stream: { write: (...args: unknown[]) => boolean } }).stream;
-  const write = stream.write;
-  let writes = 0;
-  stream.write = function (this: unknown, ...args: unknown[]) {
-    writes++;
-    return write.apply(this, args);
-  };
-  const sequentialRedis = await sequential(flux, limited, 5_000);
-  const before = writes;
-  await sequential(flux, limited, 1_000);
-  const perVerify = (writes - before) / (1_000 + 1_000);
-  stream.write = write;
-  const parallel = await concurrent(flux, limited, 50_000, 64);
-  report(
-    "verify, Redis limiter (2 windows + quota), sequential",
-    `${sequentialRedis.perSecond.toLocaleString("en")} /s (${(sequentialRedis.nsPerOp / 1000).toFixed(1)} µs)`,
-  );
-  report("Redis round trips (socket writes) per sequential verify", perVerify.toFixed(2));
-  report("verify, Redis limiter, 64 in flight", `${parallel.toLocaleString("en")} /s`);
+  await sharedStore("Redis", { url: REDIS_URL, keyPrefix }, true);
   const cleaner = new Redis(REDIS_URL);
   const keys = await cleaner.keys(`${keyPrefix}*`);
   if (keys.length > 0) await cleaner.del(...keys);
   cleaner.disconnect();
-  await flux.close();
 } else {
   console.log(`Redis not reachable at ${REDIS_URL}: skipped the Redis part.`);
+}
+
+if (process.argv.includes("--cluster")) {
+  const cluster = await ThrowawayRedisCluster.start();
+  try {
+    await sharedStore("Redis Cluster (3+3)", { cluster: cluster.startupNodes }, false);
+  } finally {
+    await cluster.destroy();
+  }
 }
 
 console.log(`\n| Case | Result |\n|---|---|\n${rows.join("\n")}`);

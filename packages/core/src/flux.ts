@@ -2,7 +2,7 @@
  * `createFlux(options)`: opens the store, applies migrations, connects Redis when configured, and
  * returns the public API.
  */
-import { Redis } from "ioredis";
+import { Cluster, Redis } from "ioredis";
 import { AuditLog } from "./audit.js";
 import { type Billing, createBilling } from "./billing/billing.js";
 import { type Database, guard, openDatabase } from "./database.js";
@@ -17,10 +17,10 @@ import { UnknownKeys } from "./keys/unknown-keys.js";
 import { Keys } from "./keys.js";
 import { type ClientAddressSource, clientAddress } from "./limits/client-address.js";
 import { checkEntitlement, type EntitlementEntry, listEntitlements } from "./limits/entitlement-queries.js";
-import { Limits } from "./limits/limits.js";
+import { countingClusterOptions, Limits } from "./limits/limits.js";
 import { migrate } from "./migrator.js";
 import { KeyObservations } from "./observations/key-observations.js";
-import { type FluxOptions, type ResolvedOptions, resolveOptions } from "./options.js";
+import { type ClusterNode, type FluxOptions, type ResolvedOptions, resolveOptions } from "./options.js";
 import { Orgs } from "./orgs.js";
 import { Plans } from "./plans.js";
 import { Portal } from "./portal/portal.js";
@@ -75,7 +75,7 @@ export interface Flux {
     options: ResolvedOptions;
     database: Database;
     cache: KeyCache;
-    redis: Redis | null;
+    redis: Redis | Cluster | null;
     /** The invalidation bus: `hearing()` says whether every committed change reaches this instance. */
     bus: InvalidationBus;
     /** Lifecycle events: `publish({ type, orgId, keyId, data })` for events outside a transaction. */
@@ -134,10 +134,18 @@ export async function createFlux(options: FluxOptions = {}): Promise<Flux> {
       const opened = bus;
       cleanup.push(() => opened.close());
     }
-    let redis: Redis | null = null;
+    let redis: Redis | Cluster | null = null;
     if (resolved.redis !== null) {
-      redis = "client" in resolved.redis ? resolved.redis.client : connectRedis(resolved.redis.url);
-      if ("url" in resolved.redis) {
+      const config = resolved.redis;
+      redis =
+        "client" in config
+          ? config.client
+          : "cluster" in config
+            ? config.cluster
+            : "nodes" in config
+              ? connectCluster(config.nodes)
+              : connectRedis(config.url);
+      if ("url" in config || "nodes" in config) {
         const owned = redis;
         cleanup.push(async () => {
           owned.disconnect();
@@ -165,6 +173,7 @@ export async function createFlux(options: FluxOptions = {}): Promise<Flux> {
       redisPrefix: resolved.redis?.keyPrefix ?? "flux:",
       logger: resolved.logger,
       now: resolved.clock,
+      clockInjected: resolved.clock !== Date.now,
     });
     cleanup.push(() => limits.close());
     // Closed before the limits and the database: stops the scheduler, writes queued events.
@@ -246,7 +255,7 @@ export async function createFlux(options: FluxOptions = {}): Promise<Flux> {
 }
 
 /** Resolves once the client is connected (commands fail fast before that: no offline queue). */
-function whenReady(redis: Redis, timeoutMs: number): Promise<void> {
+function whenReady(redis: Redis | Cluster, timeoutMs: number): Promise<void> {
   if (redis.status === "ready") return Promise.resolve();
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -259,6 +268,15 @@ function whenReady(redis: Redis, timeoutMs: number): Promise<void> {
     };
     redis.once("ready", onReady);
   });
+}
+
+/** A Redis Cluster set up as `connectRedis` is: nothing waits, nothing is sent twice. */
+function connectCluster(nodes: ClusterNode[]): Cluster {
+  const cluster = new Cluster(nodes, countingClusterOptions());
+  cluster.on("error", () => {
+    // Reconnects and follows failovers by itself; failures surface through the commands.
+  });
+  return cluster;
 }
 
 function connectRedis(url: string): Redis {

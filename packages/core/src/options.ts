@@ -2,7 +2,7 @@
  * The one options object of `createFlux`, resolved once into an internal config. The caller's
  * object is never mutated; unknown options are reported; every default is documented here.
  */
-import type { Redis } from "ioredis";
+import type { Cluster, Redis } from "ioredis";
 import type { DatabaseConfig } from "./database.js";
 import { type Duration, toMs } from "./duration.js";
 import { FluxConfigError } from "./errors.js";
@@ -39,11 +39,21 @@ export interface FluxOptions {
     | { pglite: string | true }
     | { url: string; schema?: string; poolSize?: number; directUrl?: string };
   /**
-   * Redis for cache invalidation across instances (and shared limits). Either a URL, or an
-   * ioredis client you own (Flux Keys will not close it).
-   * @default `REDIS_URL` when set, else none (single-process invalidation)
+   * Redis, Valkey or Redis Cluster for limits and quotas shared by every instance (invalidation
+   * goes through PostgreSQL, see `invalidation`). One of:
+   * - `{ url }`: one server;
+   * - `{ client }`: an ioredis client you own (Flux Keys will not close it);
+   * - `{ cluster: [{ host, port }, …] }`: a Redis Cluster, from some of its nodes;
+   * - `{ cluster: new Cluster(…) }`: an ioredis `Cluster` you own (Flux Keys will not close it).
+   * All counters of one key live in its org's hash slot (`{org}`), so every decision is one
+   * script on one node.
+   * @default `REDIS_URL` when set, else none (limits in memory, quotas in the database)
    */
-  redis?: { url: string; keyPrefix?: string } | { client: Redis; keyPrefix?: string } | null;
+  redis?:
+    | { url: string; keyPrefix?: string }
+    | { client: Redis; keyPrefix?: string }
+    | { cluster: readonly ClusterNode[] | Cluster; keyPrefix?: string }
+    | null;
   /** Apply the SQL migrations on start. @default true */
   migrate?: boolean;
   /** Key prefix: keys look like `<prefix>_live_…`. Lowercase letters and digits. @default 'flux' */
@@ -160,9 +170,20 @@ export interface FluxOptions {
   };
 }
 
+/** A node of a Redis Cluster to discover the others from. */
+export interface ClusterNode {
+  host: string;
+  port: number;
+}
+
 export interface ResolvedOptions {
   database: DatabaseConfig;
-  redis: { url: string; keyPrefix: string } | { client: Redis; keyPrefix: string } | null;
+  redis:
+    | { url: string; keyPrefix: string }
+    | { client: Redis; keyPrefix: string }
+    | { nodes: ClusterNode[]; keyPrefix: string }
+    | { cluster: Cluster; keyPrefix: string }
+    | null;
   migrate: boolean;
   keyPrefix: string;
   pepper: string | undefined;
@@ -241,29 +262,7 @@ export function resolveOptions(
       "environments must be a non-empty list of 'live' and 'test'.",
     );
   }
-  if (options.redis !== undefined && options.redis !== null) {
-    if (typeof options.redis !== "object") {
-      throw new FluxConfigError("invalid_option", "redis must be { url }, { client } or null.");
-    }
-    refuseUnknown(
-      options.redis,
-      "client" in options.redis ? ["client", "keyPrefix"] : ["url", "keyPrefix"],
-      "redis",
-    );
-    if (!("client" in options.redis) && typeof options.redis.url !== "string") {
-      throw new FluxConfigError("invalid_option", "redis must be { url }, { client } or null.");
-    }
-  }
-  const redisPrefix = options.redis?.keyPrefix ?? "flux:";
-  let redis: ResolvedOptions["redis"] = null;
-  if (options.redis === undefined) {
-    if (env.REDIS_URL) redis = { url: env.REDIS_URL, keyPrefix: redisPrefix };
-  } else if (options.redis !== null) {
-    redis =
-      "client" in options.redis
-        ? { client: options.redis.client, keyPrefix: redisPrefix }
-        : { url: options.redis.url, keyPrefix: redisPrefix };
-  }
+  const redis = resolveRedis(options.redis, env);
   const trustProxy = options.trustProxy ?? false;
   let trust: ResolvedOptions["trust"];
   try {
@@ -329,6 +328,62 @@ export function resolveOptions(
     webhooks: resolveWebhookOptions(options.webhooks),
     observations: { maxClientsPerKey },
   };
+}
+
+const REDIS_FORMS =
+  "redis must be { url }, { client }, { cluster: [{ host, port }, …] }, { cluster: Cluster } or null.";
+
+function resolveRedis(input: FluxOptions["redis"], env: NodeJS.ProcessEnv): ResolvedOptions["redis"] {
+  if (input === undefined) return env.REDIS_URL ? { url: env.REDIS_URL, keyPrefix: "flux:" } : null;
+  if (input === null) return null;
+  if (typeof input !== "object") throw new FluxConfigError("invalid_option", REDIS_FORMS);
+  // One form: an option of another form beside it is reported as not understood.
+  const form = "url" in input ? "url" : "client" in input ? "client" : "cluster" in input ? "cluster" : "url";
+  refuseUnknown(input, [form, "keyPrefix"], "redis");
+  const keyPrefix = input.keyPrefix ?? "flux:";
+  if (typeof keyPrefix !== "string")
+    throw new FluxConfigError("invalid_option", "redis.keyPrefix must be a string.");
+  if ("client" in input) {
+    if (input.client === null || typeof input.client !== "object") {
+      throw new FluxConfigError("invalid_option", REDIS_FORMS);
+    }
+    return { client: input.client, keyPrefix };
+  }
+  if ("cluster" in input) {
+    const cluster = input.cluster;
+    if (!Array.isArray(cluster)) {
+      if (cluster === null || typeof cluster !== "object" || (cluster as Cluster).isCluster !== true) {
+        throw new FluxConfigError("invalid_option", REDIS_FORMS);
+      }
+      return { cluster: cluster as Cluster, keyPrefix };
+    }
+    if (cluster.length === 0) {
+      throw new FluxConfigError("invalid_option", "redis.cluster must name at least one node.");
+    }
+    const nodes = cluster.map((node: unknown, i: number) => {
+      if (node === null || typeof node !== "object") {
+        throw new FluxConfigError("invalid_option", `redis.cluster[${i}] must be { host, port }.`);
+      }
+      refuseUnknown(node, ["host", "port"], `redis.cluster[${i}]`);
+      const { host, port } = node as Partial<ClusterNode>;
+      if (
+        typeof host !== "string" ||
+        host.length === 0 ||
+        !Number.isInteger(port) ||
+        (port as number) < 1 ||
+        (port as number) > 65_535
+      ) {
+        throw new FluxConfigError(
+          "invalid_option",
+          `redis.cluster[${i}] must be { host: string, port: integer from 1 to 65535 }.`,
+        );
+      }
+      return { host, port: port as number };
+    });
+    return { nodes, keyPrefix };
+  }
+  if (typeof input.url !== "string") throw new FluxConfigError("invalid_option", REDIS_FORMS);
+  return { url: input.url, keyPrefix };
 }
 
 function resolveServerClock(options: FluxOptions): number | null {

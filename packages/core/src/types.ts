@@ -16,6 +16,19 @@ export interface RateLimitWindow {
   window: number | "1s" | "1m" | "1h" | "1d";
   /** `'org'` pools the window across all keys of the org. @default 'key' */
   per?: "key" | "org";
+  /**
+   * How the window counts (the same on the memory store, Redis and Redis Cluster):
+   * - `'fixed'`: `limit` per window, the window starting at its first request; any span of one
+   *   window length can pass up to 2 × `limit` (the end of one window and the start of the next);
+   * - `'sliding'`: the current window's count plus the previous window's, weighted by how much of
+   *   it the last window length still covers: any span of one window length passes about `limit`;
+   * - `'gcra'`: an even rate of `limit` per window (one unit every window / limit) with a burst
+   *   allowance of `burst` units at once.
+   * @default 'fixed'
+   */
+  algorithm?: "fixed" | "sliding" | "gcra";
+  /** `'gcra'` only: units admitted at once on a rested key. @default limit */
+  burst?: number;
 }
 
 export interface Quota {
@@ -118,7 +131,11 @@ export interface RateLimitWindowState {
   remaining: number;
   /** Window length in seconds. */
   window: number;
-  /** Seconds until the window resets. */
+  /**
+   * Seconds until the window is back to `limit` remaining (fixed: until it resets; sliding: until
+   * what was counted has slid out; gcra: until the burst allowance is whole again). For the window
+   * that refused a request: seconds until that request would be admitted.
+   */
   resetIn: number;
   /** Whose counter: this key's, the org's pooled one, or (pre-auth) the client address's. */
   per: "key" | "org" | "address";

@@ -43,8 +43,14 @@ export const rateLimitWindowSchema = z
       z.enum(["1s", "1m", "1h", "1d"]),
     ]),
     per: z.enum(["key", "org"]).optional(),
+    algorithm: z.enum(["fixed", "sliding", "gcra"]).optional(),
+    burst: z.number().int().positive().max(1_000_000_000).optional(),
   })
-  .strict();
+  .strict()
+  .refine((window) => window.burst === undefined || window.algorithm === "gcra", {
+    message: "burst applies to algorithm 'gcra' only",
+    path: ["burst"],
+  });
 
 export const rateLimitsSchema = z
   .array(rateLimitWindowSchema)

@@ -39,8 +39,21 @@ describe("resolveOptions", () => {
 describe("options Flux Keys does not understand", () => {
   it("refuses them inside database and redis, with the option's path (never silently ignored)", () => {
     const cases: Array<[unknown, string]> = [
-      [{ redis: { cluster: [{ host: "127.0.0.1", port: 7000 }] } }, "redis.cluster"],
       [{ redis: { url: "redis://h:1", db: 3 } }, "redis.db"],
+      [{ redis: { url: "redis://h:1", cluster: [{ host: "127.0.0.1", port: 7000 }] } }, "redis.cluster"],
+      [{ redis: { cluster: [{ host: "127.0.0.1", port: 7000 }], password: "x" } }, "redis.password"],
+      [{ redis: { cluster: [{ host: "127.0.0.1", port: 7000, tls: true }] } }, "redis.cluster[0].tls"],
+      [
+        {
+          redis: {
+            cluster: [
+              { host: "127.0.0.1", port: 7000 },
+              { host: "127.0.0.1", port: 7001, db: 1 },
+            ],
+          },
+        },
+        "redis.cluster[1].db",
+      ],
       [{ database: { url: "postgresql://u@h/db", ssl: true } }, "database.ssl"],
       [{ database: { pglite: true, dataDir: "x" } }, "database.dataDir"],
     ];
@@ -56,6 +69,34 @@ describe("options Flux Keys does not understand", () => {
     expect(() => resolveOptions({ redis: { keyPrefix: "x:" } } as never, {})).toThrow(
       expect.objectContaining({ code: "invalid_option" }),
     );
+  });
+
+  it("takes a Redis Cluster from its nodes, or as an ioredis Cluster, and refuses anything else", () => {
+    const nodes = [
+      { host: "10.0.0.1", port: 7000 },
+      { host: "10.0.0.2", port: 7001 },
+    ];
+    expect(resolveOptions({ redis: { cluster: nodes, keyPrefix: "app:" } }, {}).redis).toEqual({
+      nodes,
+      keyPrefix: "app:",
+    });
+    // The caller's nodes are copied, never kept or changed.
+    const resolved = resolveOptions({ redis: { cluster: nodes } }, {}).redis as { nodes: unknown[] };
+    expect(resolved.nodes).not.toBe(nodes);
+    expect(resolved).toMatchObject({ keyPrefix: "flux:" });
+    for (const cluster of [
+      [],
+      [{ host: "", port: 7000 }],
+      [{ host: "h", port: 0 }],
+      [{ host: "h", port: 70_000 }],
+      ["h:7000"],
+      { nodes },
+      "h:7000",
+    ]) {
+      expect(() => resolveOptions({ redis: { cluster } } as never, {})).toThrow(
+        expect.objectContaining({ name: "FluxConfigError", code: "invalid_option" }),
+      );
+    }
   });
 });
 

@@ -1,19 +1,22 @@
 /**
- * Per-key rate limits and quotas on rate-limiter-flexible. This module decides which windows apply
- * to a key (live from its plan), asks the library to count, and turns the library's answers into a
- * decision; it never counts anything itself.
+ * Per-key rate limits and quotas. This module decides which windows apply to a key (live from its
+ * plan), has them counted, and turns the answers into a decision.
  *
- * Stores: windows count in memory (RateLimiterMemory) or, when Redis is configured, in Redis
- * (RateLimiterRedis, one Lua call per window, all issued in the same tick so ioredis's
- * auto-pipelining sends them in one round trip; a hot counter has at most one call in flight and
- * the requests that arrive meanwhile share the next one, see `counted`). Quotas count durably: in
- * Redis, or in the database (RateLimiterPrisma, table flux_limit_counters) when there is no Redis.
+ * Stores:
+ * - memory (no Redis): fixed windows on rate-limiter-flexible's RateLimiterMemory, sliding and
+ *   GCRA windows on the counters of limits/algorithms.ts; quotas durably in the database
+ *   (RateLimiterPrisma, table flux_limit_counters).
+ * - Redis, Valkey or Redis Cluster: every window and the quota of a request in one Lua script
+ *   (limits/shared-store.ts), all counters of a key in its org's hash slot: atomic, one round
+ *   trip, and a refusal consumes nothing. A hot key has at most one call in flight; requests that
+ *   arrive meanwhile go out together with the next one, each decided in order.
  *
- * Windows are fixed windows anchored at the first request (the library's model): a key limited to
- * L per W seconds can pass at most 2L in any span of W seconds (L at the end of one window, L at
- * the start of the next), and at most (k+1)L in any span of kW.
+ * Algorithms per window (`algorithm`): `fixed` windows are anchored at their first request (the
+ * library's model): a key limited to L per W seconds can pass at most 2L in any span of W seconds
+ * (L at the end of one window, L at the start of the next), and at most (k+1)L in any span of kW.
+ * `sliding` and `gcra`: see limits/algorithms.ts for what they bound.
  */
-import type { Redis } from "ioredis";
+import type { Cluster, Redis } from "ioredis";
 import { LRUCache } from "lru-cache";
 import {
   type RateLimiterAbstract,
@@ -35,10 +38,12 @@ import type {
   RateLimitWindowState,
 } from "../types.js";
 import { AddressFailures } from "./address-failures.js";
+import { GcraCounter, SlidingCounter, type WindowCounter } from "./algorithms.js";
 import { addressBucket } from "./client-address.js";
 import type { ResolvedLimitOptions } from "./limit-options.js";
 import { windowLength } from "./limit-options.js";
 import { periodAt } from "./periods.js";
+import { type Algorithm, type Reply, SharedStore, type SharedWindow, WINDOW_FIELDS } from "./shared-store.js";
 
 type Limiter = RateLimiterAbstract;
 
@@ -47,37 +52,50 @@ interface BoundWindow {
   limit: number;
   seconds: number;
   per: "key" | "org";
-  limiter: Limiter;
-  /** The key given to the limiter. */
+  algorithm: Algorithm;
+  /** Most units the window can have left: its limit, or a GCRA window's burst. */
+  capacity: number;
+  /** The counter in this process: the window's store (memory), or its insurance (Redis), or null. */
+  local: WindowCounter | null;
+  /** The key given to the local counter. */
   counter: string;
-  /** The key as the limiter stores it (for its in-process block list). */
-  storedKey: string;
-  /** Its queue in `inFlight` (Redis): the limit and the counter. */
-  flight: string;
   /**
    * What the store last answered for this window (remaining points, and when it resets on the
    * limiter's clock): a refusal answered without a store call reports every window from it.
    */
   lastRemaining: number;
   lastResetAt: number;
+  /** Shared store: until when (clock ms) a request of one unit is refused without asking. */
+  blockedUntil: number;
 }
 
 interface BoundQuota {
   limit: number;
   period: Quota["period"];
   keyId: string;
-  limiter: Limiter;
+  /** The database counter (memory store), the insurance (Redis), or null. */
+  local: Limiter | null;
+}
+
+/** The shared-store call of a key's decision: its counters, in one hash slot. */
+interface SharedDecision {
+  /** The windows' counters, then the quota's prefix (its period is added per call). */
+  keys: string[];
+  quotaKey: string;
+  head: string[];
+  flight: string;
 }
 
 /** The limits of one key record, bound to limiter instances; cached per record. */
 export interface BoundLimits {
   windows: readonly BoundWindow[];
   quota: BoundQuota | null;
+  shared: SharedDecision | null;
 }
 
 export type LimitedResult = { valid: true; context: KeyContext } | { valid: false; error: FluxError };
 
-/** Why a limiter call did not admit: a denial from the library, or a store failure. */
+/** Why a limiter call did not admit: a denial from the store, or a store failure. */
 class Denied {
   constructor(readonly res: RateLimiterRes) {}
 }
@@ -97,11 +115,16 @@ const LOG_EVERY_MS = 10_000;
 export interface LimitsDependencies {
   options: ResolvedLimitOptions;
   prisma: PrismaClient;
-  /** Shared Redis client, or null for the memory / database stores. */
-  redis: Redis | null;
+  /** Shared Redis client (or Cluster), or null for the memory / database stores. */
+  redis: Redis | Cluster | null;
   redisPrefix: string;
   logger: Logger;
   now(): number;
+  /**
+   * Whether `now` is a clock the app injected (tests): then sliding and GCRA windows in Redis
+   * count on it; else on the store's own clock, so instances with skewed clocks agree.
+   */
+  clockInjected?: boolean;
   /** Told about decisions (lifecycle events, src/events); not called at all while not `active`. */
   observer?: LimitObserver;
 }
@@ -111,17 +134,16 @@ export interface LimitObserver {
   readonly active: boolean;
   observe(result: LimitedResult, base: Omit<KeyContext, "rateLimit">): void;
 }
-
 export class Limits {
   private readonly bound = new WeakMap<KeyRecord, BoundLimits | null>();
-  private readonly windowLimiters = new Map<string, Limiter>();
-  private readonly quotaLimiters = new Map<number, Limiter>();
+  private readonly windowCounters = new Map<string, WindowCounter | null>();
+  private readonly quotaLimiters = new Map<number, Limiter | null>();
   /** Shared pre-auth counters (Redis), or null: then only the bounded in-process ones count. */
   private readonly preAuthLimiter: Limiter | null;
   /** In-process pre-auth counters, bounded; also what counts while Redis is down. */
   private readonly preAuthLocal: AddressFailures | null;
-  /** Shared counters with a store call in flight, and the requests queued for the next one. */
-  private readonly inFlight = new Map<string, CounterQueue>();
+  /** The windows-and-quota script on Redis, or null on the memory store. */
+  private readonly store: SharedStore | null;
   /** Addresses past the pre-auth limit, until their window resets (ms since epoch, real time). */
   private readonly refused = new LRUCache<string, number>({ max: 50_000, ttl: 60_000, ttlAutopurge: false });
   private readonly prefix: string;
@@ -131,12 +153,14 @@ export class Limits {
 
   private constructor(
     private readonly deps: LimitsDependencies,
-    /** Redis client with auto-pipelining, or null. */
-    private readonly redis: Redis | null,
+    /** Redis client (or Cluster) with auto-pipelining, or null. */
+    private readonly redis: Redis | Cluster | null,
     private readonly ownsRedis: boolean,
   ) {
     this.prefix = `${deps.redisPrefix}rl`;
     this.insured = deps.options.onStoreError === "insurance";
+    this.store =
+      redis === null ? null : new SharedStore(redis, deps.clockInjected === true ? deps.now : null);
     const preAuth = deps.options.preAuth;
     this.preAuthLocal =
       preAuth === null ? null : new AddressFailures(preAuth.maxAddresses, preAuth.windowSeconds * 1000);
@@ -144,7 +168,15 @@ export class Limits {
     this.preAuthLimiter =
       preAuth === null || redis === null
         ? null
-        : this.createLimiter(preAuth.limit, preAuth.windowSeconds, false, "window");
+        : new RateLimiterRedis({
+            storeClient: redis,
+            keyPrefix: this.prefix,
+            points: preAuth.limit,
+            duration: preAuth.windowSeconds,
+            inMemoryBlockOnConsumed: preAuth.limit + 1,
+            // Never wait for a reconnect: a client that is not ready fails at once.
+            rejectIfRedisNotReady: true,
+          });
     if (redis === null) {
       // Counters of past periods are dead rows; RateLimiterPrisma only replaces a key's own row.
       this.cleanup = setInterval(() => {
@@ -158,25 +190,16 @@ export class Limits {
 
   /**
    * Opens the limits of one Flux instance. With Redis, windows need ioredis auto-pipelining (one
-   * round trip per request however many windows apply) and must never have a command resent
-   * after a reconnect (a script whose reply was lost has run: resent, it would count twice). The
-   * shared client is reused when it is set up so, else a duplicate connection that is is opened
-   * (and closed by `close()`).
+   * round trip per request however many requests are in flight) and must never have a command
+   * resent after a reconnect or a failover (a script whose reply was lost has run: resent, it
+   * would count twice). The shared client is reused when it is set up so, else a duplicate
+   * connection that is is opened (and closed by `close()`).
    */
   static async open(deps: LimitsDependencies): Promise<Limits> {
     const shared = deps.redis;
     if (shared === null) return new Limits(deps, null, false);
-    if (shared.options.enableAutoPipelining && shared.options.autoResendUnfulfilledCommands === false) {
-      return new Limits(deps, shared, false);
-    }
-    const client = shared.duplicate({
-      enableAutoPipelining: true,
-      autoResendUnfulfilledCommands: false,
-      enableOfflineQueue: false,
-      commandTimeout: 1_000,
-      maxRetriesPerRequest: 1,
-      lazyConnect: false,
-    });
+    if (safeForCounting(shared)) return Limits.ready(new Limits(deps, shared, false), shared);
+    const client = duplicateForCounting(shared);
     client.on("error", () => {
       // Reconnects by itself; failures surface through the limiter calls (insurance or 503).
     });
@@ -190,7 +213,12 @@ export class Limits {
       client.disconnect();
       throw error;
     });
-    return new Limits(deps, client, true);
+    return Limits.ready(new Limits(deps, client, true), client);
+  }
+
+  private static async ready(limits: Limits, client: Client): Promise<Limits> {
+    await limits.store?.preload(client);
+    return limits;
   }
 
   /** Where limits count: `memory` / `redis` for windows, `database` / `redis` for quotas. */
@@ -213,12 +241,14 @@ export class Limits {
   /**
    * Consumes `cost` from every window and the quota of a key and answers with the context (and
    * its rate limit state) or the denial. `cost: 0` reads the state without consuming. A denied
-   * request consumes nothing: what it took from other windows and from the quota is given back.
+   * request consumes nothing.
    */
   decide(bound: BoundLimits, cost: number, base: Omit<KeyContext, "rateLimit">): Promise<LimitedResult> {
     if (cost === 0) return this.peek(bound, base);
     const decided =
-      this.redis === null ? this.decideLocally(bound, cost, base) : this.decideShared(bound, cost, base);
+      bound.shared === null
+        ? this.decideLocally(bound, cost, base)
+        : this.decideShared(bound, bound.shared, cost, base);
     const observer = this.deps.observer;
     if (observer === undefined || !observer.active) return decided;
     return decided.then((result) => {
@@ -228,9 +258,11 @@ export class Limits {
   }
 
   /**
-   * Memory windows, then the database quota. The library answers memory windows synchronously
-   * (behind a promise), so they are awaited one after the other: cheaper than Promise.all, and
-   * the quota (a database write) is only asked once every window has admitted.
+   * Counters in this process (the memory store, or the insurance while Redis is down), then the
+   * quota. The memory counters answer synchronously (behind a promise), so they are awaited one
+   * after the other: cheaper than Promise.all, and the quota (a database write on the memory
+   * store) is only asked once every window has admitted. What a refused request took from the
+   * windows that admitted it is given back.
    */
   private async decideLocally(
     bound: BoundLimits,
@@ -243,8 +275,14 @@ export class Limits {
     let problem = false;
     for (let i = 0; i < count; i++) {
       const window = windows[i] as BoundWindow;
+      const local = window.local;
+      if (local === null) {
+        outcomes.push(STORE_FAILED);
+        problem = true;
+        continue;
+      }
       try {
-        outcomes.push(await window.limiter.consume(window.counter, cost));
+        outcomes.push(await local.consume(window.counter, cost));
       } catch (reason) {
         outcomes.push(this.classify(reason));
         problem = true;
@@ -258,9 +296,10 @@ export class Limits {
       const period = periodAt(quota.period, now);
       quotaCounter = `q:${quota.keyId}:${period.id}`;
       quotaOptions = { customDuration: quotaTtl(period.endsAt, now) };
-      const outcome = await quota.limiter
-        .consume(quotaCounter, cost, quotaOptions)
-        .then(admitted, this.classify);
+      const outcome =
+        quota.local === null
+          ? STORE_FAILED
+          : await quota.local.consume(quotaCounter, cost, quotaOptions).then(admitted, this.classify);
       outcomes.push(outcome);
       if (!(outcome instanceof RateLimiterRes)) problem = true;
     }
@@ -269,121 +308,115 @@ export class Limits {
     return { valid: false, error: this.denial(bound, outcomes, now, cost) };
   }
 
-  /** Redis: every window and the quota in the same tick, so one pipeline, one round trip. */
+  /** Redis: one script decides every window and the quota, in one round trip. */
   private async decideShared(
     bound: BoundLimits,
+    shared: SharedDecision,
     cost: number,
     base: Omit<KeyContext, "rateLimit">,
   ): Promise<LimitedResult> {
     const windows = bound.windows;
     const count = windows.length;
-    const quota = bound.quota;
     const now = this.deps.now();
-    const period = quota === null ? null : periodAt(quota.period, now);
-    const quotaCounter = quota === null || period === null ? "" : `q:${quota.keyId}:${period.id}`;
-    const quotaOptions = period === null ? undefined : { customDuration: quotaTtl(period.endsAt, now) };
 
     // A window this process already saw exhausted answers at once, with no store call at all.
     for (let i = 0; i < count; i++) {
       const window = windows[i] as BoundWindow;
-      const ms = blockedMs(window.limiter, window.storedKey);
-      if (ms > 0) return this.deniedBy(bound, window, ms, now);
+      if (window.blockedUntil > now) return this.deniedBy(bound, window, window.blockedUntil - now, now);
     }
 
-    // Everything goes out in this tick: one pipeline, one round trip.
-    const pending: Array<Promise<Outcome>> = new Array(count + (quota === null ? 0 : 1));
-    for (let i = 0; i < count; i++) {
-      const window = windows[i] as BoundWindow;
-      pending[i] = this.counted(window.flight, window.limiter, window.counter, window.limit, cost, undefined);
+    const call = this.sharedCall(bound, shared, now);
+    const reply = await (this.store as SharedStore).decide(call.flight, call.keys, call.head, cost);
+    if ("failed" in reply) {
+      if (!this.insured) {
+        this.classify(reply.failed);
+        return { valid: false, error: storeUnavailable() };
+      }
+      this.onInsurance();
+      return this.decideLocally(bound, cost, base);
     }
-    if (quota !== null) {
-      const flight = flightId(quota.limit, quotaCounter);
-      pending[count] = this.counted(flight, quota.limiter, quotaCounter, quota.limit, cost, quotaOptions);
-    }
-    const outcomes = await Promise.all(pending);
-
-    let problem = false;
-    for (let i = 0; i < outcomes.length; i++) {
-      if (!(outcomes[i] instanceof RateLimiterRes)) problem = true;
-    }
-    if (!problem) {
+    const outcomes = this.sharedOutcomes(bound, reply, now);
+    if (reply.values[reply.offset] === 0) {
       return { valid: true, context: withRateLimit(base, this.state(bound, outcomes, now, 0)) };
     }
-    await this.refund(bound, outcomes, cost, quotaCounter, quotaOptions);
-    return { valid: false, error: this.denial(bound, outcomes, now, cost) };
+    // Nothing was consumed: every window reports what it has left.
+    return { valid: false, error: this.denial(bound, outcomes, now, 0) };
   }
 
-  /**
-   * One shared counter, consumed with at most one store call in flight: a request that finds a
-   * call in flight for its counter waits and goes out with the next call, which carries the
-   * summed cost of everything that queued meanwhile. Each request's answer is where it falls in
-   * that sum (the counter's value before the call plus the costs queued ahead of it), exactly as
-   * if they had been counted one by one, in order. A quiet counter goes out at once; a hot one
-   * costs one store call per round trip instead of one per request.
-   */
-  private counted(
-    id: string,
-    limiter: Limiter,
-    counter: string,
-    limit: number,
-    cost: number,
-    options: { customDuration: number } | undefined,
-  ): Promise<Outcome> {
-    const queue = this.inFlight.get(id);
-    if (queue !== undefined) {
-      return new Promise((resolve) => {
-        queue.waiting.push({ cost, resolve });
-        queue.total += cost;
-      });
-    }
-    const started: CounterQueue = { waiting: [], total: 0 };
-    this.inFlight.set(id, started);
-    return new Promise((resolve) => {
-      this.sendCounted(id, started, limiter, counter, limit, options, [{ cost, resolve }], cost);
-    });
-  }
-
-  private sendCounted(
-    id: string,
-    queue: CounterQueue,
-    limiter: Limiter,
-    counter: string,
-    limit: number,
-    options: { customDuration: number } | undefined,
-    batch: Waiting[],
-    total: number,
-  ): void {
-    const settle = (outcome: Outcome) => {
-      if (batch.length === 1) (batch[0] as Waiting).resolve(outcome);
-      else splitOutcome(outcome, batch, total, limit);
-      if (queue.waiting.length === 0) {
-        this.inFlight.delete(id);
-        return;
-      }
-      const next = queue.waiting;
-      const nextTotal = queue.total;
-      queue.waiting = [];
-      queue.total = 0;
-      this.sendCounted(id, queue, limiter, counter, limit, options, next, nextTotal);
+  /** The keys, arguments and in-flight queue of a key's shared call at `now` (the quota's period). */
+  private sharedCall(
+    bound: BoundLimits,
+    shared: SharedDecision,
+    now: number,
+  ): { keys: string[]; head: string[]; flight: string } {
+    const quota = bound.quota;
+    if (quota === null) return shared;
+    const period = periodAt(quota.period, now);
+    return {
+      keys: [...shared.keys, `${shared.quotaKey}${period.id}`],
+      head: [...shared.head, String(quota.limit), String(quotaTtl(period.endsAt, now) * 1000)],
+      flight: `${shared.flight}\0${period.id}`,
     };
-    limiter.consume(counter, total, options).then(admitted, this.classify).then(settle);
+  }
+
+  /** One request's reply as outcomes (and the windows it leaves exhausted, blocked locally). */
+  private sharedOutcomes(
+    bound: BoundLimits,
+    reply: { values: readonly number[]; offset: number },
+    now: number,
+  ) {
+    const values = reply.values;
+    let at = reply.offset + 1;
+    const windows = bound.windows;
+    const outcomes: Outcome[] = new Array(windows.length + (bound.quota === null ? 0 : 1));
+    for (let i = 0; i < windows.length; i++) {
+      const window = windows[i] as BoundWindow;
+      const res = new RateLimiterRes(values[at] as number, values[at + 1] as number);
+      const nextUnit = values[at + 2] as number;
+      if (nextUnit > 0) window.blockedUntil = now + nextUnit;
+      outcomes[i] = values[at + 3] === 1 ? new Denied(res) : res;
+      at += WINDOW_FIELDS;
+    }
+    if (bound.quota !== null) {
+      const res = new RateLimiterRes(values[at] as number, 0);
+      outcomes[windows.length] = values[at + 1] === 1 ? new Denied(res) : res;
+    }
+    return outcomes;
   }
 
   /** `cost: 0`: the state without consuming (a window never used yet is full). */
   private async peek(bound: BoundLimits, base: Omit<KeyContext, "rateLimit">): Promise<LimitedResult> {
     const now = this.deps.now();
+    const shared = bound.shared;
+    if (shared !== null) {
+      const call = this.sharedCall(bound, shared, now);
+      const reply: Reply = await (this.store as SharedStore).peek(call.keys, call.head);
+      if (!("failed" in reply)) {
+        const outcomes = this.sharedOutcomes(bound, reply, now);
+        return { valid: true, context: withRateLimit(base, this.state(bound, outcomes, now, 0)) };
+      }
+      if (!this.insured) {
+        this.classify(reply.failed);
+        return { valid: false, error: storeUnavailable() };
+      }
+      this.onInsurance();
+    }
     const quota = bound.quota;
     const period = quota === null ? null : periodAt(quota.period, now);
     const pending: Array<Promise<Outcome>> = bound.windows.map((window) =>
-      window.limiter
-        .get(window.counter)
-        .then((res) => res ?? fresh(window.limit, window.seconds), this.classify),
+      window.local === null
+        ? Promise.resolve(STORE_FAILED)
+        : window.local
+            .get(window.counter)
+            .then((res) => res ?? fresh(window.limit, window.seconds), this.classify),
     );
     if (quota !== null && period !== null) {
       pending.push(
-        quota.limiter
-          .get(`q:${quota.keyId}:${period.id}`)
-          .then((res) => res ?? fresh(quota.limit, 0), this.classify),
+        quota.local === null
+          ? Promise.resolve(STORE_FAILED)
+          : quota.local
+              .get(`q:${quota.keyId}:${period.id}`)
+              .then((res) => res ?? fresh(quota.limit, 0), this.classify),
       );
     }
     const outcomes = await Promise.all(pending);
@@ -393,7 +426,13 @@ export class Limits {
     return { valid: true, context: withRateLimit(base, this.state(bound, outcomes, now, 0)) };
   }
 
-  /** Gives back what a denied request took from the windows and the quota that admitted it. */
+  /**
+   * Gives back what a denied request took: from the windows and the quota that admitted it, and
+   * from a rate-limiter-flexible window that refused it (the library counts a refusal too; the
+   * sliding and GCRA counters do not), so a refusal consumes nothing, as in the shared store. A
+   * database quota that refused keeps what it counted: it is blocked in memory until its period
+   * ends (no database write per refused request), which a refund would not lift.
+   */
   private async refund(
     bound: BoundLimits,
     outcomes: Outcome[],
@@ -404,12 +443,16 @@ export class Limits {
     const refunds: Array<Promise<unknown>> = [];
     const windows = bound.windows;
     for (let i = 0; i < outcomes.length; i++) {
-      if (!(outcomes[i] instanceof RateLimiterRes)) continue;
+      const outcome = outcomes[i];
+      const counted =
+        outcome instanceof RateLimiterRes ||
+        (outcome instanceof Denied && outcome.res.consumedPoints > 0 && i < windows.length);
+      if (!counted) continue;
       const window = windows[i];
       if (window !== undefined) {
-        refunds.push(window.limiter.reward(window.counter, cost).catch(() => {}));
-      } else if (bound.quota !== null) {
-        refunds.push(bound.quota.limiter.reward(quotaCounter, cost, quotaOptions).catch(() => {}));
+        if (window.local !== null) refunds.push(window.local.reward(window.counter, cost).catch(() => {}));
+      } else if (bound.quota?.local) {
+        refunds.push(bound.quota.local.reward(quotaCounter, cost, quotaOptions).catch(() => {}));
       }
     }
     await Promise.all(refunds);
@@ -423,8 +466,8 @@ export class Limits {
       const outcome = outcomes[i];
       const res =
         outcome instanceof Denied ? outcome.res : outcome instanceof RateLimiterRes ? outcome : null;
-      const gaveBack = outcome instanceof RateLimiterRes ? refunded : 0;
-      const remaining = res === null ? 0 : Math.min(window.limit, res.remainingPoints + gaveBack);
+      const remaining =
+        res === null ? 0 : Math.min(window.capacity, remainingAfter(outcome, res, window.limit, refunded));
       if (res !== null) {
         window.lastRemaining = remaining;
         window.lastResetAt = now + res.msBeforeNext;
@@ -444,11 +487,13 @@ export class Limits {
     // The quota is reported only when it was asked (without Redis it is not, once a window refuses).
     if (quota !== null && (quotaOutcome instanceof Denied || quotaOutcome instanceof RateLimiterRes)) {
       const res = quotaOutcome instanceof Denied ? quotaOutcome.res : quotaOutcome;
-      const gaveBack = quotaOutcome instanceof RateLimiterRes ? refunded : 0;
       const endsAt = periodAt(quota.period, now).endsAt;
       quotaState = {
         limit: quota.limit,
-        remaining: Math.min(quota.limit, res.remainingPoints + gaveBack),
+        remaining:
+          quotaOutcome instanceof Denied
+            ? res.remainingPoints
+            : Math.min(quota.limit, res.remainingPoints + refunded),
         period: quota.period,
         resetIn: endsAt === null ? null : Math.max(0, Math.ceil((endsAt - now) / 1000)),
       };
@@ -599,15 +644,22 @@ export class Limits {
    * denied afterwards (a route-level guard that runs after verification).
    */
   async giveBack(bound: BoundLimits, cost: number): Promise<void> {
-    const refunds: Array<Promise<unknown>> = bound.windows.map((window) =>
-      window.limiter.reward(window.counter, cost).catch(() => {}),
-    );
+    const shared = bound.shared;
+    if (shared !== null) {
+      const call = this.sharedCall(bound, shared, this.deps.now());
+      await (this.store as SharedStore).giveBack(call.keys, call.head, cost).catch(() => {});
+      return;
+    }
+    const refunds: Array<Promise<unknown>> = [];
+    for (const window of bound.windows) {
+      if (window.local !== null) refunds.push(window.local.reward(window.counter, cost).catch(() => {}));
+    }
     const quota = bound.quota;
-    if (quota !== null) {
+    if (quota?.local) {
       const now = this.deps.now();
       const period = periodAt(quota.period, now);
       refunds.push(
-        quota.limiter
+        quota.local
           .reward(`q:${quota.keyId}:${period.id}`, cost, { customDuration: quotaTtl(period.endsAt, now) })
           .catch(() => {}),
       );
@@ -641,111 +693,131 @@ export class Limits {
     }
     const quota = validQuota(record.quota) ?? validQuota(record.plan?.quota ?? null);
     const windows: BoundWindow[] = [];
+    const sharedWindows: SharedWindow[] = [];
+    const keys: string[] = [];
+    // Every counter of a key in its org's hash slot: one node decides them all (Redis Cluster).
+    const slot = `${this.prefix}:{${record.orgId}}:`;
     for (const spec of specs) {
       const seconds = windowLength(spec?.window);
       if (seconds === null || !(Number.isInteger(spec.limit) && spec.limit > 0)) continue;
       const per = spec.per === "org" ? "org" : "key";
-      const limiter = this.windowLimiter(spec.limit, seconds);
+      const algorithm: Algorithm =
+        spec.algorithm === "sliding" || spec.algorithm === "gcra" ? spec.algorithm : "fixed";
+      const burst =
+        algorithm === "gcra" && Number.isInteger(spec.burst) && (spec.burst as number) > 0
+          ? (spec.burst as number)
+          : spec.limit;
+      const suffix = algorithm === "fixed" ? "" : algorithm === "sliding" ? ":s" : `:g${burst}`;
       const counter =
         per === "org"
-          ? `o:${record.orgId}:${spec.name}:${seconds}`
-          : `w:${record.id}:${spec.name}:${seconds}`;
+          ? `o:${record.orgId}:${spec.name}:${seconds}${suffix}`
+          : `w:${record.id}:${spec.name}:${seconds}${suffix}`;
       windows.push({
         name: spec.name,
         limit: spec.limit,
         seconds,
         per,
-        limiter,
+        algorithm,
+        capacity: algorithm === "gcra" ? burst : spec.limit,
+        local: this.windowCounter(algorithm, spec.limit, seconds, burst),
         counter,
-        storedKey: limiter.getKey(counter),
-        flight: flightId(spec.limit, counter),
         lastRemaining: spec.limit,
         lastResetAt: 0,
+        blockedUntil: 0,
       });
+      sharedWindows.push({ algorithm, limit: spec.limit, ms: seconds * 1000, burst });
+      keys.push(`${slot}${counter}`);
     }
     if (windows.length === 0 && quota === null) return null;
+    const boundQuota: BoundQuota | null =
+      quota === null
+        ? null
+        : {
+            limit: quota.limit,
+            period: quota.period,
+            // Per rotation lineage: a successor keeps counting where its predecessor stopped.
+            keyId: record.lineageId,
+            local: this.quotaLimiter(quota.limit),
+          };
+    const head = SharedStore.head(sharedWindows, null);
     return {
       windows,
-      quota:
-        quota === null
+      quota: boundQuota,
+      shared:
+        this.store === null
           ? null
           : {
-              limit: quota.limit,
-              period: quota.period,
-              // Per rotation lineage: a successor keeps counting where its predecessor stopped.
-              keyId: record.lineageId,
-              limiter: this.quotaLimiter(quota.limit),
+              keys,
+              quotaKey: boundQuota === null ? "" : `${slot}q:${boundQuota.keyId}:`,
+              // The head without the quota: `sharedCall` adds it with the period's TTL.
+              head: boundQuota === null ? head : [...head.slice(0, 2), "1", ...head.slice(3)],
+              flight: `${keys.join("\0")}\0${head.join(",")}`,
             },
     };
   }
 
-  private windowLimiter(limit: number, seconds: number): Limiter {
-    const id = `${limit}/${seconds}`;
-    let limiter = this.windowLimiters.get(id);
-    if (limiter === undefined) {
-      limiter = this.createLimiter(limit, seconds, this.insured, "window");
-      this.windowLimiters.set(id, limiter);
+  /** The window's counter in this process: its store (memory), its insurance (Redis), or null. */
+  private windowCounter(
+    algorithm: Algorithm,
+    limit: number,
+    seconds: number,
+    burst: number,
+  ): WindowCounter | null {
+    if (this.redis !== null && !this.insured) return null;
+    const id = `${algorithm}/${limit}/${seconds}/${burst}`;
+    let counter = this.windowCounters.get(id);
+    if (counter === undefined) {
+      const ms = seconds * 1000;
+      const keyPrefix = this.redis === null ? this.prefix : `${this.prefix}:insurance`;
+      counter =
+        algorithm === "sliding"
+          ? new SlidingCounter(limit, ms, this.deps.now)
+          : algorithm === "gcra"
+            ? new GcraCounter(limit, ms, burst, this.deps.now)
+            : new RateLimiterMemory({ keyPrefix, points: limit, duration: seconds });
+      this.windowCounters.set(id, counter);
     }
-    return limiter;
+    return counter;
   }
 
-  private quotaLimiter(limit: number): Limiter {
+  /** The quota's counter in this process: the database (memory store), the insurance, or null. */
+  private quotaLimiter(limit: number): Limiter | null {
+    if (this.redis !== null && !this.insured) return null;
     let limiter = this.quotaLimiters.get(limit);
     if (limiter === undefined) {
-      limiter = this.createLimiter(limit, 86_400, this.insured, "quota");
+      const keyPrefix = this.prefix;
+      limiter =
+        this.redis === null
+          ? new RateLimiterPrisma({
+              storeClient: this.deps.prisma,
+              tableName: "limitCounter",
+              clearExpiredByTimeout: false,
+              keyPrefix,
+              points: limit,
+              duration: 86_400,
+              inMemoryBlockOnConsumed: limit + 1,
+              insuranceLimiter: this.insured ? this.insurance(limit, 86_400) : undefined,
+            })
+          : this.insurance(limit, 86_400);
       this.quotaLimiters.set(limit, limiter);
     }
     return limiter;
   }
 
-  private createLimiter(
-    points: number,
-    duration: number,
-    insured: boolean,
-    kind: "window" | "quota",
-  ): Limiter {
-    const keyPrefix = this.prefix;
-    const insurance = insured ? this.insurance(points, duration, kind) : undefined;
-    // Once a counter is past its limit, this process refuses it until it resets, without asking.
-    const inMemoryBlockOnConsumed = points + 1;
-    if (this.redis !== null) {
-      return new RateLimiterRedis({
-        storeClient: this.redis,
-        keyPrefix,
-        points,
-        duration,
-        inMemoryBlockOnConsumed,
-        // Never wait for a reconnect: a client that is not ready fails at once (insurance or 503).
-        rejectIfRedisNotReady: true,
-        insuranceLimiter: insurance,
-      });
-    }
-    if (kind === "quota") {
-      return new RateLimiterPrisma({
-        storeClient: this.deps.prisma,
-        tableName: "limitCounter",
-        clearExpiredByTimeout: false,
-        keyPrefix,
-        points,
-        duration,
-        inMemoryBlockOnConsumed,
-        insuranceLimiter: insurance,
-      });
-    }
-    return new RateLimiterMemory({ keyPrefix, points, duration });
+  /** The per-process limiter that counts a database quota while the database is down. */
+  private insurance(points: number, duration: number): Limiter {
+    const onUse = () => this.onInsurance("database");
+    return new InsuranceLimiter({ keyPrefix: `${this.prefix}:insurance`, points, duration }, onUse);
   }
 
-  private insurance(points: number, duration: number, kind: "window" | "quota"): Limiter {
-    const onUse = () => {
-      const at = Date.now();
-      if (at - this.lastLog < LOG_EVERY_MS) return;
-      this.lastLog = at;
-      this.deps.logger.warn?.(
-        { event: "flux.limits.insurance", store: this.redis === null ? "database" : "redis", kind },
-        "limit store unavailable; enforcing limits per process",
-      );
-    };
-    return new InsuranceLimiter({ keyPrefix: `${this.prefix}:insurance`, points, duration }, onUse);
+  private onInsurance(store: "redis" | "database" = "redis"): void {
+    const at = Date.now();
+    if (at - this.lastLog < LOG_EVERY_MS) return;
+    this.lastLog = at;
+    this.deps.logger.warn?.(
+      { event: "flux.limits.insurance", store },
+      "limit store unavailable; enforcing limits per process",
+    );
   }
 
   private readonly classify = (reason: unknown): Outcome => {
@@ -776,39 +848,82 @@ class InsuranceLimiter extends RateLimiterMemory {
   }
 }
 
-/** A shared counter's queue id: the same counter under another limit is another queue. */
-function flightId(limit: number, counter: string): string {
-  return `${limit}\0${counter}`;
-}
+type Client = Redis | Cluster;
 
-interface Waiting {
-  cost: number;
-  resolve(outcome: Outcome): void;
-}
-
-interface CounterQueue {
-  waiting: Waiting[];
-  total: number;
+function isCluster(client: Client): client is Cluster {
+  return (client as Cluster).isCluster === true;
 }
 
 /**
- * The answers of a batch counted in one call of `total` units: request i sees the counter at
- * (value before the call) + (costs up to and including its own), and is refused past `limit`.
+ * Safe for counting: auto-pipelining, and no command ever sent twice (a lost reply is not resent
+ * after a reconnect; on a cluster, not retried on another node after a failover either).
  */
-function splitOutcome(outcome: Outcome, batch: readonly Waiting[], total: number, limit: number): void {
-  const res = outcome instanceof Denied ? outcome.res : outcome instanceof RateLimiterRes ? outcome : null;
-  // A store failure, or a refusal that counted nothing (the counter was already blocked in this
-  // process): the same answer for everyone in the batch.
-  if (res === null || res.consumedPoints < total) {
-    for (const waiting of batch) waiting.resolve(outcome);
-    return;
+function safeForCounting(client: Client): boolean {
+  if (isCluster(client)) {
+    const options = client.options;
+    return (
+      options.enableAutoPipelining === true &&
+      options.retryDelayOnFailover === 0 &&
+      options.redisOptions?.autoResendUnfulfilledCommands === false
+    );
   }
-  let consumed = res.consumedPoints - total;
-  for (const waiting of batch) {
-    consumed += waiting.cost;
-    const own = new RateLimiterRes(Math.max(limit - consumed, 0), res.msBeforeNext, consumed, false);
-    waiting.resolve(consumed > limit ? new Denied(own) : own);
-  }
+  return (
+    client.options.enableAutoPipelining === true && client.options.autoResendUnfulfilledCommands === false
+  );
+}
+
+function duplicateForCounting(client: Client): Client {
+  const fastFail = {
+    autoResendUnfulfilledCommands: false,
+    enableOfflineQueue: false,
+    commandTimeout: 1_000,
+    maxRetriesPerRequest: 1,
+  };
+  if (isCluster(client))
+    return client.duplicate(undefined, countingClusterOptions(client.options.redisOptions));
+  return client.duplicate({ ...fastFail, enableAutoPipelining: true, lazyConnect: false });
+}
+
+/**
+ * Cluster options for counting: a command is never retried where it may have run (a closed
+ * connection during a failover fails it, and the store policy answers), and nothing waits for a
+ * cluster that is down: the policy answers at once. Redirections (MOVED, ASK, TRYAGAIN) are
+ * followed: a redirected script has not run.
+ */
+export function countingClusterOptions(redisOptions: Record<string, unknown> = {}) {
+  return {
+    enableAutoPipelining: true,
+    enableOfflineQueue: false,
+    retryDelayOnFailover: 0,
+    retryDelayOnClusterDown: 0,
+    slotsRefreshTimeout: 1_000,
+    slotsRefreshInterval: 2_000,
+    lazyConnect: false,
+    redisOptions: {
+      ...redisOptions,
+      autoResendUnfulfilledCommands: false,
+      enableOfflineQueue: false,
+      commandTimeout: 1_000,
+      connectTimeout: 2_000,
+      maxRetriesPerRequest: 1,
+    },
+  };
+}
+
+/**
+ * What a counter has left once `refunded` was given back: an admitting counter gets it back; a
+ * rate-limiter-flexible counter that refused had counted the refusal too, and is back to what it
+ * held before it.
+ */
+function remainingAfter(
+  outcome: Outcome | undefined,
+  res: RateLimiterRes,
+  limit: number,
+  refunded: number,
+): number {
+  if (outcome instanceof RateLimiterRes) return res.remainingPoints + refunded;
+  if (refunded > 0 && res.consumedPoints > 0) return Math.max(0, limit - (res.consumedPoints - refunded));
+  return res.remainingPoints;
 }
 
 function admitted(res: RateLimiterRes): Outcome {
@@ -824,13 +939,6 @@ function storeUnavailable(): FluxError {
     detail: "The rate limit store is unavailable; try again shortly.",
     extensions: { retryAfter: STORE_RETRY_AFTER },
   });
-}
-
-/** Milliseconds this process still refuses a stored key (rate-limiter-flexible's in-memory block). */
-function blockedMs(limiter: Limiter, storedKey: string): number {
-  return (
-    limiter as unknown as { getInMemoryBlockMsBeforeExpire(key: string): number }
-  ).getInMemoryBlockMsBeforeExpire(storedKey);
 }
 
 function secondsUntil(ms: number, fallback: number): number {

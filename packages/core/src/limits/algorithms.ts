@@ -1,9 +1,15 @@
 /**
- * The sliding-window and GCRA counters of the memory store (and of the per-process insurance that
- * counts while Redis is down). rate-limiter-flexible has neither, so they are written here, as the
- * same arithmetic as the shared-store script (limits/shared-store.ts) so that a window counts the
- * same wherever it lives. Fixed windows stay on rate-limiter-flexible's RateLimiterMemory.
+ * The window counters of the memory store (and of the per-process insurance that counts while
+ * Redis is down): fixed, sliding and GCRA, the same arithmetic as the shared-store script
+ * (limits/shared-store.ts) so that a window counts the same wherever it lives. rate-limiter-flexible
+ * has no sliding window or GCRA; its RateLimiterMemory has a fixed window, but keeps a timer per key
+ * (about 1 KB a window per key) and answers through promises, so fixed windows are counted here too:
+ * a slot per key in a Map, expired slots swept as the map is written, and a synchronous `take()`
+ * for the decision code (the promise methods remain for the shape rate-limiter-flexible shares).
  *
+ * - Fixed (window W, limit L): a window starts at a key's first request and lasts W (as the
+ *   library's and the store's TTL-anchored windows do); at most L units in it. Any span of W may
+ *   see up to 2L across a window edge.
  * - Sliding (window W, limit L): windows aligned to multiples of W; a request at `e` ms into the
  *   current window sees `previous × (W − e) / W + current` and is admitted while that plus its
  *   cost stays within L. Bound: within one aligned window at most L; any span of s ≤ W ms at most
@@ -45,7 +51,7 @@ interface Slot {
 
 const SWEEP_EVERY = 10_000;
 
-abstract class MemoryCounter implements WindowCounter {
+export abstract class MemoryCounter implements WindowCounter {
   protected readonly slots = new Map<string, Slot>();
   private writes = 0;
 
@@ -56,19 +62,25 @@ abstract class MemoryCounter implements WindowCounter {
   ) {}
 
   consume(key: string, cost: number): Promise<RateLimiterRes> {
+    const res = this.take(key, cost);
+    return res.consumedPoints < 0 ? Promise.reject(res) : Promise.resolve(res);
+  }
+
+  /** The decision, synchronously: admitted (counted), or refused (`consumedPoints` -1, nothing counted). */
+  take(key: string, cost: number): RateLimiterRes {
     const at = this.now();
-    const slot = this.slot(key, at);
+    const held = this.slots.get(key);
+    const slot = held === undefined || held.expiresAt <= at ? this.fresh(at) : held;
     const res = this.decide(slot, cost, at);
-    if (res.consumedPoints < 0) return Promise.reject(res);
-    this.store(key, slot, at);
-    return Promise.resolve(res);
+    if (res.consumedPoints >= 0) this.store(key, slot, at, slot !== held);
+    return res;
   }
 
   reward(key: string, cost: number): Promise<unknown> {
     const at = this.now();
     const slot = this.slot(key, at);
     this.giveBack(slot, cost, at);
-    this.store(key, slot, at);
+    this.store(key, slot, at, true);
     return Promise.resolve();
   }
 
@@ -88,11 +100,41 @@ abstract class MemoryCounter implements WindowCounter {
     return slot === undefined || slot.expiresAt <= at ? this.fresh(at) : slot;
   }
 
-  private store(key: string, slot: Slot, at: number): void {
+  /** Keeps the slot (`added`: not in the map yet); every SWEEP_EVERY new slots, drops expired ones. */
+  private store(key: string, slot: Slot, at: number, added: boolean): void {
     slot.expiresAt = this.expiry(slot, at);
+    if (!added) return;
     this.slots.set(key, slot);
     if (++this.writes % SWEEP_EVERY !== 0) return;
     for (const [name, held] of this.slots) if (held.expiresAt <= at) this.slots.delete(name);
+  }
+
+  /** Slots held (for tests and the memory benchmark). */
+  get size(): number {
+    return this.slots.size;
+  }
+}
+
+/** Fixed window, anchored at the key's first request (the slot's `expiresAt` is the window's end). */
+export class FixedCounter extends MemoryCounter {
+  protected fresh(at: number): Slot {
+    return { index: 0, a: 0, b: 0, expiresAt: at + this.ms };
+  }
+
+  protected decide(slot: Slot, cost: number, at: number): RateLimiterRes {
+    const left = slot.expiresAt - at;
+    if (slot.a + cost > this.limit)
+      return new RateLimiterRes(Math.max(0, this.limit - slot.a), left, -1, false);
+    slot.a += cost;
+    return new RateLimiterRes(this.limit - slot.a, left, slot.a, slot.a === cost);
+  }
+
+  protected giveBack(slot: Slot, cost: number, _at: number): void {
+    slot.a = Math.max(0, slot.a - cost);
+  }
+
+  protected expiry(slot: Slot, _at: number): number {
+    return slot.expiresAt;
   }
 }
 

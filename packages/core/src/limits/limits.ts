@@ -3,9 +3,8 @@
  * plan), has them counted, and turns the answers into a decision.
  *
  * Stores:
- * - memory (no Redis): fixed windows on rate-limiter-flexible's RateLimiterMemory, sliding and
- *   GCRA windows on the counters of limits/algorithms.ts; quotas durably in the database
- *   (RateLimiterPrisma, table flux_limit_counters).
+ * - memory (no Redis): every window on the in-process counters of limits/algorithms.ts (answered
+ *   synchronously); quotas durably in the database (RateLimiterPrisma, table flux_limit_counters).
  * - Redis, Valkey or Redis Cluster: every window and the quota of a request in one Lua script
  *   (limits/shared-store.ts), all counters of a key in its org's hash slot: atomic, one round
  *   trip, and a refusal consumes nothing. A hot key has at most one call in flight; requests that
@@ -38,7 +37,7 @@ import type {
   RateLimitWindowState,
 } from "../types.js";
 import { AddressFailures } from "./address-failures.js";
-import { GcraCounter, SlidingCounter, type WindowCounter } from "./algorithms.js";
+import { FixedCounter, GcraCounter, type MemoryCounter, SlidingCounter } from "./algorithms.js";
 import { addressBucket } from "./client-address.js";
 import type { ResolvedLimitOptions } from "./limit-options.js";
 import { windowLength } from "./limit-options.js";
@@ -56,7 +55,7 @@ interface BoundWindow {
   /** Most units the window can have left: its limit, or a GCRA window's burst. */
   capacity: number;
   /** The counter in this process: the window's store (memory), or its insurance (Redis), or null. */
-  local: WindowCounter | null;
+  local: MemoryCounter | null;
   /** The key given to the local counter. */
   counter: string;
   /**
@@ -136,7 +135,7 @@ export interface LimitObserver {
 }
 export class Limits {
   private readonly bound = new WeakMap<KeyRecord, BoundLimits | null>();
-  private readonly windowCounters = new Map<string, WindowCounter | null>();
+  private readonly windowCounters = new Map<string, MemoryCounter | null>();
   private readonly quotaLimiters = new Map<number, Limiter | null>();
   /** Shared pre-auth counters (Redis), or null: then only the bounded in-process ones count. */
   private readonly preAuthLimiter: Limiter | null;
@@ -281,11 +280,13 @@ export class Limits {
         problem = true;
         continue;
       }
-      try {
-        outcomes.push(await local.consume(window.counter, cost));
-      } catch (reason) {
-        outcomes.push(this.classify(reason));
+      // In-process counters answer synchronously: no promise, no microtask.
+      const res = local.take(window.counter, cost);
+      if (res.consumedPoints < 0) {
+        outcomes.push(new Denied(res));
         problem = true;
+      } else {
+        outcomes.push(res);
       }
     }
     const now = this.deps.now();
@@ -762,19 +763,18 @@ export class Limits {
     limit: number,
     seconds: number,
     burst: number,
-  ): WindowCounter | null {
+  ): MemoryCounter | null {
     if (this.redis !== null && !this.insured) return null;
     const id = `${algorithm}/${limit}/${seconds}/${burst}`;
     let counter = this.windowCounters.get(id);
     if (counter === undefined) {
       const ms = seconds * 1000;
-      const keyPrefix = this.redis === null ? this.prefix : `${this.prefix}:insurance`;
       counter =
         algorithm === "sliding"
           ? new SlidingCounter(limit, ms, this.deps.now)
           : algorithm === "gcra"
             ? new GcraCounter(limit, ms, burst, this.deps.now)
-            : new RateLimiterMemory({ keyPrefix, points: limit, duration: seconds });
+            : new FixedCounter(limit, ms, this.deps.now);
       this.windowCounters.set(id, counter);
     }
     return counter;

@@ -88,6 +88,22 @@ describe.each(STORES)("Stripe webhooks on $name", (store) => {
       ...input,
     });
 
+  /** Signs `event` and posts it to another handler than the suite's (one with its own policy). */
+  async function deliverTo(target: StripeWebhookHandler, event: Record<string, unknown>) {
+    const signed = signEvent(stripe, SECRET, event);
+    return target(
+      new Request("http://localhost/", {
+        method: "POST",
+        headers: { "Stripe-Signature": signed.signature },
+        body: signed.body,
+      }),
+    );
+  }
+
+  /** The pro subscription of `customer` in `status`, as of `created` (seconds). */
+  const proState = (customer: string, status: string, created: number) =>
+    sub({ type: "customer.subscription.updated", created, customer, status, lookupKey: "pro_monthly" });
+
   it.skipIf(!store.available)(
     "a subscription upgrades the org: the key's next verify has the new plan",
     async () => {
@@ -374,25 +390,8 @@ describe.each(STORES)("Stripe webhooks on $name", (store) => {
         pastDue: { graceDays: 0, afterGrace: "suspend", checkInterval: null },
       });
       const acme = await org();
-      const deliver = async (event: Record<string, unknown>) => {
-        const signed = signEvent(stripe, SECRET, event);
-        const response = await suspending(
-          new Request("http://localhost/", {
-            method: "POST",
-            headers: { "Stripe-Signature": signed.signature },
-            body: signed.body,
-          }),
-        );
-        return (await response.json()) as { outcome: string };
-      };
-      const state = (status: string, created: number) =>
-        sub({
-          type: "customer.subscription.updated",
-          created,
-          customer: acme.customer,
-          status,
-          lookupKey: "pro_monthly",
-        });
+      const deliver = (event: Record<string, unknown>) => deliverTo(suspending, event);
+      const state = (status: string, created: number) => proState(acme.customer, status, created);
       await deliver({ ...state("active", t0 - 100), type: "customer.subscription.created" });
       expect((await flux.orgs.get(acme.id)).planId).toBe("pro");
       expect((await flux.keys.verify(acme.secret)).plan?.id).toBe("pro"); // cached
@@ -435,29 +434,8 @@ describe.each(STORES)("Stripe webhooks on $name", (store) => {
         pastDue: { graceDays: 2, afterGrace: "suspend", checkInterval: null },
       });
       const acme = await org();
-      for (const [status, created] of [
-        ["active", t0 - 50],
-        ["past_due", Math.floor(now / 1000)],
-      ] as const) {
-        const signed = signEvent(
-          stripe,
-          SECRET,
-          sub({
-            type: "customer.subscription.updated",
-            created,
-            customer: acme.customer,
-            status,
-            lookupKey: "pro_monthly",
-          }),
-        );
-        await suspending(
-          new Request("http://localhost/", {
-            method: "POST",
-            headers: { "Stripe-Signature": signed.signature },
-            body: signed.body,
-          }),
-        );
-      }
+      await deliverTo(suspending, proState(acme.customer, "active", t0 - 50));
+      await deliverTo(suspending, proState(acme.customer, "past_due", Math.floor(now / 1000)));
       expect((await flux.keys.verify(acme.secret)).plan?.id).toBe("pro"); // in grace
       expect(await suspending.enforcePastDue()).toBe(0);
       now += 2 * DAY + 1_000;
@@ -489,24 +467,10 @@ describe.each(STORES)("Stripe webhooks on $name", (store) => {
           [-50, "active"],
           [-49, "past_due"],
         ] as const) {
-          const signed = signEvent(
-            stripe,
-            SECRET,
-            sub({
-              type: offset === -50 ? "customer.subscription.created" : "customer.subscription.updated",
-              created: t0 + offset,
-              customer: acme.customer,
-              status,
-              lookupKey: "pro_monthly",
-            }),
-          );
-          const response = await timed(
-            new Request("http://localhost/", {
-              method: "POST",
-              headers: { "Stripe-Signature": signed.signature },
-              body: signed.body,
-            }),
-          );
+          const response = await deliverTo(timed, {
+            ...proState(acme.customer, status, t0 + offset),
+            ...(offset === -50 ? { type: "customer.subscription.created" } : {}),
+          });
           expect(response.status).toBe(200);
         }
         expect((await flux.orgs.get(acme.id)).planId).toBe("pro");

@@ -16,6 +16,7 @@ import { guard, type SqlDriver } from "../database.js";
 import { type Duration, toMs } from "../duration.js";
 import { FluxError, type FluxErrorCode } from "../errors.js";
 import type { Logger } from "../options.js";
+import type { Telemetry } from "../telemetry/telemetry.js";
 import type { ResolvedUsageOptions } from "./usage-options.js";
 import { parseTopQuery, parseUsageQuery, type UsageQuery, type UsageTopQuery } from "./usage-query.js";
 import { type UsageBatch, type UsageRecord, UsageRecorder } from "./usage-recorder.js";
@@ -140,8 +141,11 @@ export class Usage {
     private readonly options: ResolvedUsageOptions,
     private readonly now: () => number,
     private readonly logger: Logger = {},
+    private readonly telemetry?: Telemetry,
   ) {
     this.recorder = new UsageRecorder(options.maxBufferedBuckets, now);
+    telemetry?.observe("usageBufferSize", () => this.recorder.bufferedBuckets);
+    telemetry?.observe("usageDropped", () => this.recorder.dropped);
   }
 
   /**
@@ -348,6 +352,8 @@ export class Usage {
 
   private async flushNow(): Promise<UsageFlushReport> {
     this.flushing = true;
+    const startedAt = performance.now();
+    let ok = false;
     const report: UsageFlushReport = { buckets: 0, calls: 0 };
     try {
       // Oldest first; new buckets are taken out only once every retried batch is in.
@@ -363,6 +369,7 @@ export class Usage {
       this.counters.flushes++;
       this.counters.lastFlushAt = new Date(this.now());
       this.counters.lastError = null;
+      ok = true;
       return report;
     } catch (error) {
       this.counters.failedFlushes++;
@@ -378,6 +385,7 @@ export class Usage {
       throw failure;
     } finally {
       this.flushing = false;
+      this.telemetry?.usageFlushed((performance.now() - startedAt) / 1000, ok);
     }
   }
 

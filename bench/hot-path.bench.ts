@@ -6,7 +6,11 @@
  * on this shared machine its ratios move by ±20% between runs; this figure moves by a few percent,
  * so it is the one to compare changes with.
  *
- *   pnpm bench hot-path [--iterations=300000] [--runs=7] [--concurrency=50]
+ *   pnpm bench hot-path [--iterations=300000] [--runs=7] [--concurrency=50] [--otel]
+ *
+ * `--otel` registers the OpenTelemetry SDK first (a tracer provider whose batch processor drops
+ * the spans, a meter provider with a reader): the cost of a `flux.verify` span and the metrics of
+ * each request. Without it no SDK is installed, as in an app that uses none.
  *
  * Requests come `--concurrency` at a time, as from that many connections: with the memory limiter,
  * `authenticate()` answers in the check phase of the loop turn, so requests started together
@@ -25,6 +29,28 @@ function flag(name: string, fallback: number): number {
 const ITERATIONS = flag("iterations", 300_000);
 const RUNS = flag("runs", 7);
 const CONCURRENCY = flag("concurrency", 50);
+const OTEL = process.argv.includes("--otel");
+
+if (OTEL) {
+  const { metrics, trace } = await import("@opentelemetry/api");
+  const { BasicTracerProvider, BatchSpanProcessor } = await import("@opentelemetry/sdk-trace-base");
+  const { AggregationTemporality, InMemoryMetricExporter, MeterProvider, PeriodicExportingMetricReader } =
+    await import("@opentelemetry/sdk-metrics");
+  const dropped = {
+    export: (_spans: unknown, done: (r: { code: 0 }) => void) => done({ code: 0 }),
+    shutdown: async () => {},
+  };
+  trace.setGlobalTracerProvider(
+    new BasicTracerProvider({ spanProcessors: [new BatchSpanProcessor(dropped)] }),
+  );
+  const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
+  metrics.setGlobalMeterProvider(
+    new MeterProvider({
+      readers: [new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 1_000 })],
+    }),
+  );
+  setInterval(() => exporter.reset(), 5_000).unref();
+}
 
 const flux = await createFlux({ database: { pglite: true }, redis: null });
 await flux.plans.upsert({
@@ -100,8 +126,15 @@ async function measure(name: string, body: (n: number) => Promise<void>): Promis
   return `| ${name} | ${Math.round(perRequest[0]!).toLocaleString("en-US")} ns | ${Math.round(median).toLocaleString("en-US")} ns |`;
 }
 
+async function telemetryCheck(n: number): Promise<void> {
+  const telemetry = flux.internals.telemetry;
+  let on = 0;
+  for (let i = 0; i < n; i++) if (telemetry.enabled) on++;
+  if (on !== (OTEL ? n : 0)) throw new Error("telemetry.enabled is not what was set up");
+}
+
 console.log(
-  `Flux Keys per-request work, ${RUNS} runs × ${ITERATIONS.toLocaleString("en-US")} requests, one process`,
+  `Flux Keys per-request work, ${RUNS} runs × ${ITERATIONS.toLocaleString("en-US")} requests, one process, ${OTEL ? "OpenTelemetry SDK installed" : "no OpenTelemetry SDK"}`,
 );
 console.log("");
 console.log("| path | best | median |");
@@ -109,4 +142,5 @@ console.log("|---|---:|---:|");
 console.log(await measure("authenticate() + record() (what an adapter calls per request)", whole));
 console.log(await measure("authenticate() alone", authenticateOnly));
 console.log(await measure("flux.keys.verify() with a scope (no HTTP parts)", verifyOnly));
+console.log(await measure("telemetry.enabled (what every check asks first)", telemetryCheck));
 await flux.close();

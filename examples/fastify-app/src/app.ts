@@ -3,7 +3,7 @@
  */
 import type { Flux } from "@flux-keys/core";
 import { EventStore } from "@flux-keys/example-shared";
-import { type FluxKeysPluginOptions, fluxKeys, fluxPortal } from "@flux-keys/fastify";
+import { type FluxKeysPluginOptions, fluxKeys, fluxMetrics, fluxPortal } from "@flux-keys/fastify";
 import Fastify, { type FastifyInstance } from "fastify";
 
 export async function createApp(
@@ -15,6 +15,8 @@ export async function createApp(
   await app.register(fluxKeys, { flux, ...options });
   // The customer portal (its routes are public to fluxKeys: portal sessions, not API keys).
   await app.register(fluxPortal, { flux, prefix: "/portal" });
+  // The flux_* metrics for Prometheus at /metrics (keep the path internal in production).
+  await app.register(fluxMetrics, { flux });
 
   app.get("/health", { config: { apiKey: { public: true } } }, async () => ({ ok: true }));
 

@@ -122,6 +122,15 @@ export {
   toWebRequest,
 } from "./portal/index.js";
 export { hasScopes, missingScopes, requirementError, scopeCovers } from "./scopes.js";
+export { INSTRUMENTS, type InstrumentSpec, prometheusName } from "./telemetry/instruments.js";
+export { type Outcome, outcomeOf } from "./telemetry/outcome.js";
+export {
+  createPrometheusRegistry,
+  type PrometheusHandler,
+  type PrometheusOptions,
+  prometheusHandler,
+} from "./telemetry/prometheus.js";
+export type { TelemetryOptions } from "./telemetry/telemetry-options.js";
 export type * from "./types.js";
 export {
   type Granularity,

@@ -19,6 +19,8 @@ import {
   type KeyContext,
   type PortalHandler,
   type PortalOptions,
+  type PrometheusOptions,
+  prometheusHandler,
   type RunWithContext,
   requirementError,
   serveWeb,
@@ -226,6 +228,14 @@ export function fluxWebHandler(
   return (req, res, next) => {
     serveWeb(handler, req, res, req.originalUrl).catch(next);
   };
+}
+
+/**
+ * The `flux_*` metrics for Prometheus: `app.get("/metrics", fluxMetrics(flux))`. Mount it before
+ * `fluxKeys()` (a scraper has no API key), on a path your proxy keeps internal.
+ */
+export function fluxMetrics(flux: Flux, options: PrometheusOptions = {}): RequestHandler {
+  return fluxWebHandler(prometheusHandler(flux, options));
 }
 
 export { morganUrl, pinoHttpSerializers, redactUrl } from "./log-redaction.js";

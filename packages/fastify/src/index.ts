@@ -20,6 +20,8 @@ import {
   type HttpRequestLike,
   type KeyContext,
   type PortalOptions,
+  type PrometheusOptions,
+  prometheusHandler,
   type RouteRequirements,
   type RunWithContext,
   sendWebResponse,
@@ -223,6 +225,32 @@ const portalPlugin: FastifyPluginAsync<FluxPortalPluginOptions> = async (fastify
 
 /** The portal plugin (encapsulated: register it with a `prefix`). */
 export const fluxPortal = portalPlugin;
+
+export interface FluxMetricsPluginOptions extends PrometheusOptions {
+  flux: Flux;
+  /** @default '/metrics' */
+  path?: string;
+}
+
+/**
+ * The `flux_*` metrics for Prometheus: `app.register(fluxMetrics, { flux })` serves them at
+ * `/metrics` (public to `fluxKeys`: a scraper has no API key; keep the path internal).
+ */
+export const fluxMetrics: FastifyPluginAsync<FluxMetricsPluginOptions> = async (fastify, options) => {
+  const { flux, path = "/metrics", registry } = options;
+  if (!flux) throw new Error("@flux-keys/fastify: pass { flux } when registering fluxMetrics.");
+  const handler = prometheusHandler(flux, registry === undefined ? {} : { registry });
+  fastify.route({
+    method: ["GET", "HEAD"],
+    url: path,
+    config: { apiKey: { public: true } },
+    handler: async (request, reply) => {
+      const response = await handler(toWebRequest(request.raw, request.raw.url));
+      reply.code(response.status).headers(Object.fromEntries(response.headers));
+      return request.method === "HEAD" ? reply.send() : reply.send(await response.text());
+    },
+  });
+};
 
 /**
  * Any Flux Keys Web handler (`Request` in, `Response` out) on a path, e.g. GitHub's secret-scanning

@@ -64,3 +64,4 @@ export function createApp(flux: Flux, options: FluxKeysOptions = {}): express.Ex
   });
   return app;
 }
+export { apiDocument } from "./openapi.js";

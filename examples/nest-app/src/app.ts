@@ -48,3 +48,4 @@ export async function createNestApp(
   if (platform === "fastify") await app.getHttpAdapter().getInstance().ready();
   return app;
 }
+export { apiDocument } from "./openapi.js";

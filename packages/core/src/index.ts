@@ -100,6 +100,16 @@ export type { EntitlementEntry } from "./limits/entitlement-queries.js";
 export { type RateLimitHeaderSource, rateLimitHeaders } from "./limits/headers.js";
 export type { LimitOptions } from "./limits/limit-options.js";
 export { loadMigrations, type MigrationReport, migrate } from "./migrator.js";
+export {
+  addFluxKeysToDocument,
+  type FluxKeysExtension,
+  type OpenApiOptions,
+  type OperationRequirements,
+  openApiComponents,
+  operationSecurity,
+  problemDetailsSchema,
+  withOperationSecurity,
+} from "./openapi/openapi.js";
 export type { FluxOptions, Logger } from "./options.js";
 export { type OrgChanges, Orgs } from "./orgs.js";
 export { Plans } from "./plans.js";

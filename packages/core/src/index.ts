@@ -110,7 +110,7 @@ export {
   problemDetailsSchema,
   withOperationSecurity,
 } from "./openapi/openapi.js";
-export type { FluxOptions, Logger } from "./options.js";
+export type { FluxOptions, LogFields, Logger } from "./options.js";
 export { type OrgChanges, Orgs } from "./orgs.js";
 export { Plans } from "./plans.js";
 export {

@@ -22,12 +22,21 @@ import {
 } from "./telemetry/telemetry-options.js";
 import { type ResolvedUsageOptions, resolveUsageOptions, type UsageOptions } from "./usage/usage-options.js";
 
-/** pino-style logger: any of these methods, called as `(fields, message)`. */
+/** What every log line carries: a stable `event` name (`flux.usage.flush_failed`), never a secret. */
+export interface LogFields {
+  event: string;
+  [field: string]: unknown;
+}
+
+/**
+ * A pino logger as is (or any object with some of these methods), called as `(fields, message)`
+ * on the logger itself, so pino's child loggers, redaction and serializers apply.
+ */
 export interface Logger {
-  debug?(fields: Record<string, unknown>, message?: string): void;
-  info?(fields: Record<string, unknown>, message?: string): void;
-  warn?(fields: Record<string, unknown>, message?: string): void;
-  error?(fields: Record<string, unknown>, message?: string): void;
+  debug?(fields: LogFields, message?: string): void;
+  info?(fields: LogFields, message?: string): void;
+  warn?(fields: LogFields, message?: string): void;
+  error?(fields: LogFields, message?: string): void;
 }
 
 export interface FluxOptions {

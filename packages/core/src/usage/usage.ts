@@ -325,7 +325,10 @@ export class Usage {
     } catch {
       const lost = this.recorder.bufferedCalls;
       this.recorder.dropped += lost;
-      this.logger.error?.({ lostCalls: lost }, "flux-keys: usage could not be written before close");
+      this.logger.error?.(
+        { event: "flux.usage.lost_on_close", lostCalls: lost },
+        "flux-keys: usage could not be written before close",
+      );
     }
   }
 
@@ -336,7 +339,10 @@ export class Usage {
       if (this.options.retentionMs !== null) await this.prune({ olderThan: this.options.retentionMs });
       await forgetBatches(this.driver, BATCH_ID_TTL_MS);
     } catch (error) {
-      this.logger.warn?.({ error: describe(error) }, "flux-keys: usage maintenance failed");
+      this.logger.warn?.(
+        { event: "flux.usage.maintenance_failed", error: describe(error) },
+        "flux-keys: usage maintenance failed",
+      );
     }
   }
 
@@ -378,7 +384,11 @@ export class Usage {
       this.counters.lastError = { code: failure.code, message: describe(error), at: new Date(this.now()) };
       if (this.counters.failedFlushes === 1 || this.counters.failedFlushes % 100 === 0) {
         this.logger.warn?.(
-          { error: describe(error), bufferedCalls: this.recorder.bufferedCalls },
+          {
+            event: "flux.usage.flush_failed",
+            error: describe(error),
+            bufferedCalls: this.recorder.bufferedCalls,
+          },
           "flux-keys: usage flush failed; kept for a retry",
         );
       }
@@ -398,7 +408,7 @@ export class Usage {
         this.recorder.settle(batch);
         this.recorder.dropped += batch.calls;
         this.logger.error?.(
-          { error: describe(error), droppedCalls: batch.calls },
+          { event: "flux.usage.batch_refused", error: describe(error), droppedCalls: batch.calls },
           "flux-keys: usage batch refused by the database",
         );
         return;

@@ -9,12 +9,20 @@ import { redisAvailable, ThrowawayRedis } from "../../../test/support/faults-ser
 import { DATABASE_URL, freshSchema, hasPostgres } from "../../../test/support/services.js";
 import { TestTelemetry } from "../../../test/support/telemetry.js";
 import { createFlux, type Flux } from "../src/index.js";
+import { startReceiver } from "./events-support.js";
 
 async function seed(flux: Flux, limit = 2): Promise<{ secret: string; keyId: string }> {
   await flux.plans.upsert({ id: "pro", name: "Pro", rateLimits: [{ name: "rpm", limit, window: "1m" }] });
   await flux.orgs.create({ id: "acme", name: "Acme", planId: "pro" });
   const { key, secret } = await flux.keys.create().forOrg("acme").withScopes(["read:events"]).issue();
   return { secret, keyId: key.id };
+}
+
+function decisions(otel: TestTelemetry, result: string, window: string): Promise<number> {
+  return otel.value("flux.rate_limiting.decisions", {
+    "flux.rate_limiting.result": result,
+    "flux.rate_limiting.window": window,
+  });
 }
 
 describe("telemetry without an SDK", () => {
@@ -73,12 +81,7 @@ describe("telemetry with the OpenTelemetry SDK", () => {
       ],
     ]);
     expect(await otel.value("flux.verifications", { "flux.outcome": "allowed" })).toBe(1);
-    expect(
-      await otel.value("flux.rate_limiting.decisions", {
-        "flux.rate_limiting.result": "acquired",
-        "flux.rate_limiting.window": "rpm",
-      }),
-    ).toBe(1);
+    expect(await decisions(otel, "acquired", "rpm")).toBe(1);
     // The first check read the database; the second finds the key in the cache.
     expect(await otel.value("flux.cache.lookups", { "flux.cache.result": "miss" })).toBe(1);
     await flux.keys.check(secret, { cost: 0 });
@@ -154,12 +157,7 @@ describe("telemetry with the OpenTelemetry SDK", () => {
       },
     ]);
     expect(await otel.value("flux.verifications", { "flux.outcome": "rate_limited" })).toBe(1);
-    expect(
-      await otel.value("flux.rate_limiting.decisions", {
-        "flux.rate_limiting.result": "rejected",
-        "flux.rate_limiting.window": "rpm",
-      }),
-    ).toBe(1);
+    expect(await decisions(otel, "rejected", "rpm")).toBe(1);
   });
 
   it("revoked: outcome revoked, with the key's id", async () => {
@@ -190,6 +188,38 @@ describe("telemetry with the OpenTelemetry SDK", () => {
     expect(ok?.value).toBeGreaterThanOrEqual(1);
     expect(ok?.sum).toBeGreaterThan(0);
     expect(await otel.value("flux.usage.dropped", {})).toBe(0);
+  });
+});
+
+describe("telemetry of webhook deliveries", () => {
+  it("counts each attempt by result", async () => {
+    const otel = new TestTelemetry();
+    const receiver = await startReceiver((n) => (n === 0 ? 500 : 200));
+    let now = Date.now();
+    const flux = await createFlux({
+      clock: () => now,
+      database: { pglite: true },
+      redis: null,
+      webhooks: {
+        endpoints: [{ url: receiver.url, secret: "whsec_telemetry_test_secret_0123456789" }],
+        interval: null,
+        allowPrivateNetworks: true,
+      },
+      telemetry: { meterProvider: otel.meterProvider },
+    });
+    try {
+      await flux.orgs.create({ id: "acme", name: "Acme" });
+      await flux.keys.create().forOrg("acme").issue();
+      expect(await flux.webhooks.runOnce()).toMatchObject({ retrying: 1 });
+      now += 3_600_000;
+      expect(await flux.webhooks.runOnce()).toMatchObject({ delivered: 1 });
+      expect(await otel.value("flux.webhook.deliveries", { "flux.webhook.result": "retrying" })).toBe(1);
+      expect(await otel.value("flux.webhook.deliveries", { "flux.webhook.result": "delivered" })).toBe(1);
+    } finally {
+      await flux.close();
+      await receiver.close();
+      await otel.shutdown();
+    }
   });
 });
 
@@ -276,12 +306,7 @@ describe.skipIf(!redisAvailable)("telemetry when the limit store is down", () =>
       "store_unavailable",
     ]);
     expect(await otel.value("flux.verifications", { "flux.outcome": "store_down" })).toBe(1);
-    expect(
-      await otel.value("flux.rate_limiting.decisions", {
-        "flux.rate_limiting.result": "store_unavailable",
-        "flux.rate_limiting.window": "*",
-      }),
-    ).toBe(1);
+    expect(await decisions(otel, "store_unavailable", "*")).toBe(1);
   });
 });
 

@@ -6,11 +6,12 @@
  * on this shared machine its ratios move by ±20% between runs; this figure moves by a few percent,
  * so it is the one to compare changes with.
  *
- *   pnpm bench hot-path [--iterations=300000] [--runs=7] [--concurrency=50] [--otel]
+ *   pnpm bench hot-path [--iterations=300000] [--runs=7] [--concurrency=50] [--otel] [--prometheus]
  *
  * `--otel` registers the OpenTelemetry SDK first (a tracer provider whose batch processor drops
  * the spans, a meter provider with a reader): the cost of a `flux.verify` span and the metrics of
- * each request. Without it no SDK is installed, as in an app that uses none.
+ * each request. Without it no SDK is installed, as in an app that uses none. `--prometheus` adds
+ * the prom-client registry (`createPrometheusRegistry`), with or without the SDK.
  *
  * Requests come `--concurrency` at a time, as from that many connections: with the memory limiter,
  * `authenticate()` answers in the check phase of the loop turn, so requests started together
@@ -20,7 +21,13 @@
  * parts (each part timed alone with the same inputs).
  */
 import { performance } from "node:perf_hooks";
-import { createFlux, createHttpAuth, type HttpRequestLike, type RouteRequirements } from "@flux-keys/core";
+import {
+  createFlux,
+  createHttpAuth,
+  createPrometheusRegistry,
+  type HttpRequestLike,
+  type RouteRequirements,
+} from "@flux-keys/core";
 
 function flag(name: string, fallback: number): number {
   const found = process.argv.find((arg) => arg.startsWith(`--${name}=`));
@@ -30,6 +37,7 @@ const ITERATIONS = flag("iterations", 300_000);
 const RUNS = flag("runs", 7);
 const CONCURRENCY = flag("concurrency", 50);
 const OTEL = process.argv.includes("--otel");
+const PROMETHEUS = process.argv.includes("--prometheus");
 
 if (OTEL) {
   const { metrics, trace } = await import("@opentelemetry/api");
@@ -61,6 +69,7 @@ await flux.plans.upsert({
 await flux.orgs.create({ id: "org_bench", name: "Bench org", planId: "bench" });
 const { secret } = await flux.keys.create().forOrg("org_bench").withScopes(["read:events"]).issue();
 const auth = createHttpAuth(flux);
+if (PROMETHEUS) createPrometheusRegistry(flux);
 
 const request: HttpRequestLike = {
   method: "GET",
@@ -130,11 +139,11 @@ async function telemetryCheck(n: number): Promise<void> {
   const telemetry = flux.internals.telemetry;
   let on = 0;
   for (let i = 0; i < n; i++) if (telemetry.enabled) on++;
-  if (on !== (OTEL ? n : 0)) throw new Error("telemetry.enabled is not what was set up");
+  if (on !== (OTEL || PROMETHEUS ? n : 0)) throw new Error("telemetry.enabled is not what was set up");
 }
 
 console.log(
-  `Flux Keys per-request work, ${RUNS} runs × ${ITERATIONS.toLocaleString("en-US")} requests, one process, ${OTEL ? "OpenTelemetry SDK installed" : "no OpenTelemetry SDK"}`,
+  `Flux Keys per-request work, ${RUNS} runs × ${ITERATIONS.toLocaleString("en-US")} requests, one process, ${OTEL ? "OpenTelemetry SDK installed" : "no OpenTelemetry SDK"}${PROMETHEUS ? ", Prometheus registry" : ""}`,
 );
 console.log("");
 console.log("| path | best | median |");

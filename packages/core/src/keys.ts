@@ -205,10 +205,16 @@ export class Keys {
     const telemetry = this.rt.telemetry;
     if (!telemetry.enabled) return this.checkKey(secret, options, null);
     const probe = telemetry.startVerification();
-    return this.checkKey(secret, options, probe).then((result) => {
-      telemetry.endVerification(probe, result);
-      return result;
-    });
+    return this.checkKey(secret, options, probe).then(
+      (result) => {
+        telemetry.endVerification(probe, result);
+        return result;
+      },
+      (error: unknown) => {
+        telemetry.failedVerification(probe, error);
+        throw error;
+      },
+    );
   }
 
   private async checkKey(

@@ -159,6 +159,14 @@ export class Telemetry {
     span.end();
   }
 
+  /** A verification that threw (a bug, not a denial): its span ends as an error. */
+  failedVerification(probe: VerificationProbe, error: unknown): void {
+    const span = probe.span;
+    if (span === null) return;
+    span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.name : "error" });
+    span.end();
+  }
+
   /** One heartbeat of the invalidation bus (seconds, answered or lost). */
   heartbeat(seconds: number, ok: boolean): void {
     if (!this.metered) return;

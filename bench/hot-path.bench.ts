@@ -7,6 +7,12 @@
  * its ratios move by ±20% between runs; these figures move by a few percent.
  *
  *   pnpm bench hot-path [--iterations=200000] [--runs=5] [--keys=100] [--concurrency=1,50] [--redis]
+ *                       [--otel] [--prometheus]
+ *
+ * `--otel` registers the OpenTelemetry SDK first (a tracer provider whose batch processor drops
+ * the spans, a meter provider with a reader): the cost of a `flux.verify` span and the metrics of
+ * each request. Without it no SDK is installed, as in an app that uses none. `--prometheus` adds
+ * the prom-client registry (`createPrometheusRegistry`), with or without the SDK.
  *
  * Reported: the best and the median of the runs, in ns of this process's CPU time (user + system,
  * `process.cpuUsage()`) per request — not wall time, which on a shared machine counts the other
@@ -19,7 +25,13 @@
  */
 import { createHash } from "node:crypto";
 import { performance } from "node:perf_hooks";
-import { createFlux, createHttpAuth, type HttpRequestLike, type RouteRequirements } from "@flux-keys/core";
+import {
+  createFlux,
+  createHttpAuth,
+  createPrometheusRegistry,
+  type HttpRequestLike,
+  type RouteRequirements,
+} from "@flux-keys/core";
 import { extractCredential } from "../packages/core/src/http/credentials.js";
 import { rateLimitHeaders } from "../packages/core/src/limits/headers.js";
 
@@ -34,6 +46,29 @@ const KEYS = Number(flag("keys", "100"));
 const CONCURRENCY = flag("concurrency", "1,50").split(",").map(Number);
 const REDIS = flag("redis", "false") === "true";
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+const OTEL = process.argv.includes("--otel");
+const PROMETHEUS = process.argv.includes("--prometheus");
+
+if (OTEL) {
+  const { metrics, trace } = await import("@opentelemetry/api");
+  const { BasicTracerProvider, BatchSpanProcessor } = await import("@opentelemetry/sdk-trace-base");
+  const { AggregationTemporality, InMemoryMetricExporter, MeterProvider, PeriodicExportingMetricReader } =
+    await import("@opentelemetry/sdk-metrics");
+  const dropped = {
+    export: (_spans: unknown, done: (r: { code: 0 }) => void) => done({ code: 0 }),
+    shutdown: async () => {},
+  };
+  trace.setGlobalTracerProvider(
+    new BasicTracerProvider({ spanProcessors: [new BatchSpanProcessor(dropped)] }),
+  );
+  const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
+  metrics.setGlobalMeterProvider(
+    new MeterProvider({
+      readers: [new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 1_000 })],
+    }),
+  );
+  setInterval(() => exporter.reset(), 5_000).unref();
+}
 
 const flux = await createFlux({
   database: { pglite: true },
@@ -54,6 +89,7 @@ for (let i = 0; i < KEYS; i++) {
   unlimited.push((await flux.keys.create().forOrg("org_free").withScopes(["read:events"]).issue()).secret);
 }
 const auth = createHttpAuth(flux);
+if (PROMETHEUS) createPrometheusRegistry(flux);
 
 const requestOf = (secret: string): HttpRequestLike => ({
   method: "GET",
@@ -210,7 +246,8 @@ async function measure(name: string, concurrency: number, one: () => void | Prom
 
 console.log(
   `Flux Keys per-request work, ${RUNS} runs × ${ITERATIONS.toLocaleString("en-US")} requests over ${KEYS} keys, ` +
-    `limiter ${REDIS ? "on Redis" : "in memory"}, one process`,
+    `limiter ${REDIS ? "on Redis" : "in memory"}, one process, ` +
+    `${OTEL ? "OpenTelemetry SDK installed" : "no OpenTelemetry SDK"}${PROMETHEUS ? ", Prometheus registry" : ""}`,
 );
 console.log("");
 console.log("| path | concurrency | best (CPU ns/req) | median (CPU ns/req) |");

@@ -7,6 +7,7 @@ import {
   type ApiKeyRequest,
   type FluxKeysOptions,
   fluxKeys,
+  fluxMetrics,
   fluxPortal,
   requireEntitlement,
   requireScopes,
@@ -25,6 +26,8 @@ export function createApp(flux: Flux, options: FluxKeysOptions = {}): express.Ex
   app.get("/health", (_req, res) => {
     res.json({ ok: true });
   });
+  // The flux_* metrics for Prometheus (keep the path internal in production).
+  app.get("/metrics", fluxMetrics(flux));
 
   app.use(fluxKeys(flux, options));
 
@@ -61,3 +64,4 @@ export function createApp(flux: Flux, options: FluxKeysOptions = {}): express.Ex
   });
   return app;
 }
+export { apiDocument } from "./openapi.js";

@@ -1,9 +1,11 @@
 /**
  * The events API on Fastify 5, protected by Flux Keys.
  */
-import type { Flux } from "@flux-keys/core";
+
+import swagger from "@fastify/swagger";
+import { type Flux, openApiComponents } from "@flux-keys/core";
 import { EventStore } from "@flux-keys/example-shared";
-import { type FluxKeysPluginOptions, fluxKeys, fluxPortal } from "@flux-keys/fastify";
+import { type FluxKeysPluginOptions, fluxKeys, fluxMetrics, fluxPortal } from "@flux-keys/fastify";
 import Fastify, { type FastifyInstance } from "fastify";
 
 export async function createApp(
@@ -12,9 +14,20 @@ export async function createApp(
 ): Promise<FastifyInstance> {
   const app = Fastify({ logger: false });
   const events = new EventStore();
-  await app.register(fluxKeys, { flux, ...options });
+  // The API document (`app.swagger()`): registered first, so that it sees every route.
+  await app.register(swagger, {
+    openapi: {
+      openapi: "3.1.0",
+      info: { title: "Events API (Fastify)", version: "1.0.0" },
+      components: { securitySchemes: openApiComponents().securitySchemes as never },
+    },
+  });
+  // `openapi: true`: each protected route's schema describes its scopes, entitlement and denials.
+  await app.register(fluxKeys, { flux, openapi: true, ...options });
   // The customer portal (its routes are public to fluxKeys: portal sessions, not API keys).
   await app.register(fluxPortal, { flux, prefix: "/portal" });
+  // The flux_* metrics for Prometheus at /metrics (keep the path internal in production).
+  await app.register(fluxMetrics, { flux });
 
   app.get("/health", { config: { apiKey: { public: true } } }, async () => ({ ok: true }));
 

@@ -26,6 +26,8 @@ export async function createNestApp(
   const moduleOptions: FluxKeysModuleOptions = {
     ...("keys" in flux ? { flux: flux as Flux } : { fluxOptions: flux as FluxOptions }),
     portal: { basePath: "/portal" },
+    // The flux_* metrics for Prometheus at /metrics (keep the path internal in production).
+    metrics: true,
     ...options,
   };
   const fluxKeys =
@@ -46,3 +48,4 @@ export async function createNestApp(
   if (platform === "fastify") await app.getHttpAdapter().getInstance().ready();
   return app;
 }
+export { apiDocument } from "./openapi.js";

@@ -27,6 +27,7 @@ import { Portal } from "./portal/portal.js";
 import { PostgresBus } from "./postgres-bus.js";
 import type { Runtime } from "./runtime.js";
 import { ServerClock } from "./server-clock.js";
+import { Telemetry } from "./telemetry/telemetry.js";
 import type { KeyContext } from "./types.js";
 import { Usage } from "./usage/usage.js";
 
@@ -84,6 +85,8 @@ export interface Flux {
     limits: Limits;
     /** The digest filter, lookup budget and negative cache of unknown keys. */
     unknownKeys: UnknownKeys;
+    /** Spans and metrics; `createPrometheusRegistry` adds its registry here. */
+    telemetry: Telemetry;
   };
 }
 
@@ -112,6 +115,7 @@ export async function createFlux(options: FluxOptions = {}): Promise<Flux> {
       resolved.clock = serverClock.now;
     }
 
+    const telemetry = new Telemetry(resolved.telemetry);
     const cache = new KeyCache(resolved.cache);
     // Unknown keys apart from known ones: the digest filter (read now), a budget, a negative cache.
     const unknownKeys = new UnknownKeys(resolved.unknownKeys, database.driver, resolved.logger);
@@ -130,6 +134,7 @@ export async function createFlux(options: FluxOptions = {}): Promise<Flux> {
         maxStalenessMs: resolved.invalidation.maxStalenessMs,
         apply: applyChange,
         logger: resolved.logger,
+        telemetry,
       });
       const opened = bus;
       cleanup.push(() => opened.close());
@@ -183,6 +188,7 @@ export async function createFlux(options: FluxOptions = {}): Promise<Flux> {
       resolved.webhooks,
       resolved.clock,
       resolved.logger,
+      telemetry,
     );
     cleanup.push(() => webhooks.close());
     webhooks.start();
@@ -203,10 +209,11 @@ export async function createFlux(options: FluxOptions = {}): Promise<Flux> {
       limits,
       observations,
       events,
+      telemetry,
       now: resolved.clock,
     };
     // Pushed last so that it runs first: usage is flushed while the database is still open.
-    const usage = new Usage(database.driver, resolved.usage, resolved.clock, resolved.logger);
+    const usage = new Usage(database.driver, resolved.usage, resolved.clock, resolved.logger, telemetry);
     cleanup.push(() => usage.close());
     usage.start();
     let closed: Promise<void> | null = null;
@@ -240,7 +247,7 @@ export async function createFlux(options: FluxOptions = {}): Promise<Flux> {
         closed ??= closeAll();
         return closed;
       },
-      internals: { options: resolved, database, cache, redis, bus, events, limits, unknownKeys },
+      internals: { options: resolved, database, cache, redis, bus, events, limits, unknownKeys, telemetry },
       get portal() {
         portal ??= new Portal(flux);
         return portal;

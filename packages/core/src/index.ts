@@ -103,7 +103,17 @@ export type { EntitlementEntry } from "./limits/entitlement-queries.js";
 export { type RateLimitHeaderSource, rateLimitHeaders } from "./limits/headers.js";
 export type { LimitOptions } from "./limits/limit-options.js";
 export { loadMigrations, type MigrationReport, migrate } from "./migrator.js";
-export type { ClusterNode, FluxOptions, Logger } from "./options.js";
+export {
+  addFluxKeysToDocument,
+  type FluxKeysExtension,
+  type OpenApiOptions,
+  type OperationRequirements,
+  openApiComponents,
+  operationSecurity,
+  problemDetailsSchema,
+  withOperationSecurity,
+} from "./openapi/openapi.js";
+export type { ClusterNode, FluxOptions, LogFields, Logger } from "./options.js";
 export { type OrgChanges, Orgs } from "./orgs.js";
 export { Plans } from "./plans.js";
 export {
@@ -125,6 +135,15 @@ export {
   toWebRequest,
 } from "./portal/index.js";
 export { hasScopes, missingScopes, requirementError, scopeCovers } from "./scopes.js";
+export { INSTRUMENTS, type InstrumentSpec, prometheusName } from "./telemetry/instruments.js";
+export { type Outcome, outcomeOf } from "./telemetry/outcome.js";
+export {
+  createPrometheusRegistry,
+  type PrometheusHandler,
+  type PrometheusOptions,
+  prometheusHandler,
+} from "./telemetry/prometheus.js";
+export type { TelemetryOptions } from "./telemetry/telemetry-options.js";
 export type * from "./types.js";
 export {
   type Granularity,

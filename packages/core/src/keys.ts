@@ -30,6 +30,7 @@ import { compileTrust } from "./limits/client-address.js";
 import type { Runtime } from "./runtime.js";
 import { SYSTEM_ACTOR } from "./runtime.js";
 import { assertWithinPlan, normalizeScopes, requirementError, scopeCovers } from "./scopes.js";
+import type { VerificationProbe } from "./telemetry/telemetry.js";
 import type { Actor, ApiKeyInfo, KeyContext, KeyStatus, Page, Quota, RateLimitWindow } from "./types.js";
 import {
   displayName,
@@ -222,7 +223,28 @@ export class Keys {
   }
 
   /** Like `verify()`, without throwing: `{ valid: true, context } | { valid: false, error }`. */
-  async check(secret: unknown, options?: VerifyOptions): Promise<CheckResult> {
+  check(secret: unknown, options?: VerifyOptions): Promise<CheckResult> {
+    // Not async: without an SDK this is one property read more than the check itself.
+    const telemetry = this.rt.telemetry;
+    if (!telemetry.enabled) return this.checkKey(secret, options, null);
+    const probe = telemetry.startVerification();
+    return this.checkKey(secret, options, probe).then(
+      (result) => {
+        telemetry.endVerification(probe, result);
+        return result;
+      },
+      (error: unknown) => {
+        telemetry.failedVerification(probe, error);
+        throw error;
+      },
+    );
+  }
+
+  private async checkKey(
+    secret: unknown,
+    options: VerifyOptions | undefined,
+    probe: VerificationProbe | null,
+  ): Promise<CheckResult> {
     const address = options?.clientAddress;
     if (address !== undefined) {
       const refused = this.rt.limits.refusedAddress(address);
@@ -233,6 +255,7 @@ export class Keys {
     const digest =
       typeof secret === "string" && secret.length === this.keyLength ? this.digest(secret) : undefined;
     let record: KeyRecord | null | undefined = digest === undefined ? undefined : this.rt.cache.get(digest);
+    if (probe !== null && record !== undefined) probe.lookup = "hit";
     if (record === undefined) {
       const parsed = this.parse(secret);
       if (!parsed.ok) return this.failed(DENIALS[parsed.code], address);
@@ -256,8 +279,10 @@ export class Keys {
       this.rt.unknownKeys.admit(digest as string) === "unknown"
     ) {
       record = null;
+      if (probe !== null) probe.lookup = "negative";
     }
     if (record === undefined) {
+      if (probe !== null) probe.lookup = "miss";
       try {
         record = await this.load(digest as string);
       } catch {
@@ -273,6 +298,7 @@ export class Keys {
       }
     }
     if (record === null) return this.failed(DENIALS.key_invalid, address);
+    if (probe !== null) probe.record = record;
     const now = this.rt.now();
     // The same status rule as listings and the portal: revoked, then expired (expiry or grace end).
     const status = keyStatus(record, now);

@@ -15,14 +15,28 @@ import { ENVIRONMENTS, isValidPrefix, type KeyEnvironment } from "./key-format.j
 import type { UnknownKeyOptions } from "./keys/unknown-keys.js";
 import { compileTrust, type TrustProxy } from "./limits/client-address.js";
 import { type LimitOptions, type ResolvedLimitOptions, resolveLimitOptions } from "./limits/limit-options.js";
+import {
+  type ResolvedTelemetryOptions,
+  resolveTelemetryOptions,
+  type TelemetryOptions,
+} from "./telemetry/telemetry-options.js";
 import { type ResolvedUsageOptions, resolveUsageOptions, type UsageOptions } from "./usage/usage-options.js";
 
-/** pino-style logger: any of these methods, called as `(fields, message)`. */
+/** What every log line carries: a stable `event` name (`flux.usage.flush_failed`), never a secret. */
+export interface LogFields {
+  event: string;
+  [field: string]: unknown;
+}
+
+/**
+ * A pino logger as is (or any object with some of these methods), called as `(fields, message)`
+ * on the logger itself, so pino's child loggers, redaction and serializers apply.
+ */
 export interface Logger {
-  debug?(fields: Record<string, unknown>, message?: string): void;
-  info?(fields: Record<string, unknown>, message?: string): void;
-  warn?(fields: Record<string, unknown>, message?: string): void;
-  error?(fields: Record<string, unknown>, message?: string): void;
+  debug?(fields: LogFields, message?: string): void;
+  info?(fields: LogFields, message?: string): void;
+  warn?(fields: LogFields, message?: string): void;
+  error?(fields: LogFields, message?: string): void;
 }
 
 export interface FluxOptions {
@@ -126,6 +140,12 @@ export interface FluxOptions {
   /** pino-style logger for operational events (never given secrets or digests). @default none */
   logger?: Logger;
   /**
+   * OpenTelemetry: `flux.verify` spans and `flux.*` metrics through `@opentelemetry/api` (no-ops
+   * until the app installs an SDK). See `TelemetryOptions`.
+   * @default the global tracer and meter providers, no org / plan metric attributes
+   */
+  telemetry?: TelemetryOptions;
+  /**
    * Which proxies in front of this instance to believe, for every part of it: the client address
    * (the pre-authentication limiter, key observations, the portal's sessions and audit entries,
    * `flux.limits.clientAddress()`) from `X-Forwarded-For`, and the portal's scheme and host (so its
@@ -195,6 +215,7 @@ export interface ResolvedOptions {
   /** Interval of the offset measurement, or null when the local clock is used as is. */
   serverClockIntervalMs: number | null;
   logger: Logger;
+  telemetry: ResolvedTelemetryOptions;
   trustProxy: TrustProxy;
   /** `trustProxy` compiled once: `(address, hop) => trusted`. */
   trust: (address: string, hop: number) => boolean;
@@ -216,6 +237,7 @@ const KNOWN = new Set([
   "clock",
   "serverClock",
   "logger",
+  "telemetry",
   "trustProxy",
   "usage",
   "limits",
@@ -321,6 +343,7 @@ export function resolveOptions(
     clock: options.clock ?? Date.now,
     serverClockIntervalMs: resolveServerClock(options),
     logger: options.logger ?? {},
+    telemetry: resolveTelemetryOptions(options.telemetry),
     trustProxy,
     trust,
     usage: resolveUsageOptions(options.usage),

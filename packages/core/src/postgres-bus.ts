@@ -20,6 +20,7 @@ import type { InvalidationBus } from "./invalidation-bus.js";
 import type { Invalidation } from "./key-cache.js";
 import { isFilterHash } from "./keys/digest-filter.js";
 import type { Logger } from "./options.js";
+import type { Telemetry } from "./telemetry/telemetry.js";
 
 export interface PostgresBusOptions {
   url: string;
@@ -27,6 +28,7 @@ export interface PostgresBusOptions {
   maxStalenessMs: number;
   apply(change: Invalidation): void;
   logger: Logger;
+  telemetry?: Telemetry;
 }
 
 const RECONNECT_MIN_MS = 100;
@@ -43,6 +45,13 @@ export class PostgresBus implements InvalidationBus {
 
   private constructor(private readonly options: PostgresBusOptions) {
     this.heartbeatMs = Math.max(25, Math.floor(options.maxStalenessMs / 4));
+    options.telemetry?.observe("invalidationLag", () => this.lagSeconds());
+  }
+
+  /** Seconds since the last heartbeat that was answered was sent; null before the first. */
+  lagSeconds(): number | null {
+    if (this.hearsUntil === 0) return null;
+    return Math.max(0, performance.now() - (this.hearsUntil - this.options.maxStalenessMs)) / 1000;
   }
 
   /** Resolves once listening, or after the first attempt failed (it keeps trying in the background). */
@@ -154,7 +163,9 @@ export class PostgresBus implements InvalidationBus {
       await this.sleep(this.heartbeatMs);
       if (this.closed) break;
       const sentAt = performance.now();
-      if (await this.heartbeat(client)) {
+      const heard = await this.heartbeat(client);
+      this.options.telemetry?.heartbeat((performance.now() - sentAt) / 1000, heard);
+      if (heard) {
         this.hearsUntil = sentAt + this.options.maxStalenessMs;
       } else {
         this.options.logger.warn?.({ event: "flux.invalidation.deaf" }, "invalidation bus lost");

@@ -6,6 +6,7 @@ import type { UnknownKeys } from "./keys/unknown-keys.js";
 import type { Limits } from "./limits/limits.js";
 import type { KeyObservations } from "./observations/key-observations.js";
 import type { ResolvedOptions } from "./options.js";
+import type { Telemetry } from "./telemetry/telemetry.js";
 import type { Actor } from "./types.js";
 
 /** What the services of one Flux instance share. Internal. */
@@ -22,6 +23,8 @@ export interface Runtime {
   events: Events;
   /** Clients of keys in grace and scopes exercised, buffered and flushed in batches. */
   observations: KeyObservations;
+  /** Spans and metrics (OpenTelemetry API; no-ops without an SDK). */
+  telemetry: Telemetry;
   now(): number;
 }
 

@@ -10,6 +10,7 @@
  * Express's error handlers with `next(err)` when `passToErrorHandler` is set.
  */
 import {
+  addFluxKeysToDocument,
   createHttpAuth,
   type DenialResponse,
   type Flux,
@@ -17,8 +18,11 @@ import {
   type HttpAuth,
   type HttpAuthOptions,
   type KeyContext,
+  type OpenApiOptions,
   type PortalHandler,
   type PortalOptions,
+  type PrometheusOptions,
+  prometheusHandler,
   type RunWithContext,
   requirementError,
   serveWeb,
@@ -26,7 +30,7 @@ import {
   usageOutcomeOf,
 } from "@flux-keys/core";
 import type { NextFunction, Request, RequestHandler, Response } from "express";
-import { kRequirement, type Requirement, routeRequirements } from "./route-requirements.js";
+import { kRequirement, protectionOf, type Requirement, routeRequirements } from "./route-requirements.js";
 
 /** An Express request that passed `fluxKeys()`: `req.apiKey` is the verified key's context. */
 export type ApiKeyRequest<P = Record<string, string>> = Request<P> & { apiKey: KeyContext };
@@ -145,7 +149,63 @@ export function fluxKeys(flux: Flux, options: FluxKeysOptions = {}): RequestHand
       // As Express does for an async middleware: anything thrown reaches the error handlers.
       .catch(next);
   };
+  // What API documents read of this middleware (see addFluxKeysToOpenApi).
+  (middleware as FluxKeysMiddleware)[kFluxKeys] = {
+    cost: typeof cost === "number" ? cost : 1,
+    apiKeyHeader: auth.options.apiKeyHeader,
+  };
   return middleware;
+}
+
+const kFluxKeys = Symbol.for("flux-keys.express.middleware");
+type FluxKeysMiddleware = RequestHandler & {
+  [kFluxKeys]?: { cost: number; apiKeyHeader: string | false };
+};
+
+/**
+ * Adds Flux Keys to an OpenAPI 3.1 document of this app (returned as a copy): the security
+ * schemes, and for each operation whose request meets `fluxKeys()` the scopes and entitlement its
+ * guards require (`security`, `x-flux-keys`) and the 401 / 403 / 429 problem responses.
+ * Operations are matched to the app's routes by walking its router, as requests are.
+ */
+export function addFluxKeysToOpenApi<T extends object>(
+  app: { router?: { stack?: unknown } },
+  document: T,
+  options: OpenApiOptions = {},
+): T {
+  const first = findFluxKeys(app.router?.stack);
+  return addFluxKeysToDocument(
+    document,
+    (method, path) => {
+      // `/v1/events/{id}` is matched as a request to `/v1/events/x` would be.
+      const sample = path.replace(/\{[^}/]+\}/g, "x");
+      const found = protectionOf(app.router, (handle) => isFluxKeys(handle), method, sample);
+      if (found === null) return null;
+      const marker = (found.middleware as FluxKeysMiddleware)[kFluxKeys];
+      return {
+        scopes: found.requirement.scopes,
+        entitlement: found.requirement.entitlements,
+        cost: marker?.cost ?? 1,
+      };
+    },
+    { apiKeyHeader: first?.apiKeyHeader, ...options },
+  );
+}
+
+function isFluxKeys(handle: unknown): boolean {
+  return typeof handle === "function" && (handle as FluxKeysMiddleware)[kFluxKeys] !== undefined;
+}
+
+/** The first `fluxKeys()` in a router, depth first: whose header the document names. */
+function findFluxKeys(stack: unknown): { apiKeyHeader: string | false } | undefined {
+  if (!Array.isArray(stack)) return undefined;
+  for (const layer of stack as Array<{ handle?: unknown }>) {
+    const handle = layer.handle as FluxKeysMiddleware & { stack?: unknown };
+    if (isFluxKeys(handle)) return handle[kFluxKeys];
+    const nested = findFluxKeys(handle?.stack);
+    if (nested !== undefined) return nested;
+  }
+  return undefined;
 }
 
 /** The requirements of the guards after `middleware` on this request's route (see route-requirements.ts). */
@@ -235,6 +295,14 @@ export function fluxWebHandler(
   return (req, res, next) => {
     serveWeb(handler, req, res, req.originalUrl).catch(next);
   };
+}
+
+/**
+ * The `flux_*` metrics for Prometheus: `app.get("/metrics", fluxMetrics(flux))`. Mount it before
+ * `fluxKeys()` (a scraper has no API key), on a path your proxy keeps internal.
+ */
+export function fluxMetrics(flux: Flux, options: PrometheusOptions = {}): RequestHandler {
+  return fluxWebHandler(prometheusHandler(flux, options));
 }
 
 export { morganUrl, pinoHttpSerializers, redactUrl } from "./log-redaction.js";

@@ -37,9 +37,10 @@ interface RouteLike {
 }
 
 interface Walk {
-  self: unknown;
+  isSelf(handle: unknown): boolean;
   method: string;
-  seenSelf: boolean;
+  /** The middleware met (null until then). */
+  seenSelf: unknown;
   found: Requirement;
   endpoint: string | undefined;
 }
@@ -65,14 +66,7 @@ export function routeRequirements(
   const key = `${method} ${path}`;
   const cached = cache.get(key);
   if (cached !== undefined) return cached;
-  const walk: Walk = {
-    self,
-    method,
-    seenSelf: false,
-    found: { scopes: [], entitlements: [] },
-    endpoint: undefined,
-  };
-  visit(router.stack as LayerLike[], path, "", walk);
+  const walk = walkRouter(router.stack as LayerLike[], (handle) => handle === self, method, path);
   const none = walk.found.scopes.length === 0 && walk.found.entitlements.length === 0;
   let found: Requirement;
   if (walk.endpoint === undefined) found = none ? NONE : walk.found;
@@ -80,6 +74,41 @@ export function routeRequirements(
   if (cache.size >= CACHE_MAX) cache.clear();
   cache.set(key, found);
   return found;
+}
+
+/**
+ * For API documents: the first middleware on the way to `path` that `isSelf` recognises, and what
+ * the guards after it require; null when the request meets none (the route is not protected) or
+ * no route answers it. Not cached.
+ */
+export function protectionOf(
+  router: { stack?: unknown } | undefined,
+  isSelf: (handle: unknown) => boolean,
+  method: string,
+  path: string,
+): { middleware: unknown; requirement: Requirement } | null {
+  if (router === undefined || !Array.isArray(router.stack)) return null;
+  const walk = walkRouter(router.stack as LayerLike[], isSelf, method, path);
+  return walk.seenSelf === null || !walk.answered
+    ? null
+    : { middleware: walk.seenSelf, requirement: walk.found };
+}
+
+function walkRouter(
+  stack: LayerLike[],
+  isSelf: (handle: unknown) => boolean,
+  method: string,
+  path: string,
+): Walk & { answered: boolean } {
+  const walk: Walk = {
+    isSelf,
+    method,
+    seenSelf: null,
+    found: { scopes: [], entitlements: [] },
+    endpoint: undefined,
+  };
+  const answered = visit(stack, path, "", walk);
+  return Object.assign(walk, { answered });
 }
 
 /** True when the walk reached the route that will answer (nothing after it runs). */
@@ -95,7 +124,7 @@ function visit(stack: LayerLike[], path: string, base: string, walk: Walk): bool
     const route = layer.route;
     if (route !== undefined) {
       if (!route._handlesMethod(walk.method) && walk.method !== "HEAD") continue;
-      if (walk.seenSelf) {
+      if (walk.seenSelf !== null) {
         const method = walk.method.toLowerCase();
         for (const handler of route.stack) {
           if (handler.method === undefined || handler.method === method || method === "head") {
@@ -107,11 +136,11 @@ function visit(stack: LayerLike[], path: string, base: string, walk: Walk): bool
       return true;
     }
     const handle = layer.handle as { stack?: unknown } | undefined;
-    if (handle === walk.self) {
-      walk.seenSelf = true;
+    if (walk.seenSelf === null && walk.isSelf(handle)) {
+      walk.seenSelf = handle;
       continue;
     }
-    if (walk.seenSelf) collect(handle, walk);
+    if (walk.seenSelf !== null) collect(handle, walk);
     if (handle !== undefined && Array.isArray(handle.stack)) {
       const rest = path.slice(match.path.length);
       const inner = rest.startsWith("/") ? rest : `/${rest}`;

@@ -19,11 +19,16 @@ import {
   type HttpAuthOptions,
   type HttpRequestLike,
   type KeyContext,
+  type OpenApiOptions,
   type PortalOptions,
+  type PrometheusOptions,
+  problemDetailsSchema,
+  prometheusHandler,
   type RouteRequirements,
   type RunWithContext,
   sendWebResponse,
   toWebRequest,
+  withOperationSecurity,
 } from "@flux-keys/core";
 import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
@@ -59,6 +64,14 @@ export interface FluxKeysPluginOptions extends HttpAuthOptions {
    * e.g. `transactionContextFromKey()` of `@flux-keys/openfeature`. @default none
    */
   runWithContext?: RunWithContext;
+  /**
+   * Describe protected routes for `@fastify/swagger`: each route's schema gains `security`
+   * (scopes and entitlement), `x-flux-keys` and the 401 / 403 / 429 / 503 problem responses, and
+   * the problem schema is added as the shared schema `FluxProblem`. Give `@fastify/swagger` the
+   * security schemes: `components: { securitySchemes: openApiComponents().securitySchemes }`.
+   * @default false
+   */
+  openapi?: boolean | OpenApiOptions;
 }
 
 interface Pending {
@@ -72,6 +85,7 @@ interface Pending {
   units: number;
 }
 
+const PROBLEM_SCHEMA_ID = "FluxProblem";
 const DEFAULT_ERROR_KEYS = new Set(["statusCode", "code", "error", "message"]);
 /** Per-request state, as request decorations (stable shapes; no WeakMap per request). */
 const kPending = Symbol("flux-keys.pending");
@@ -89,7 +103,7 @@ type StatefulRequest = FastifyRequest & {
 type RouteConfig = { apiKey?: RouteRequirements; [kRoute]?: RouteRequirements };
 
 const plugin: FastifyPluginAsync<FluxKeysPluginOptions> = async (fastify, options) => {
-  const { flux, cost, runWithContext, ...authOptions } = options;
+  const { flux, cost, runWithContext, openapi, ...authOptions } = options;
   if (!flux) throw new Error("@flux-keys/fastify: pass { flux } when registering the plugin.");
   const auth = createHttpAuth(flux, authOptions);
 
@@ -108,10 +122,31 @@ const plugin: FastifyPluginAsync<FluxKeysPluginOptions> = async (fastify, option
 
   const resolve = (own: RouteRequirements | undefined): RouteRequirements =>
     own === undefined ? defaultRoute : Object.freeze({ ...own, cost: own.cost ?? cost ?? 1 });
+  const documented: OpenApiOptions | null =
+    openapi === undefined || openapi === false
+      ? null
+      : {
+          apiKeyHeader: auth.options.apiKeyHeader,
+          problemRef: `${PROBLEM_SCHEMA_ID}#`,
+          ...(openapi === true ? {} : openapi),
+        };
+  if (documented !== null) fastify.addSchema({ $id: PROBLEM_SCHEMA_ID, ...problemDetailsSchema() });
   fastify.addHook("onRoute", (routeOptions) => {
     const config = (routeOptions.config ?? {}) as RouteConfig;
-    config[kRoute] = resolve(config.apiKey);
+    const route = resolve(config.apiKey);
+    config[kRoute] = route;
     routeOptions.config = config as typeof routeOptions.config;
+    if (documented !== null && route.public !== true) {
+      // Fastify names it `response`, OpenAPI `responses`; the route's own answers are kept.
+      const { response, ...schema } = (routeOptions.schema ?? {}) as Record<string, unknown>;
+      const { responses, ...described } = withOperationSecurity(
+        // @fastify/swagger describes a 200 only while a route declares no response: keep it.
+        { ...schema, responses: response ?? { 200: { description: "Default Response" } } },
+        route,
+        documented,
+      );
+      routeOptions.schema = { ...described, response: responses } as typeof routeOptions.schema;
+    }
   });
 
   // Callback-style hooks: Fastify calls them without a promise per hook per request.
@@ -224,6 +259,32 @@ const portalPlugin: FastifyPluginAsync<FluxPortalPluginOptions> = async (fastify
 
 /** The portal plugin (encapsulated: register it with a `prefix`). */
 export const fluxPortal = portalPlugin;
+
+export interface FluxMetricsPluginOptions extends PrometheusOptions {
+  flux: Flux;
+  /** @default '/metrics' */
+  path?: string;
+}
+
+/**
+ * The `flux_*` metrics for Prometheus: `app.register(fluxMetrics, { flux })` serves them at
+ * `/metrics` (public to `fluxKeys`: a scraper has no API key; keep the path internal).
+ */
+export const fluxMetrics: FastifyPluginAsync<FluxMetricsPluginOptions> = async (fastify, options) => {
+  const { flux, path = "/metrics", registry } = options;
+  if (!flux) throw new Error("@flux-keys/fastify: pass { flux } when registering fluxMetrics.");
+  const handler = prometheusHandler(flux, registry === undefined ? {} : { registry });
+  fastify.route({
+    method: ["GET", "HEAD"],
+    url: path,
+    config: { apiKey: { public: true } },
+    handler: async (request, reply) => {
+      const response = await handler(toWebRequest(request.raw, request.raw.url));
+      reply.code(response.status).headers(Object.fromEntries(response.headers));
+      return request.method === "HEAD" ? reply.send() : reply.send(await response.text());
+    },
+  });
+};
 
 /**
  * Any Flux Keys Web handler (`Request` in, `Response` out) on a path, e.g. GitHub's secret-scanning

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { createFlux, createHttpAuth, type Flux, serveWeb } from "@flux-keys/core";
+import { createFlux, createHttpAuth, type Flux, prometheusHandler, serveWeb } from "@flux-keys/core";
 import {
   type DynamicModule,
   Inject,
@@ -49,6 +49,7 @@ const sharedProviders: Provider[] = [
         cost: _cost,
         closeOnShutdown: _close,
         portal: _portal,
+        metrics: _metrics,
         runWithContext: _run,
         allowContexts: _allowContexts,
         ...http
@@ -127,30 +128,18 @@ export class FluxKeysModule implements NestModule, OnApplicationShutdown {
     return providers;
   }
 
-  /** Mounts the portal (when configured) as middleware, ahead of guards, on either platform. */
+  /** Mounts the portal and the metrics (when configured) as middleware, ahead of guards, on either platform. */
   configure(consumer: MiddlewareConsumer): void {
     const portal = this.options.portal;
-    if (!portal) return;
-    const handler = this.flux.portal.handler(portal);
-    const base = handler.basePath;
-    const middleware = (
-      req: IncomingMessage & { originalUrl?: string },
-      res: ServerResponse,
-      next: (error?: unknown) => void,
-    ) => {
-      const url = req.originalUrl ?? req.url ?? "/";
-      const path = url.split("?")[0] ?? "/";
-      if (path !== base && !path.startsWith(`${base}/`)) return next();
-      serveWeb(handler, req, res, url).catch(next);
-    };
-    // Only the portal's paths reach the middleware; the prefix check above guards the edge cases.
-    const prefix = base.replace(/^\//, "");
-    consumer
-      .apply(middleware)
-      .forRoutes(
-        { path: prefix, method: RequestMethod.ALL },
-        { path: `${prefix}/{*splat}`, method: RequestMethod.ALL },
-      );
+    if (portal) {
+      const handler = this.flux.portal.handler(portal);
+      mountWeb(consumer, handler.basePath, true, handler);
+    }
+    const metrics = this.options.metrics;
+    if (metrics) {
+      const { path = "/metrics", ...prometheus } = metrics === true ? {} : metrics;
+      mountWeb(consumer, path, false, prometheusHandler(this.flux, prometheus));
+    }
   }
 
   /**
@@ -162,4 +151,28 @@ export class FluxKeysModule implements NestModule, OnApplicationShutdown {
     if (close) await this.flux.close();
     else await this.flux.usage.flush().catch(() => {});
   }
+}
+
+/** A Web handler as middleware at `base` (and below it, when `subtree`), ahead of guards. */
+function mountWeb(
+  consumer: MiddlewareConsumer,
+  base: string,
+  subtree: boolean,
+  handler: (request: Request) => Promise<Response>,
+): void {
+  const middleware = (
+    req: IncomingMessage & { originalUrl?: string },
+    res: ServerResponse,
+    next: (error?: unknown) => void,
+  ) => {
+    const url = req.originalUrl ?? req.url ?? "/";
+    const path = url.split("?")[0] ?? "/";
+    if (path !== base && !(subtree && path.startsWith(`${base}/`))) return next();
+    serveWeb(handler, req, res, url).catch(next);
+  };
+  // Only these paths reach the middleware; the prefix check above guards the edge cases.
+  const prefix = base.replace(/^\//, "");
+  const routes = [{ path: prefix, method: RequestMethod.ALL }];
+  if (subtree) routes.push({ path: `${prefix}/{*splat}`, method: RequestMethod.ALL });
+  consumer.apply(middleware).forRoutes(...routes);
 }

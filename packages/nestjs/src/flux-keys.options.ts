@@ -1,4 +1,11 @@
-import type { Flux, FluxOptions, HttpAuthOptions, PortalOptions, RunWithContext } from "@flux-keys/core";
+import type {
+  Flux,
+  FluxOptions,
+  HttpAuthOptions,
+  PortalOptions,
+  PrometheusOptions,
+  RunWithContext,
+} from "@flux-keys/core";
 import type { InjectionToken, ModuleMetadata, OptionalFactoryDependency, Type } from "@nestjs/common";
 
 export interface FluxKeysModuleOptions extends HttpAuthOptions {
@@ -30,6 +37,11 @@ export interface FluxKeysModuleOptions extends HttpAuthOptions {
    * middleware ahead of guards: API keys do not open it. @default none
    */
   portal?: PortalOptions;
+  /**
+   * Serve the `flux_*` metrics for Prometheus at `metrics.path` (`true`: at `/metrics`), as
+   * middleware ahead of guards: a scraper has no API key; keep the path internal. @default none
+   */
+  metrics?: boolean | (PrometheusOptions & { path?: string });
   /**
    * Runs each guarded handler inside a scope made from the verified key, e.g.
    * `transactionContextFromKey()` of `@flux-keys/openfeature` (through an interceptor). @default none

@@ -16,6 +16,7 @@ import type { PrismaClient } from "../database.js";
 import { Prisma } from "../generated/prisma/client.js";
 import { randomId } from "../key-format.js";
 import type { Logger } from "../options.js";
+import type { Telemetry } from "../telemetry/telemetry.js";
 import { isBlockedAddressError } from "./address-guard.js";
 import type { LifecycleEventType } from "./event-types.js";
 import type { Events } from "./events.js";
@@ -58,6 +59,7 @@ export interface DispatcherDependencies {
   options: ResolvedWebhookOptions;
   logger: Logger;
   now(): number;
+  telemetry?: Telemetry | undefined;
 }
 
 export class Dispatcher {
@@ -386,9 +388,9 @@ export class Dispatcher {
         const delivered = outcome.error === null;
         const exhausted = !delivered && delivery.attempts >= this.deps.options.maxAttempts;
         await this.finish(delivery, outcome, exhausted);
-        if (delivered) report.delivered++;
-        else if (exhausted) report.failed++;
-        else report.retrying++;
+        const result = delivered ? "delivered" : exhausted ? "failed" : "retrying";
+        report[result]++;
+        this.deps.telemetry?.webhookDelivery(result);
       }),
     );
   }

@@ -17,7 +17,7 @@ import type { Prisma } from "../generated/prisma/client.js";
 import { randomId } from "../key-format.js";
 import type { LimitedResult, LimitObserver } from "../limits/limits.js";
 import { periodAt } from "../limits/periods.js";
-import type { Logger } from "../options.js";
+import type { LogFields, Logger } from "../options.js";
 import type { KeyContext, QuotaState, RateLimitState } from "../types.js";
 import {
   type EventData,
@@ -418,7 +418,7 @@ export class Events {
     }
   }
 
-  private logThrottled(fields: Record<string, unknown>, message: string): void {
+  private logThrottled(fields: LogFields, message: string): void {
     const at = Date.now();
     if (at - this.lastLog < LOG_EVERY_MS) return;
     this.lastLog = at;

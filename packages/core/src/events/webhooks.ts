@@ -5,6 +5,7 @@ import { FluxError } from "../errors.js";
 import type { Prisma } from "../generated/prisma/client.js";
 import { randomId } from "../key-format.js";
 import type { Logger } from "../options.js";
+import type { Telemetry } from "../telemetry/telemetry.js";
 import { Dispatcher, type WebhookRunReport } from "./dispatcher.js";
 import type { LifecycleEventType } from "./event-types.js";
 import type { Events } from "./events.js";
@@ -87,8 +88,9 @@ export class Webhooks {
     private readonly options: ResolvedWebhookOptions,
     now: () => number,
     logger: Logger,
+    telemetry?: Telemetry,
   ) {
-    this.dispatcher = new Dispatcher({ prisma, events: outbox, options, now, logger });
+    this.dispatcher = new Dispatcher({ prisma, events: outbox, options, now, logger, telemetry });
   }
 
   /** @internal */

@@ -156,7 +156,12 @@ class PortalApp {
         const refused = checkCrossSite(request, url, identity.seed, this.options.allowedOrigins);
         if (refused !== null) {
           this.logger.warn?.(
-            { reason: refused.extensions.reason, method, path: url.pathname },
+            {
+              event: "flux.portal.cross_site_refused",
+              reason: refused.extensions.reason,
+              method,
+              path: url.pathname,
+            },
             "flux-keys portal: cross-site request refused",
           );
           throw refused;
@@ -175,7 +180,11 @@ class PortalApp {
         return problem(error);
       }
       this.logger.error?.(
-        { error: error instanceof Error ? error.name : typeof error, path: url.pathname },
+        {
+          event: "flux.portal.failed",
+          error: error instanceof Error ? error.name : typeof error,
+          path: url.pathname,
+        },
         "flux-keys portal: unexpected failure",
       );
       return internalProblem();
@@ -191,7 +200,10 @@ class PortalApp {
       if (found !== null && found !== undefined) {
         const customer = validCustomer(found);
         if (customer === null) {
-          this.logger.warn?.({}, "flux-keys portal: resolveCustomer returned an invalid customer");
+          this.logger.warn?.(
+            { event: "flux.portal.invalid_customer" },
+            "flux-keys portal: resolveCustomer returned an invalid customer",
+          );
         } else {
           return { customer, session: null, seed: readCookie(request, this.csrfCookie) };
         }
@@ -232,7 +244,10 @@ class PortalApp {
       ...(ip ? { ip } : {}),
     });
     if (started === null) {
-      this.logger.info?.({ path: `${this.options.basePath}/login/…` }, "flux-keys portal: link refused");
+      this.logger.info?.(
+        { event: "flux.portal.link_refused", path: `${this.options.basePath}/login/…` },
+        "flux-keys portal: link refused",
+      );
       return respond(
         410,
         messagePage(this.pageInfo(), {
@@ -243,7 +258,7 @@ class PortalApp {
       );
     }
     this.logger.info?.(
-      { orgId: started.session.orgId, userId: started.session.userId },
+      { event: "flux.portal.session_started", orgId: started.session.orgId, userId: started.session.userId },
       "flux-keys portal: session started",
     );
     const settings = this.cookieSettings(url);
@@ -514,7 +529,7 @@ class PortalApp {
     builder.withinActiveKeyLimit(this.options.maxActiveKeys);
     const { key, secret } = await builder.issue();
     this.logger.info?.(
-      { orgId: customer.orgId, userId: customer.userId, keyId: key.id },
+      { event: "flux.portal.key_created", orgId: customer.orgId, userId: customer.userId, keyId: key.id },
       "flux-keys portal: key created",
     );
     return json(201, { key: this.view(key, customer), secret });
@@ -533,7 +548,7 @@ class PortalApp {
       { actor },
     );
     this.logger.info?.(
-      { orgId: customer.orgId, userId: customer.userId, keyId: key.id },
+      { event: "flux.portal.key_updated", orgId: customer.orgId, userId: customer.userId, keyId: key.id },
       "flux-keys portal: key updated",
     );
     return json(200, { key: this.view(updated, customer) });
@@ -544,7 +559,13 @@ class PortalApp {
     const body = parseInput(rotateSchema, await readJson(request), "rotation");
     const rotated = await this.flux.keys.rotate(key.id, { gracePeriod: GRACE[body.gracePeriod], actor });
     this.logger.info?.(
-      { orgId: customer.orgId, userId: customer.userId, keyId: key.id, successorId: rotated.key.id },
+      {
+        event: "flux.portal.key_rotated",
+        orgId: customer.orgId,
+        userId: customer.userId,
+        keyId: key.id,
+        successorId: rotated.key.id,
+      },
       "flux-keys portal: key rotated",
     );
     return json(201, {
@@ -562,7 +583,7 @@ class PortalApp {
       ...(body.reason ? { reason: body.reason } : {}),
     });
     this.logger.info?.(
-      { orgId: customer.orgId, userId: customer.userId, keyId: key.id },
+      { event: "flux.portal.key_revoked", orgId: customer.orgId, userId: customer.userId, keyId: key.id },
       "flux-keys portal: key revoked",
     );
     return json(200, { key: this.view(revoked, customer), revokedWith: revoked.revokedWith });

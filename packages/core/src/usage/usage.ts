@@ -18,6 +18,7 @@ import { guard, type SqlDriver } from "../database.js";
 import { type Duration, toMs } from "../duration.js";
 import { FluxError, type FluxErrorCode } from "../errors.js";
 import type { Logger } from "../options.js";
+import type { Telemetry } from "../telemetry/telemetry.js";
 import type { ResolvedUsageOptions } from "./usage-options.js";
 import type { UnidentifiedCounts, UsageOutcome } from "./usage-outcomes.js";
 import { parseTopQuery, parseUsageQuery, type UsageQuery, type UsageTopQuery } from "./usage-query.js";
@@ -156,8 +157,11 @@ export class Usage {
     private readonly options: ResolvedUsageOptions,
     private readonly now: () => number,
     private readonly logger: Logger = {},
+    private readonly telemetry?: Telemetry,
   ) {
     this.recorder = new UsageRecorder(options.maxBufferedBuckets, now);
+    telemetry?.observe("usageBufferSize", () => this.recorder.bufferedBuckets);
+    telemetry?.observe("usageDropped", () => this.recorder.dropped);
   }
 
   /**
@@ -361,7 +365,10 @@ export class Usage {
     } catch {
       const lost = this.recorder.bufferedCalls;
       this.recorder.dropped += lost;
-      this.logger.error?.({ lostCalls: lost }, "flux-keys: usage could not be written before close");
+      this.logger.error?.(
+        { event: "flux.usage.lost_on_close", lostCalls: lost },
+        "flux-keys: usage could not be written before close",
+      );
     }
   }
 
@@ -383,7 +390,10 @@ export class Usage {
       }
       await forgetBatches(this.driver, BATCH_ID_TTL_MS);
     } catch (error) {
-      this.logger.warn?.({ error: describe(error) }, "flux-keys: usage maintenance failed");
+      this.logger.warn?.(
+        { event: "flux.usage.maintenance_failed", error: describe(error) },
+        "flux-keys: usage maintenance failed",
+      );
     }
   }
 
@@ -399,6 +409,8 @@ export class Usage {
 
   private async flushNow(): Promise<UsageFlushReport> {
     this.flushing = true;
+    const startedAt = performance.now();
+    let ok = false;
     const report: UsageFlushReport = { buckets: 0, calls: 0 };
     try {
       // Oldest first; new buckets are taken out only once every retried batch is in.
@@ -414,6 +426,7 @@ export class Usage {
       this.counters.flushes++;
       this.counters.lastFlushAt = new Date(this.now());
       this.counters.lastError = null;
+      ok = true;
       return report;
     } catch (error) {
       this.counters.failedFlushes++;
@@ -422,13 +435,18 @@ export class Usage {
       this.counters.lastError = { code: failure.code, message: describe(error), at: new Date(this.now()) };
       if (this.counters.failedFlushes === 1 || this.counters.failedFlushes % 100 === 0) {
         this.logger.warn?.(
-          { error: describe(error), bufferedCalls: this.recorder.bufferedCalls },
+          {
+            event: "flux.usage.flush_failed",
+            error: describe(error),
+            bufferedCalls: this.recorder.bufferedCalls,
+          },
           "flux-keys: usage flush failed; kept for a retry",
         );
       }
       throw failure;
     } finally {
       this.flushing = false;
+      this.telemetry?.usageFlushed((performance.now() - startedAt) / 1000, ok);
     }
   }
 
@@ -451,7 +469,7 @@ export class Usage {
         this.recorder.settle(batch);
         this.recorder.dropped += batch.calls;
         this.logger.error?.(
-          { error: describe(error), droppedCalls: batch.calls },
+          { event: "flux.usage.batch_refused", error: describe(error), droppedCalls: batch.calls },
           "flux-keys: usage batch refused by the database",
         );
         return;

@@ -4,7 +4,7 @@
  * script, one round trip) and, with `--cluster`, on a throwaway Redis Cluster of 3 masters and 3
  * replicas started from redis-server. Not a test; numbers only.
  *
- *   npx tsx --conditions=source bench/limits.bench.ts [--cluster]
+ *   npx tsx --conditions=source bench/limits.bench.ts [--cluster | --only-cluster] [--algorithms=fixed,sliding]
  *
  * REDIS_URL (default redis://127.0.0.1:6379) is used for the Redis part when reachable.
  */
@@ -14,8 +14,11 @@ import { Redis } from "ioredis";
 import { ThrowawayRedisCluster } from "../test/support/redis-cluster.js";
 
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
-const ALGORITHMS = ["fixed", "sliding", "gcra"] as const;
-type Algorithm = (typeof ALGORITHMS)[number];
+type Algorithm = "fixed" | "sliding" | "gcra";
+/** `--algorithms=fixed` measures one alone (one counter class: no polymorphic call sites). */
+const ALGORITHMS = (
+  process.argv.find((arg) => arg.startsWith("--algorithms="))?.slice(13) ?? "fixed,sliding,gcra"
+).split(",") as Algorithm[];
 
 async function keyWith(flux: Flux, plan: Parameters<Flux["plans"]["upsert"]>[0]): Promise<string> {
   await flux.plans.upsert(plan);
@@ -80,7 +83,9 @@ async function best(flux: Flux, secrets: Record<string, string>, iterations: num
 const format = (r: { nsPerOp: number; perSecond: number }, unit: "ns" | "µs") =>
   `${r.perSecond.toLocaleString("en")} /s (${unit === "ns" ? `${r.nsPerOp.toFixed(0)} ns` : `${(r.nsPerOp / 1000).toFixed(1)} µs`})`;
 
-{
+const onlyCluster = process.argv.includes("--only-cluster");
+
+if (!onlyCluster) {
   const flux = await createFlux({ database: { pglite: true }, redis: null });
   const secrets: Record<string, string> = { plain: await keyWith(flux, { id: "plain", name: "plain" }) };
   for (const algorithm of ALGORITHMS) {
@@ -105,12 +110,12 @@ const format = (r: { nsPerOp: number; perSecond: number }, unit: "ns" | "µs") =
 }
 
 /** The shared store: per algorithm, sequential latency, round trips, and 64 in flight. */
-async function sharedStore(label: string, redis: FluxOptions["redis"], countWrites: boolean) {
+async function sharedStore(label: string, id: string, redis: FluxOptions["redis"], countWrites: boolean) {
   const flux = await createFlux({ database: { pglite: true }, redis });
   const secrets: Record<string, string> = {};
   for (const algorithm of ALGORITHMS) {
     secrets[algorithm] = await keyWith(flux, {
-      id: `${label}-${algorithm}`,
+      id: `${id}-${algorithm}`,
       name: algorithm,
       rateLimits: windows(algorithm),
       quota: { limit: big, period: "day" },
@@ -151,9 +156,11 @@ const redisUp = await probe
   .catch(() => false);
 probe.disconnect();
 
-if (redisUp) {
+if (onlyCluster) {
+  // the memory and single-Redis parts are skipped
+} else if (redisUp) {
   const keyPrefix = `bench-${process.pid}:`;
-  await sharedStore("Redis", { url: REDIS_URL, keyPrefix }, true);
+  await sharedStore("Redis", "redis", { url: REDIS_URL, keyPrefix }, true);
   const cleaner = new Redis(REDIS_URL);
   const keys = await cleaner.keys(`${keyPrefix}*`);
   if (keys.length > 0) await cleaner.del(...keys);
@@ -162,10 +169,10 @@ if (redisUp) {
   console.log(`Redis not reachable at ${REDIS_URL}: skipped the Redis part.`);
 }
 
-if (process.argv.includes("--cluster")) {
+if (onlyCluster || process.argv.includes("--cluster")) {
   const cluster = await ThrowawayRedisCluster.start();
   try {
-    await sharedStore("Redis Cluster (3+3)", { cluster: cluster.startupNodes }, false);
+    await sharedStore("Redis Cluster (3+3)", "cluster", { cluster: cluster.startupNodes }, false);
   } finally {
     await cluster.destroy();
   }

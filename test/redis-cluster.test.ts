@@ -65,6 +65,7 @@ describe.skipIf(!clusterAvailable || !hasPostgres)("limits on a Redis Cluster", 
   const prefix = `${uniqueName("cl")}:`;
   const rejections: unknown[] = [];
   const onRejection = (reason: unknown) => rejections.push(reason);
+  const warnings: Array<Record<string, unknown>> = [];
 
   beforeAll(async () => {
     process.on("unhandledRejection", onRejection);
@@ -79,6 +80,7 @@ describe.skipIf(!clusterAvailable || !hasPostgres)("limits on a Redis Cluster", 
           database: { url: DATABASE_URL, schema: schema.schema, poolSize: 3 },
           redis,
           limits: { preAuth: false },
+          logger: { warn: (fields) => warnings.push(fields) },
         }),
       );
     }
@@ -202,6 +204,7 @@ describe.skipIf(!clusterAvailable || !hasPostgres)("limits on a Redis Cluster", 
     const [replica] = await cluster.replicasOf(master);
     expect(replica).toBeDefined();
 
+    warnings.length = 0;
     const outcomes: string[] = [];
     const closedOutcomes: string[] = [];
     let loading = true;
@@ -235,8 +238,10 @@ describe.skipIf(!clusterAvailable || !hasPostgres)("limits on a Redis Cluster", 
     expect(outcomes.filter((o) => o !== "valid")).toEqual([]);
     const duringClosed = closedOutcomes.slice(closedKilledAt);
     expect(duringClosed.filter((o) => o !== "valid" && o !== "store_unavailable")).toEqual([]);
-    // The policy applied during the failover: the fail-closed instance refused with 503s.
+    // The policy applied during the failover: the fail-closed instance refused with 503s, the
+    // others counted in their insurance meanwhile.
     expect(duringClosed).toContain("store_unavailable");
+    expect(warnings.some((w) => w.event === "flux.limits.insurance" && w.store === "redis")).toBe(true);
     expect(outcomes.length).toBeGreaterThan(killedAt);
 
     // Nothing counted twice: each request now adds exactly one to the counter on the new master.

@@ -173,29 +173,7 @@ export class ThrowawayRedis {
       ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
       { stdio: "ignore" },
     );
-    const probe = new Redis({
-      port: this.port,
-      host: "127.0.0.1",
-      lazyConnect: true,
-      maxRetriesPerRequest: 0,
-      retryStrategy: () => null,
-    });
-    probe.on("error", () => {});
-    try {
-      for (let i = 0; i < 200; i++) {
-        try {
-          await probe.connect();
-          await probe.ping();
-          return;
-        } catch {
-          probe.disconnect();
-          await sleep(25);
-        }
-      }
-      throw new Error("redis-server did not start");
-    } finally {
-      probe.disconnect();
-    }
+    await redisAnswers(this.port);
   }
 
   async kill(): Promise<void> {
@@ -216,6 +194,33 @@ export class ThrowawayRedis {
     const client = new Redis({ port: this.port, host: "127.0.0.1", maxRetriesPerRequest: 1 });
     client.on("error", () => {});
     return client;
+  }
+}
+
+/** Resolves once a redis-server just spawned on `port` answers PING (about 5 s at most). */
+export async function redisAnswers(port: number): Promise<void> {
+  const probe = new Redis({
+    port,
+    host: "127.0.0.1",
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+  });
+  probe.on("error", () => {});
+  try {
+    for (let i = 0; i < 200; i++) {
+      try {
+        await probe.connect();
+        await probe.ping();
+        return;
+      } catch {
+        probe.disconnect();
+        await sleep(25);
+      }
+    }
+    throw new Error(`redis-server on ${port} did not start`);
+  } finally {
+    probe.disconnect();
   }
 }
 

@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import { Redis } from "ioredis";
-import { freePort, REDIS_SERVER } from "./faults-services.js";
+import { freePort, REDIS_SERVER, redisAnswers } from "./faults-services.js";
 
 const run = promisify(execFile);
 
@@ -64,7 +64,7 @@ export class ThrowawayRedisCluster {
     const cluster = new ThrowawayRedisCluster(nodes);
     try {
       for (const node of nodes) cluster.spawn(node);
-      for (const node of nodes) await cluster.waitForPing(node.port);
+      for (const node of nodes) await redisAnswers(node.port);
       await run(
         REDIS_CLI,
         [
@@ -197,32 +197,6 @@ export class ThrowawayRedisCluster {
     );
     track(child);
     node.child = child;
-  }
-
-  private async waitForPing(port: number): Promise<void> {
-    const probe = new Redis({
-      port,
-      host: "127.0.0.1",
-      lazyConnect: true,
-      maxRetriesPerRequest: 0,
-      retryStrategy: () => null,
-    });
-    probe.on("error", () => {});
-    try {
-      for (let i = 0; i < 200; i++) {
-        try {
-          await probe.connect();
-          await probe.ping();
-          return;
-        } catch {
-          probe.disconnect();
-          await sleep(25);
-        }
-      }
-      throw new Error(`redis-server on ${port} did not start`);
-    } finally {
-      probe.disconnect();
-    }
   }
 
   private async waitForState(state: "ok", timeoutMs: number): Promise<void> {

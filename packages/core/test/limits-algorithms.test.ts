@@ -14,6 +14,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hasRedis, REDIS_URL, uniqueName } from "../../../test/support/services.js";
 import { createFlux, type Flux, type RateLimitWindow, rateLimitHeaders } from "../src/index.js";
 
+/** fast-check runs of up to 60 requests each: generous under a loaded CI machine. */
+const PROPERTY_TIMEOUT_MS = 180_000;
 const WINDOW_S = 10;
 const W = WINDOW_S * 1000;
 
@@ -99,24 +101,30 @@ for (const store of STORES) {
       return worst;
     }
 
-    it("sliding: any span of s ≤ W passes at most L × (1 + s / W)", async () => {
-      await fc.assert(
-        fc.asyncProperty(
-          fc.integer({ min: 2, max: 12 }),
-          fc.integer({ min: 0, max: W - 1 }),
-          schedule,
-          async (limit, offset, requests) => {
-            const secret = await keyWith(
-              { name: "s", limit, window: WINDOW_S, algorithm: "sliding" },
-              offset,
-            );
-            const admitted = await play(secret, requests);
-            expect(worstExcess(admitted, W, (span) => limit * (1 + span / W) + 1e-6)).toBeLessThanOrEqual(0);
-          },
-        ),
-        { numRuns: 40 },
-      );
-    });
+    it(
+      "sliding: any span of s ≤ W passes at most L × (1 + s / W)",
+      async () => {
+        await fc.assert(
+          fc.asyncProperty(
+            fc.integer({ min: 2, max: 12 }),
+            fc.integer({ min: 0, max: W - 1 }),
+            schedule,
+            async (limit, offset, requests) => {
+              const secret = await keyWith(
+                { name: "s", limit, window: WINDOW_S, algorithm: "sliding" },
+                offset,
+              );
+              const admitted = await play(secret, requests);
+              expect(worstExcess(admitted, W, (span) => limit * (1 + span / W) + 1e-6)).toBeLessThanOrEqual(
+                0,
+              );
+            },
+          ),
+          { numRuns: 40 },
+        );
+      },
+      PROPERTY_TIMEOUT_MS,
+    );
 
     it("sliding: refuses the fixed window's edge burst", async () => {
       const limit = 10;
@@ -137,26 +145,30 @@ for (const store of STORES) {
       expect(after).toHaveLength(0);
     });
 
-    it("gcra: any span of s passes at most B + s × L / W", async () => {
-      await fc.assert(
-        fc.asyncProperty(
-          fc.integer({ min: 1, max: 12 }),
-          fc.integer({ min: 1, max: 12 }),
-          fc.integer({ min: 0, max: W - 1 }),
-          schedule,
-          async (limit, burst, offset, requests) => {
-            const secret = await keyWith(
-              { name: "g", limit, window: WINDOW_S, algorithm: "gcra", burst },
-              offset,
-            );
-            const admitted = await play(secret, requests);
-            const bound = (span: number) => burst + (span * limit) / W + 1e-6;
-            expect(worstExcess(admitted, Number.POSITIVE_INFINITY, bound)).toBeLessThanOrEqual(0);
-          },
-        ),
-        { numRuns: 40 },
-      );
-    });
+    it(
+      "gcra: any span of s passes at most B + s × L / W",
+      async () => {
+        await fc.assert(
+          fc.asyncProperty(
+            fc.integer({ min: 1, max: 12 }),
+            fc.integer({ min: 1, max: 12 }),
+            fc.integer({ min: 0, max: W - 1 }),
+            schedule,
+            async (limit, burst, offset, requests) => {
+              const secret = await keyWith(
+                { name: "g", limit, window: WINDOW_S, algorithm: "gcra", burst },
+                offset,
+              );
+              const admitted = await play(secret, requests);
+              const bound = (span: number) => burst + (span * limit) / W + 1e-6;
+              expect(worstExcess(admitted, Number.POSITIVE_INFINITY, bound)).toBeLessThanOrEqual(0);
+            },
+          ),
+          { numRuns: 40 },
+        );
+      },
+      PROPERTY_TIMEOUT_MS,
+    );
 
     it("gcra: an even rate after the burst", async () => {
       const limit = 10; // one unit every 1 s
@@ -230,42 +242,46 @@ for (const store of STORES) {
     }
 
     for (const algorithm of ["sliding", "gcra"] as const) {
-      it(`${algorithm}: remaining and resetIn tell the truth`, async () => {
-        await fc.assert(
-          fc.asyncProperty(
-            fc.integer({ min: 1, max: 10 }),
-            fc.integer({ min: 0, max: W - 1 }),
-            schedule,
-            async (limit, offset, requests) => {
-              const window: RateLimitWindow = { name: "t", limit, window: WINDOW_S, algorithm };
-              const secret = await keyWith(window, offset);
-              await play(secret, requests);
-              // `remaining` units pass at once, and not one more.
-              const read = await flux.keys.check(secret, { cost: 0 });
-              if (!read.valid) throw read.error;
-              const remaining = read.context.rateLimit?.windows[0]?.remaining as number;
-              if (remaining > 0)
-                expect((await flux.keys.check(secret, { cost: remaining })).valid).toBe(true);
-              const refused = await flux.keys.check(secret);
-              expect(refused.valid).toBe(false);
-              if (refused.valid) return;
-              // Refused: admitted once its resetIn (and Retry-After) has passed, not earlier than a
-              // second before.
-              const resetIn = refused.error.extensions.retryAfter as number;
-              expect(Number(rateLimitHeaders(refused)["Retry-After"])).toBe(Math.max(resetIn, 1));
-              now += resetIn * 1000;
-              const retried = await flux.keys.check(secret);
-              expect(retried.valid).toBe(true);
-              if (!retried.valid) return;
-              // Admitted: whole again after its resetIn.
-              now += (retried.context.rateLimit?.windows[0]?.resetIn as number) * 1000;
-              const whole = await flux.keys.check(secret, { cost: 0 });
-              expect(whole.valid && whole.context.rateLimit?.windows[0]?.remaining).toBe(limit);
-            },
-          ),
-          { numRuns: 25 },
-        );
-      });
+      it(
+        `${algorithm}: remaining and resetIn tell the truth`,
+        async () => {
+          await fc.assert(
+            fc.asyncProperty(
+              fc.integer({ min: 1, max: 10 }),
+              fc.integer({ min: 0, max: W - 1 }),
+              schedule,
+              async (limit, offset, requests) => {
+                const window: RateLimitWindow = { name: "t", limit, window: WINDOW_S, algorithm };
+                const secret = await keyWith(window, offset);
+                await play(secret, requests);
+                // `remaining` units pass at once, and not one more.
+                const read = await flux.keys.check(secret, { cost: 0 });
+                if (!read.valid) throw read.error;
+                const remaining = read.context.rateLimit?.windows[0]?.remaining as number;
+                if (remaining > 0)
+                  expect((await flux.keys.check(secret, { cost: remaining })).valid).toBe(true);
+                const refused = await flux.keys.check(secret);
+                expect(refused.valid).toBe(false);
+                if (refused.valid) return;
+                // Refused: admitted once its resetIn (and Retry-After) has passed, not earlier than a
+                // second before.
+                const resetIn = refused.error.extensions.retryAfter as number;
+                expect(Number(rateLimitHeaders(refused)["Retry-After"])).toBe(Math.max(resetIn, 1));
+                now += resetIn * 1000;
+                const retried = await flux.keys.check(secret);
+                expect(retried.valid).toBe(true);
+                if (!retried.valid) return;
+                // Admitted: whole again after its resetIn.
+                now += (retried.context.rateLimit?.windows[0]?.resetIn as number) * 1000;
+                const whole = await flux.keys.check(secret, { cost: 0 });
+                expect(whole.valid && whole.context.rateLimit?.windows[0]?.remaining).toBe(limit);
+              },
+            ),
+            { numRuns: 25 },
+          );
+        },
+        PROPERTY_TIMEOUT_MS,
+      );
     }
   });
 }

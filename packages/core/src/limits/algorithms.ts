@@ -146,14 +146,14 @@ export class SlidingCounter extends MemoryCounter {
 
   protected decide(slot: Slot, cost: number, at: number): RateLimiterRes {
     roll(slot, at, this.ms);
-    const estimate = slidingEstimate(slot.a, slot.b, slot.index, this.ms, at);
+    const estimate = slidingEstimate(slot, this.ms, at);
     if (estimate + cost > this.limit + EPSILON) {
-      const wait = slidingWait(slot.a, slot.b, slot.index, this.ms, this.limit, cost, at);
+      const wait = slidingWait(slot, this.ms, this.limit, cost, at);
       return new RateLimiterRes(remainingOf(this.limit - estimate), wait, -1, false);
     }
     slot.a += cost;
     const remaining = remainingOf(this.limit - estimate - cost);
-    return new RateLimiterRes(remaining, slidingReset(slot.a, slot.b, slot.index, this.ms, at), cost, false);
+    return new RateLimiterRes(remaining, slidingReset(slot, this.ms, at), cost, false);
   }
 
   protected giveBack(slot: Slot, cost: number, at: number): void {
@@ -223,48 +223,29 @@ function roll(slot: Slot, at: number, ms: number): void {
   slot.index = index;
 }
 
-export function slidingEstimate(
-  current: number,
-  previous: number,
-  index: number,
-  ms: number,
-  at: number,
-): number {
-  const elapsed = at - index * ms;
-  return (previous * (ms - elapsed)) / ms + current;
+/** The weighted count a request sees (the slot rolled to `at`'s window). */
+function slidingEstimate(slot: Slot, ms: number, at: number): number {
+  const elapsed = at - slot.index * ms;
+  return (slot.b * (ms - elapsed)) / ms + slot.a;
 }
 
 /** Ms until what is counted has slid out entirely (the window is whole again). */
-export function slidingReset(
-  current: number,
-  previous: number,
-  index: number,
-  ms: number,
-  at: number,
-): number {
-  if (current > 0) return (index + 2) * ms - at;
-  if (previous > 0) return (index + 1) * ms - at;
+function slidingReset(slot: Slot, ms: number, at: number): number {
+  if (slot.a > 0) return (slot.index + 2) * ms - at;
+  if (slot.b > 0) return (slot.index + 1) * ms - at;
   return 0;
 }
 
 /** Ms until a request of `cost` fits (the previous window decaying, then the current one). */
-export function slidingWait(
-  current: number,
-  previous: number,
-  index: number,
-  ms: number,
-  limit: number,
-  cost: number,
-  at: number,
-): number {
-  if (cost > limit) return slidingReset(current, previous, index, ms, at);
-  const start = index * ms;
-  const room = limit - cost - current;
-  if (room >= 0 && previous > 0) {
-    const elapsed = ms * (1 - room / previous);
+function slidingWait(slot: Slot, ms: number, limit: number, cost: number, at: number): number {
+  if (cost > limit) return slidingReset(slot, ms, at);
+  const start = slot.index * ms;
+  const room = limit - cost - slot.a;
+  if (room >= 0 && slot.b > 0) {
+    const elapsed = ms * (1 - room / slot.b);
     if (elapsed < ms) return Math.max(0, start + Math.ceil(elapsed) - at);
   }
-  if (current <= 0) return start + ms - at;
-  const elapsed = Math.max(0, ms * (1 - (limit - cost) / current));
+  if (slot.a <= 0) return start + ms - at;
+  const elapsed = Math.max(0, ms * (1 - (limit - cost) / slot.a));
   return start + ms + Math.ceil(elapsed) - at;
 }

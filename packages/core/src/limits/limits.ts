@@ -14,6 +14,10 @@
  * library's model): a key limited to L per W seconds can pass at most 2L in any span of W seconds
  * (L at the end of one window, L at the start of the next), and at most (k+1)L in any span of kW.
  * `sliding` and `gcra`: see limits/algorithms.ts for what they bound.
+ *
+ * One file past 400 lines: both store paths, the insurance and the pre-auth limiter build the same
+ * window state and denials from the same bound windows; split, they would share them through a
+ * back door.
  */
 import type { Cluster, Redis } from "ioredis";
 import { LRUCache } from "lru-cache";
@@ -42,6 +46,7 @@ import { addressBucket } from "./client-address.js";
 import type { ResolvedLimitOptions } from "./limit-options.js";
 import { windowLength } from "./limit-options.js";
 import { periodAt } from "./periods.js";
+import { type Client, duplicateForCounting, safeForCounting } from "./redis-clients.js";
 import { type Algorithm, type Reply, SharedStore, type SharedWindow, WINDOW_FIELDS } from "./shared-store.js";
 
 type Limiter = RateLimiterAbstract;
@@ -846,68 +851,6 @@ class InsuranceLimiter extends RateLimiterMemory {
     this.onUse();
     return super.consume(key, points, options);
   }
-}
-
-type Client = Redis | Cluster;
-
-function isCluster(client: Client): client is Cluster {
-  return (client as Cluster).isCluster === true;
-}
-
-/**
- * Safe for counting: auto-pipelining, and no command ever sent twice (a lost reply is not resent
- * after a reconnect; on a cluster, not retried on another node after a failover either).
- */
-function safeForCounting(client: Client): boolean {
-  if (isCluster(client)) {
-    const options = client.options;
-    return (
-      options.enableAutoPipelining === true &&
-      options.retryDelayOnFailover === 0 &&
-      options.redisOptions?.autoResendUnfulfilledCommands === false
-    );
-  }
-  return (
-    client.options.enableAutoPipelining === true && client.options.autoResendUnfulfilledCommands === false
-  );
-}
-
-function duplicateForCounting(client: Client): Client {
-  const fastFail = {
-    autoResendUnfulfilledCommands: false,
-    enableOfflineQueue: false,
-    commandTimeout: 1_000,
-    maxRetriesPerRequest: 1,
-  };
-  if (isCluster(client))
-    return client.duplicate(undefined, countingClusterOptions(client.options.redisOptions));
-  return client.duplicate({ ...fastFail, enableAutoPipelining: true, lazyConnect: false });
-}
-
-/**
- * Cluster options for counting: a command is never retried where it may have run (a closed
- * connection during a failover fails it, and the store policy answers), and nothing waits for a
- * cluster that is down: the policy answers at once. Redirections (MOVED, ASK, TRYAGAIN) are
- * followed: a redirected script has not run.
- */
-export function countingClusterOptions(redisOptions: Record<string, unknown> = {}) {
-  return {
-    enableAutoPipelining: true,
-    enableOfflineQueue: false,
-    retryDelayOnFailover: 0,
-    retryDelayOnClusterDown: 0,
-    slotsRefreshTimeout: 1_000,
-    slotsRefreshInterval: 2_000,
-    lazyConnect: false,
-    redisOptions: {
-      ...redisOptions,
-      autoResendUnfulfilledCommands: false,
-      enableOfflineQueue: false,
-      commandTimeout: 1_000,
-      connectTimeout: 2_000,
-      maxRetriesPerRequest: 1,
-    },
-  };
 }
 
 /**

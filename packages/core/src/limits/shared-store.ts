@@ -44,7 +44,7 @@ const ALGORITHM_CODE: Record<Algorithm, string> = { fixed: "1", sliding: "2", gc
  * (1 fixed, 2 sliding, 3 gcra), limit, ms, burst; then the quota's limit and TTL (ms); then the
  * costs of the requests, in order (one negative cost: give that much back to every counter).
  */
-const SCRIPT = `
+export const DECIDE_SCRIPT = `
 local now = tonumber(ARGV[1])
 if now == 0 then
   local t = redis.call('TIME')
@@ -273,7 +273,7 @@ export class SharedStore {
     private readonly clock: (() => number) | null,
   ) {
     if (typeof (client as unknown as { fluxDecide?: unknown }).fluxDecide !== "function") {
-      client.defineCommand("fluxDecide", { lua: SCRIPT });
+      client.defineCommand("fluxDecide", { lua: DECIDE_SCRIPT });
     }
     const command = (client as unknown as { fluxDecide: Decide }).fluxDecide;
     this.decideScript = command.bind(client);
@@ -286,7 +286,7 @@ export class SharedStore {
   async preload(client: Client): Promise<void> {
     const nodes =
       "isCluster" in client && client.isCluster ? (client as Cluster).nodes("master") : [client as Redis];
-    await Promise.all(nodes.map((node) => node.script("LOAD", SCRIPT).catch(() => {})));
+    await Promise.all(nodes.map((node) => node.script("LOAD", DECIDE_SCRIPT).catch(() => {})));
   }
 
   /** The arguments before the costs, for a decision's windows and quota. */

@@ -10,6 +10,7 @@
  */
 import { performance } from "node:perf_hooks";
 import { createFlux, type VerifyOptions } from "@flux-keys/core";
+import { registerOtelSdk } from "./otel-sdk.js";
 
 function flag(name: string, fallback: number): number {
   const found = process.argv.find((arg) => arg.startsWith(`--${name}=`));
@@ -19,26 +20,7 @@ const ITERATIONS = flag("iterations", 200_000);
 const ROUNDS = flag("rounds", 11);
 const OTEL = process.argv.includes("--otel");
 
-if (OTEL) {
-  const { metrics, trace } = await import("@opentelemetry/api");
-  const { BasicTracerProvider, BatchSpanProcessor } = await import("@opentelemetry/sdk-trace-base");
-  const { AggregationTemporality, InMemoryMetricExporter, MeterProvider, PeriodicExportingMetricReader } =
-    await import("@opentelemetry/sdk-metrics");
-  const dropped = {
-    export: (_spans: unknown, done: (r: { code: 0 }) => void) => done({ code: 0 }),
-    shutdown: async () => {},
-  };
-  trace.setGlobalTracerProvider(
-    new BasicTracerProvider({ spanProcessors: [new BatchSpanProcessor(dropped)] }),
-  );
-  const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
-  metrics.setGlobalMeterProvider(
-    new MeterProvider({
-      readers: [new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 1_000 })],
-    }),
-  );
-  setInterval(() => exporter.reset(), 5_000).unref();
-}
+if (OTEL) registerOtelSdk();
 
 const flux = await createFlux({ database: { pglite: true }, redis: null });
 await flux.plans.upsert({

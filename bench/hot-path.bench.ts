@@ -34,6 +34,7 @@ import {
 } from "@flux-keys/core";
 import { extractCredential } from "../packages/core/src/http/credentials.js";
 import { rateLimitHeaders } from "../packages/core/src/limits/headers.js";
+import { registerOtelSdk } from "./otel-sdk.js";
 
 function flag(name: string, fallback: string): string {
   const found = process.argv.find((arg) => arg === `--${name}` || arg.startsWith(`--${name}=`));
@@ -49,26 +50,7 @@ const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const OTEL = process.argv.includes("--otel");
 const PROMETHEUS = process.argv.includes("--prometheus");
 
-if (OTEL) {
-  const { metrics, trace } = await import("@opentelemetry/api");
-  const { BasicTracerProvider, BatchSpanProcessor } = await import("@opentelemetry/sdk-trace-base");
-  const { AggregationTemporality, InMemoryMetricExporter, MeterProvider, PeriodicExportingMetricReader } =
-    await import("@opentelemetry/sdk-metrics");
-  const dropped = {
-    export: (_spans: unknown, done: (r: { code: 0 }) => void) => done({ code: 0 }),
-    shutdown: async () => {},
-  };
-  trace.setGlobalTracerProvider(
-    new BasicTracerProvider({ spanProcessors: [new BatchSpanProcessor(dropped)] }),
-  );
-  const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
-  metrics.setGlobalMeterProvider(
-    new MeterProvider({
-      readers: [new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 1_000 })],
-    }),
-  );
-  setInterval(() => exporter.reset(), 5_000).unref();
-}
+if (OTEL) registerOtelSdk();
 
 const flux = await createFlux({
   database: { pglite: true },

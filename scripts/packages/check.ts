@@ -379,10 +379,25 @@ function exportTargets(
   return Object.entries(value).flatMap(([key, inner]) => exportTargets(inner, [...conditions, key]));
 }
 
+function withoutSource(value: unknown): unknown {
+  if (value === null || typeof value !== "object") return value;
+  return Object.fromEntries(
+    Object.entries(value)
+      .filter(([key]) => key !== "source")
+      .map(([key, inner]) => [key, withoutSource(inner)]),
+  );
+}
+
 async function checkManifest(context: CheckContext, name: PackageDir): Promise<void> {
   const tarball = context.tarball(name);
   const files = new Set(await tarballFiles(tarball));
   const manifest = await packedManifest(tarball);
+  const workspace = JSON.parse(readFileSync(join(ROOT, "packages", name, "package.json"), "utf8"));
+  assert.deepEqual(
+    manifest.exports,
+    withoutSource(workspace.exports),
+    "publishConfig.exports is the workspace's exports less the source condition",
+  );
   const targets = exportTargets(manifest.exports);
   assert.ok(targets.length > 0, "the packed package.json has exports");
   for (const target of targets) {

@@ -1,7 +1,8 @@
 import type { KeyContext } from "@flux-keys/core";
 import { ApiKey, Scopes } from "@flux-keys/nestjs";
 import { Controller, Get } from "@nestjs/common";
-import type { EventsService } from "./events.service";
+// biome-ignore lint/style/useImportType: decorator metadata needs the class itself at run time
+import { EventsService } from "./events.service";
 
 @Controller("v1")
 export class EventsController {

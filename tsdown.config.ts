@@ -30,7 +30,8 @@ export function exportEntries(cwd: string = process.cwd()): Record<string, strin
 export const packageBuild: UserConfig = {
   // One declaration build, written twice: TypeScript reads a `.d.cts` as CommonJS and a `.d.mts`
   // as ESM, and the same declarations are right for both halves (attw checks each).
-  format: { esm: { dts: true }, cjs: { dts: false } },
+  format: { esm: {}, cjs: { dts: false } },
+  dts: true,
   platform: "node",
   target: "node20.15",
   tsconfig: "tsconfig.build.json",

@@ -18,6 +18,7 @@ import {
   readFileSync,
   renameSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
@@ -121,8 +122,11 @@ export async function packPackages(log: (line: string) => void = () => {}): Prom
     );
   if (existsSync(join(tarballDir, "done"))) return { dir, tarballs: tarballsOf(), cached: true };
 
-  for (const stale of existsSync(cacheRoot()) ? readdirSync(cacheRoot()) : []) {
-    if (join(cacheRoot(), stale) !== dir) rmSync(join(cacheRoot(), stale), { recursive: true, force: true });
+  // Builds of other sources go once they are an hour old (another checkout may still be using one).
+  for (const other of existsSync(cacheRoot()) ? readdirSync(cacheRoot()) : []) {
+    const path = join(cacheRoot(), other);
+    if (path !== dir && Date.now() - statSync(path).mtimeMs > 3_600_000)
+      rmSync(path, { recursive: true, force: true });
   }
   const core = join(ROOT, "packages", "core");
   if (!existsSync(join(core, "src", "generated", "prisma", "client.ts"))) {
@@ -238,7 +242,7 @@ export function compile(
   dir: string,
   typescript: string,
   project: string,
-  flags: string[] = [],
+  flags: readonly string[] = [],
 ): Promise<CommandResult> {
   const tsc = join(dir, "node_modules", typescript, "bin", "tsc");
   return exec(process.execPath, [tsc, "-p", project, ...flags], dir, appEnv());

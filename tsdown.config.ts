@@ -37,6 +37,9 @@ export const packageBuild: UserConfig = {
   tsconfig: "tsconfig.build.json",
   fixedExtension: true,
   sourcemap: false,
+  // CommonJS gets named exports, plus `default` where a package has one (the Fastify plugin:
+  // `require("@flux-keys/fastify").default`), as rolldown would choose anyway; said, not warned.
+  outputOptions: { exports: "named" },
   // dist is emptied once before all builds (below): the builds of one package run side by side.
   clean: false,
   // scripts/check-packages.ts lints the packed tarballs, which is what users get.

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `flux`: runs the compiled CLI (dist/main.js), as a published package does. In the workspace,
+// `flux`: runs the compiled CLI (dist/main.mjs), as a published package does. In the workspace,
 // where src/ is present and tsx is installed, it runs the TypeScript sources instead, with the
 // "source" export condition so @flux-keys/core resolves to its sources too: no build step, and
 // never a stale dist. Node cannot add an export condition at run time, hence the child process.
@@ -18,7 +18,7 @@ if (existsSync(source) && process.env.FLUX_CLI_USE_DIST !== "1") {
 }
 
 if (tsx === undefined) {
-  await import("../dist/main.js");
+  await import("../dist/main.mjs");
 } else {
   const child = spawn(
     process.execPath,

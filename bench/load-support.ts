@@ -291,6 +291,10 @@ export async function loadUsageMinutes(
 ): Promise<{ rows: number; size: string; insertMs: number; indexMs: number }> {
   const t = (name: string) => `"${schema}"."${name}"`;
   const started = performance.now();
+  // Month partitions for the 60 days (migration 0014), then the load without keys and indexes.
+  await admin.query(
+    `SELECT ${t("flux_usage_ensure_partitions")}(ARRAY(SELECT generate_series(TIMESTAMPTZ '${load.start}', TIMESTAMPTZ '${load.start}' + INTERVAL '61 days', INTERVAL '1 day')))`,
+  );
   await admin.query(`DROP INDEX ${t("flux_usage_minutes_org_id_at_idx")}, ${t("flux_usage_minutes_at_idx")}`);
   await admin.query(`ALTER TABLE ${t("flux_usage_minutes")} DROP CONSTRAINT "flux_usage_minutes_pkey"`);
   if (load.maintenanceWorkMem) await admin.query(`SET maintenance_work_mem = '${load.maintenanceWorkMem}'`);
@@ -307,7 +311,7 @@ export async function loadUsageMinutes(
     FROM generate_series(0, ${load.perKey - 1}) AS j, generate_series(0, ${load.keys - 1}) AS k`);
   const loaded = performance.now();
   await admin.query(
-    `ALTER TABLE ${t("flux_usage_minutes")} ADD CONSTRAINT "flux_usage_minutes_pkey" PRIMARY KEY ("key_id", "at", "method", "endpoint", "status_class")`,
+    `ALTER TABLE ${t("flux_usage_minutes")} ADD CONSTRAINT "flux_usage_minutes_pkey" PRIMARY KEY ("key_id", "at", "method", "endpoint", "status_class", "outcome")`,
   );
   await admin.query(
     `CREATE INDEX "flux_usage_minutes_org_id_at_idx" ON ${t("flux_usage_minutes")}("org_id", "at")`,
@@ -316,7 +320,9 @@ export async function loadUsageMinutes(
   await admin.query(`VACUUM ANALYZE ${t("flux_usage_minutes")}`);
   const indexed = performance.now();
   const size = await admin.query(
-    `SELECT count(*)::int AS n, pg_size_pretty(pg_total_relation_size('${t("flux_usage_minutes")}')) AS size FROM ${t("flux_usage_minutes")}`,
+    `SELECT count(*)::int AS n,
+            pg_size_pretty((SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('${t("flux_usage_minutes")}'))) AS size
+     FROM ${t("flux_usage_minutes")}`,
   );
   return {
     rows: size.rows[0].n,

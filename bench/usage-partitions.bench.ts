@@ -60,7 +60,8 @@ async function sizeOf(admin: pg.Client, schema: string): Promise<{ rows: number;
   const t = `"${schema}"."flux_usage_minutes"`;
   const { rows } = await admin.query(
     `SELECT (SELECT count(*)::int FROM ${t}) AS n,
-            pg_size_pretty((SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('${t}'))) AS size,
+            pg_size_pretty(COALESCE((SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('${t}')),
+                                    pg_total_relation_size('${t}'))) AS size,
             (SELECT count(*)::int FROM pg_partition_tree('${t}') WHERE isleaf AND level > 0) AS parts`,
   );
   return { rows: rows[0].n, size: rows[0].size, parts: rows[0].parts };

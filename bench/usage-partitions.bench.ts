@@ -56,7 +56,10 @@ async function schemaAt(admin: pg.Client, name: string, upTo?: string): Promise<
   }
 }
 
-async function sizeOf(admin: pg.Client, schema: string): Promise<{ rows: number; size: string; parts: number }> {
+async function sizeOf(
+  admin: pg.Client,
+  schema: string,
+): Promise<{ rows: number; size: string; parts: number }> {
   const t = `"${schema}"."flux_usage_minutes"`;
   const { rows } = await admin.query(
     `SELECT (SELECT count(*)::int FROM ${t}) AS n,
@@ -96,7 +99,9 @@ async function load(admin: pg.Client, schema: string, layout: Layout): Promise<v
   await admin.query(
     `ALTER TABLE ${t("flux_usage_minutes")} ADD CONSTRAINT "flux_usage_minutes_pkey" PRIMARY KEY ("key_id", "at", "method", "endpoint", "status_class", "outcome")`,
   );
-  await admin.query(`CREATE INDEX "flux_usage_minutes_org_id_at_idx" ON ${t("flux_usage_minutes")}("org_id", "at")`);
+  await admin.query(
+    `CREATE INDEX "flux_usage_minutes_org_id_at_idx" ON ${t("flux_usage_minutes")}("org_id", "at")`,
+  );
   await admin.query(`CREATE INDEX "flux_usage_minutes_at_idx" ON ${t("flux_usage_minutes")}("at")`);
   await admin.query(`VACUUM ANALYZE ${t("flux_usage_minutes")}`);
   await admin.query("RESET search_path");
@@ -143,7 +148,10 @@ async function queries(flux: Flux, layout: Layout): Promise<void> {
   const to = new Date(BASE + 75 * DAY);
   const cases: Array<[string, UsageQuery]> = [
     ["org_7 (~5 keys), 30 days hourly", { orgId: "org_7", from, to, granularity: "hour" }],
-    ["org_7, 30 days daily by outcome", { orgId: "org_7", from, to, granularity: "day", groupBy: ["outcome"] }],
+    [
+      "org_7, 30 days daily by outcome",
+      { orgId: "org_7", from, to, granularity: "day", groupBy: ["outcome"] },
+    ],
     ["org_big (1% of rows), 30 days hourly", { orgId: "org_big", from, to, granularity: "hour" }],
   ];
   for (const [name, query] of cases) {

@@ -19,6 +19,7 @@ import { openDatabase } from "../packages/core/src/database.js";
 import { MIGRATIONS_DIR, migrate } from "../packages/core/src/migrator.js";
 import { type UsageBatch, UsageRecorder } from "../packages/core/src/usage/usage-recorder.js";
 import { dropPartitions, writeBatch } from "../packages/core/src/usage/usage-store.js";
+import { buildUsageKeys, timeQuery } from "./load-support.js";
 
 const DATABASE_URL = process.env.BENCH_DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test";
 const BUCKETS = Number(process.env.BENCH_PARTITION_BUCKETS ?? 4_000_000);
@@ -96,14 +97,7 @@ async function load(admin: pg.Client, schema: string, layout: Layout): Promise<v
            1 + j % 50, 1 + j % 50, (1 + j % 50) * 12.5, 40
     FROM generate_series(0, ${PER_KEY - 1}) AS j, generate_series(0, ${KEYS - 1}) AS k`);
   const inserted = performance.now();
-  await admin.query(
-    `ALTER TABLE ${t("flux_usage_minutes")} ADD CONSTRAINT "flux_usage_minutes_pkey" PRIMARY KEY ("key_id", "at", "method", "endpoint", "status_class", "outcome")`,
-  );
-  await admin.query(
-    `CREATE INDEX "flux_usage_minutes_org_id_at_idx" ON ${t("flux_usage_minutes")}("org_id", "at")`,
-  );
-  await admin.query(`CREATE INDEX "flux_usage_minutes_at_idx" ON ${t("flux_usage_minutes")}("at")`);
-  await admin.query(`VACUUM ANALYZE ${t("flux_usage_minutes")}`);
+  await buildUsageKeys(admin, schema);
   await admin.query("RESET search_path");
   const { rows } = await admin.query(`SELECT sum("count")::bigint AS calls FROM ${t("flux_usage_minutes")}`);
   const size = await sizeOf(admin, schema);
@@ -155,18 +149,10 @@ async function queries(flux: Flux, layout: Layout): Promise<void> {
     ["org_big (1% of rows), 30 days hourly", { orgId: "org_big", from, to, granularity: "hour" }],
   ];
   for (const [name, query] of cases) {
-    const first = performance.now();
-    const result = await flux.usage.query(query);
-    const firstMs = performance.now() - first;
-    const runs: number[] = [];
-    for (let i = 0; i < 7; i++) {
-      const start = performance.now();
-      await flux.usage.query(query);
-      runs.push(performance.now() - start);
-    }
+    const { result, firstMs, medianMs } = await timeQuery(() => flux.usage.query(query));
     const calls = result.series.reduce((sum, s) => sum + s.totals.calls, 0);
     console.log(
-      `[${layout}] query ${name}: first ${firstMs.toFixed(1)} ms, median ${median(runs).toFixed(1)} ms (${calls.toLocaleString("en")} calls)`,
+      `[${layout}] query ${name}: first ${firstMs.toFixed(1)} ms, median ${medianMs.toFixed(1)} ms (${calls.toLocaleString("en")} calls)`,
     );
   }
 }

@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 const here = dirname(fileURLToPath(import.meta.url));
 const wanted = process.argv[2];
 /** Long scenarios (minutes each) run only when named, or with `pnpm bench all`. */
-const LONG = new Set(["soak.bench.ts", "scale.bench.ts", "cluster.bench.ts"]);
+const LONG = new Set(["soak.bench.ts", "scale.bench.ts", "cluster.bench.ts", "usage-partitions.bench.ts"]);
 const files = readdirSync(here)
   .filter((file) => file.endsWith(".bench.ts"))
   .filter((file) => (wanted === "all" ? true : wanted ? file === `${wanted}.bench.ts` : !LONG.has(file)))

@@ -14,7 +14,7 @@ import { randomBytes } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { createFlux, type Flux, type UsageQuery } from "@flux-keys/core";
 import pg from "pg";
-import { loadUsageMinutes } from "./load-support.js";
+import { loadUsageMinutes, timeQuery } from "./load-support.js";
 
 const DATABASE_URL = process.env.BENCH_DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test";
 const ROWS = Number(process.env.BENCH_USAGE_ROWS ?? 10_000_000);
@@ -164,18 +164,10 @@ async function bigTableQuery(admin: pg.Client): Promise<void> {
       ],
     ];
     for (const [name, query] of cases) {
-      const first = performance.now();
-      const result = await flux.usage.query(query);
-      const firstMs = performance.now() - first;
-      const runs: number[] = [];
-      for (let i = 0; i < 7; i++) {
-        const start = performance.now();
-        await flux.usage.query(query);
-        runs.push(performance.now() - start);
-      }
+      const { result, firstMs, medianMs } = await timeQuery(() => (flux as Flux).usage.query(query));
       const calls = result.series.reduce((sum, s) => sum + s.totals.calls, 0);
       console.log(
-        `query ${name}: first ${firstMs.toFixed(1)} ms, median ${median(runs).toFixed(1)} ms (${result.series.length} series, ${calls.toLocaleString("en")} calls)`,
+        `query ${name}: first ${firstMs.toFixed(1)} ms, median ${medianMs.toFixed(1)} ms (${result.series.length} series, ${calls.toLocaleString("en")} calls)`,
       );
     }
     const top = performance.now();

@@ -110,12 +110,18 @@ describe.skipIf(!hasPostgres || !hasPgBouncer)("PgBouncer in transaction pooling
       rateLimits: [{ name: "burst", limit: 3, window: "1m" }],
     });
     await flux.orgs.create({ id: "acme", name: "Acme", planId: "pro" });
-    // 40 issuances at once over 8 client connections sharing 2 server connections.
-    const issued = await Promise.all(
-      Array.from({ length: 40 }, (_, i) =>
-        flux.keys.create().forOrg("acme").named(`k${i}`).withScopes(["read:events"]).issue(),
-      ),
-    );
+    // 40 issuances, 8 at a time (each a transaction holding one of the 8 client connections),
+    // over the 2 server connections the pooler shares between them.
+    const issued: Array<Awaited<ReturnType<ReturnType<Flux["keys"]["create"]>["issue"]>>> = [];
+    for (let round = 0; round < 5; round++) {
+      issued.push(
+        ...(await Promise.all(
+          Array.from({ length: 8 }, (_, i) =>
+            flux.keys.create().forOrg("acme").named(`k${round}.${i}`).withScopes(["read:events"]).issue(),
+          ),
+        )),
+      );
+    }
     expect(new Set(issued.map((k) => k.key.id)).size).toBe(40);
     // Every key verified 4 times at once (first reads from the database): 3 allowed, 1 rate limited.
     const results = await Promise.all(

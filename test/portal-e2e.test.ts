@@ -11,7 +11,7 @@
 import { existsSync, mkdirSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { join } from "node:path";
-import { createFlux, type Flux, type PortalHandler, servePortal } from "@flux-keys/core";
+import { createFlux, type Flux, type PortalHandler, servePortal, usageOutcomeOf } from "@flux-keys/core";
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTlsProxy, type TlsProxy } from "./support/tls-proxy.js";
@@ -127,6 +127,20 @@ describe.skipIf(!hasChromium)("portal in a browser", () => {
       const presented = /^Bearer (\S+)$/.exec(header)?.[1];
       void flux.keys.check(presented).then((result) => {
         if (!result.valid) {
+          // A refusal of an identified key is usage too (what the adapters record), with its outcome.
+          const outcome = usageOutcomeOf(result.error.code);
+          if (result.key !== undefined && outcome !== null) {
+            flux.usage.record({
+              keyId: result.key.keyId,
+              orgId: result.key.orgId,
+              method: req.method ?? "GET",
+              endpoint: "/v1/events",
+              status: result.error.status,
+              latencyMs: performance.now() - started,
+              outcome,
+              units: 0,
+            });
+          }
           res.writeHead(result.error.status, { "content-type": "application/problem+json" });
           res.end(JSON.stringify(result.error.toProblem()));
           return;
@@ -318,7 +332,9 @@ fetch("${portalOrigin}/portal/api/keys", { method: "POST", mode: "no-cors", cred
     await page.getByRole("heading", { name: "All keys" }).waitFor();
     await expect
       .poll(() => page.locator("#org-usage-title-caption").textContent())
-      .toContain("8 requests, 1 errors");
+      .toContain("9 requests, 2 errors, 1 refused (revoked key 1)");
+    // The refused call (the revoked key's) is drawn as its own layer: the customer sees it.
+    expect(await page.locator("svg rect.chart-refused").count()).toBeGreaterThan(0);
     await page.getByRole("cell", { name: "GET /v1/events" }).waitFor();
     await shot("08-usage");
     await page.getByRole("link", { name: "Audit log" }).click();

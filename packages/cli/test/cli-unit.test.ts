@@ -134,6 +134,21 @@ describe("connection", () => {
       redis: null,
     });
   });
+
+  it("takes the direct URL behind a pooler from --direct-url, then DIRECT_URL", () => {
+    const env = { DATABASE_URL: "postgresql://pgbouncer:6432/db", DIRECT_URL: "postgresql://db:5432/db" };
+    expect(fluxOptions({}, env).database).toEqual({
+      url: "postgresql://pgbouncer:6432/db",
+      directUrl: "postgresql://db:5432/db",
+      poolSize: 2,
+    });
+    expect(fluxOptions({ directUrl: "postgresql://other:5432/db" }, env).database).toMatchObject({
+      directUrl: "postgresql://other:5432/db",
+    });
+    expect(() => fluxOptions({ pglite: "./data", directUrl: "postgresql://db/db" }, {})).toThrow(
+      /--direct-url/,
+    );
+  });
 });
 
 describe("charts", () => {

@@ -29,18 +29,9 @@ CREATE TABLE "flux_usage_minutes" (
     CONSTRAINT "flux_usage_minutes_pkey" PRIMARY KEY ("key_id", "at", "method", "endpoint", "status_class", "outcome")
 ) PARTITION BY RANGE ("at");
 
+-- The same columns and defaults, its own keys.
 CREATE TABLE "flux_usage_hours" (
-    "key_id" TEXT NOT NULL,
-    "at" TIMESTAMPTZ(3) NOT NULL,
-    "method" TEXT NOT NULL,
-    "endpoint" TEXT NOT NULL,
-    "status_class" INTEGER NOT NULL,
-    "outcome" TEXT NOT NULL DEFAULT 'allowed',
-    "org_id" TEXT NOT NULL,
-    "count" BIGINT NOT NULL,
-    "units" BIGINT NOT NULL,
-    "latency_sum" DOUBLE PRECISION NOT NULL,
-    "latency_max" DOUBLE PRECISION NOT NULL,
+    LIKE "flux_usage_minutes" INCLUDING DEFAULTS,
     CONSTRAINT "flux_usage_hours_pkey" PRIMARY KEY ("key_id", "at", "method", "endpoint", "status_class", "outcome")
 ) PARTITION BY RANGE ("at");
 

@@ -91,12 +91,7 @@ export async function openDatabase(config: DatabaseConfig): Promise<Database> {
       // no listener (the pool's is detached while checked out) that would crash the process.
       client.on("error", ignoreError);
       try {
-        return await fn({
-          query: async (sql, params) => (await client.query(sql, params)).rows as never,
-          exec: async (sql) => {
-            await client.query(sql);
-          },
-        });
+        return await fn(sessionOf(client));
       } finally {
         client.removeListener("error", ignoreError);
         // A client that lost its connection is not queryable: the pool discards it on release.
@@ -119,6 +114,15 @@ export async function openDatabase(config: DatabaseConfig): Promise<Database> {
 
 function ignoreError(): void {}
 
+function sessionOf(client: pg.ClientBase): SqlSession {
+  return {
+    query: async (sql, params) => (await client.query(sql, params)).rows as never,
+    exec: async (sql) => {
+      await client.query(sql);
+    },
+  };
+}
+
 /** A connection of its own per session, straight to the server (no pooler in between). */
 function directDriver(url: string, schema: string | undefined): SqlDriver {
   return {
@@ -131,12 +135,7 @@ function directDriver(url: string, schema: string | undefined): SqlDriver {
       client.on("error", ignoreError);
       await client.connect();
       try {
-        return await fn({
-          query: async (sql, params) => (await client.query(sql, params)).rows as never,
-          exec: async (sql) => {
-            await client.query(sql);
-          },
-        });
+        return await fn(sessionOf(client));
       } finally {
         await client.end().catch(ignoreError);
       }

@@ -5,6 +5,7 @@
 import { createFlux, type Flux, type FluxOptions } from "@flux-keys/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { STORES } from "../../../test/support/services.js";
+import { REFUSALS } from "../../core/test/usage-support.js";
 import { createStripeMeterSync } from "../src/index.js";
 import { type FakeStripeServer, fakeStripeClient, startFakeStripe } from "../src/testing/fake-stripe.js";
 
@@ -242,17 +243,9 @@ describe.each(STORES)("Stripe meter sync on $name", (store) => {
       // Served: 3 answered 200 and 2 answered 404 by the app itself, 2 units each.
       for (const status of [200, 200, 200, 404, 404]) flux.usage.record({ ...call, status, units: 2 });
       // Refused once the key was identified (as the adapters record them: no units).
-      const refusals = [
-        ["rate_limited", 429],
-        ["rate_limited", 429],
-        ["quota_exceeded", 429],
-        ["scope_denied", 403],
-        ["entitlement_denied", 403],
-        ["ip_not_allowed", 403],
-        ["revoked", 401],
-        ["expired", 401],
-      ] as const;
-      for (const [outcome, status] of refusals) flux.usage.record({ ...call, status, outcome, units: 0 });
+      for (const [outcome, status] of [...REFUSALS, REFUSALS[0]!]) {
+        flux.usage.record({ ...call, status, outcome, units: 0 });
+      }
       // Even a refusal recorded with units (by hand) is not billed.
       flux.usage.record({ ...call, status: 429, outcome: "rate_limited", units: 9 });
       await flux.usage.flush();
@@ -269,14 +262,14 @@ describe.each(STORES)("Stripe meter sync on $name", (store) => {
       // The default meter: served calls below 400 only.
       await sync(flux, { meters: [{ eventName: "default_calls" }] }).runOnce();
       expect(server.total("default_calls", "cus_refusals")).toBe(3);
-      // Usage itself counts all 14.
+      // Usage itself counts all of them: 5 served, every refusal, one more rate limited, one by hand.
       const usage = await flux.usage.query({
         orgId: "refusals",
         from: new Date(at - MINUTE),
         to: new Date(at + MINUTE),
         granularity: "hour",
       });
-      expect(usage.series[0]?.totals.calls).toBe(14);
+      expect(usage.series[0]?.totals.calls).toBe(5 + REFUSALS.length + 2);
     },
   );
 

@@ -149,3 +149,62 @@ describe("OpenAPI: describing routes changes no answer (Fastify)", () => {
     }
   });
 });
+
+describe("OpenAPI: Nest with forRootAsync({ global: false })", () => {
+  it("describes only the routes ApiKeyGuard guards, as forRoot({ global: false }) does", async () => {
+    const { Controller, Get, Module, UseGuards } = await import("@nestjs/common");
+    const { NestFactory } = await import("@nestjs/core");
+    const { ApiKeyGuard, FluxKeysModule, Scopes } = await import("@flux-keys/nestjs");
+    const { createFluxKeysDocument } = await import("@flux-keys/nestjs/swagger");
+    const { DocumentBuilder } = await import("@nestjs/swagger");
+    const flux = await createFlux({ database: { pglite: true }, redis: null });
+
+    @Controller("open")
+    class OpenController {
+      @Get()
+      list() {
+        return [];
+      }
+    }
+    @Controller("guarded")
+    @UseGuards(ApiKeyGuard)
+    class GuardedController {
+      @Scopes("read:events")
+      @Get()
+      list() {
+        return [];
+      }
+    }
+    for (const [method, target] of [
+      ["list", OpenController],
+      ["list", GuardedController],
+    ] as const) {
+      // tsx emits no decorator metadata: name the route handler's return type for @nestjs/swagger.
+      Reflect.defineMetadata("design:returntype", Array, target.prototype, method);
+    }
+    @Module({
+      imports: [FluxKeysModule.forRootAsync({ global: false, useFactory: () => ({ flux }) })],
+      controllers: [OpenController, GuardedController],
+    })
+    class AppModule {}
+
+    const app = await NestFactory.create(AppModule, { logger: false, abortOnError: false });
+    try {
+      await app.init();
+      const document = createFluxKeysDocument(
+        app,
+        new DocumentBuilder().setOpenAPIVersion("3.1.0").setTitle("t").setVersion("1").build(),
+      ) as unknown as Document;
+      const open = Object.values(document.paths["/open"] ?? {})[0] as Operation;
+      const guarded = Object.values(document.paths["/guarded"] ?? {})[0] as Operation;
+      expect(open.security).toBeUndefined();
+      expect(open["x-flux-keys"]).toBeUndefined();
+      expect(guarded["x-flux-keys"]).toMatchObject({ scopes: ["read:events"] });
+      // And the app agrees: the open route answers without a key.
+      expect((await request(app.getHttpServer()).get("/open")).status).toBe(200);
+    } finally {
+      await app.close();
+      await flux.close();
+    }
+  });
+});

@@ -14,7 +14,7 @@ import { APP_FILTER, APP_GUARD, APP_INTERCEPTOR } from "@nestjs/core";
 import { ApiKeyExceptionFilter } from "./api-key.filter.js";
 import { ApiKeyGuard } from "./api-key.guard.js";
 import { ApiKeyContextInterceptor } from "./api-key-context.interceptor.js";
-import { FLUX, FLUX_KEYS_AUTH, FLUX_KEYS_OPTIONS } from "./flux-keys.constants.js";
+import { FLUX, FLUX_KEYS_AUTH, FLUX_KEYS_GLOBAL_GUARD, FLUX_KEYS_OPTIONS } from "./flux-keys.constants.js";
 import { FluxKeysMiddleware } from "./flux-keys.middleware.js";
 import type {
   FluxKeysModuleAsyncOptions,
@@ -66,8 +66,10 @@ const sharedProviders: Provider[] = [
 /** The interceptor of `runWithContext`: only when asked (forRoot), or always (forRootAsync, a no-op without it). */
 const contextInterceptor: Provider = { provide: APP_INTERCEPTOR, useClass: ApiKeyContextInterceptor };
 
+/** The app-wide guard unless `global: false`, and the setting itself (what API documents read). */
 function appGuard(global: boolean | undefined): Provider[] {
-  return global === false ? [] : [{ provide: APP_GUARD, useExisting: ApiKeyGuard }];
+  const setting: Provider = { provide: FLUX_KEYS_GLOBAL_GUARD, useValue: global !== false };
+  return global === false ? [setting] : [setting, { provide: APP_GUARD, useExisting: ApiKeyGuard }];
 }
 
 /**
@@ -92,7 +94,14 @@ export class FluxKeysModule implements NestModule, OnApplicationShutdown {
         ...appGuard(options.global),
         ...(options.runWithContext ? [contextInterceptor] : []),
       ],
-      exports: [FLUX, FLUX_KEYS_OPTIONS, FLUX_KEYS_AUTH, ApiKeyGuard, FluxKeysMiddleware],
+      exports: [
+        FLUX,
+        FLUX_KEYS_OPTIONS,
+        FLUX_KEYS_GLOBAL_GUARD,
+        FLUX_KEYS_AUTH,
+        ApiKeyGuard,
+        FluxKeysMiddleware,
+      ],
     };
   }
 
@@ -107,7 +116,14 @@ export class FluxKeysModule implements NestModule, OnApplicationShutdown {
         ...appGuard(options.global),
         contextInterceptor,
       ],
-      exports: [FLUX, FLUX_KEYS_OPTIONS, FLUX_KEYS_AUTH, ApiKeyGuard, FluxKeysMiddleware],
+      exports: [
+        FLUX,
+        FLUX_KEYS_OPTIONS,
+        FLUX_KEYS_GLOBAL_GUARD,
+        FLUX_KEYS_AUTH,
+        ApiKeyGuard,
+        FluxKeysMiddleware,
+      ],
     };
   }
 

@@ -34,6 +34,7 @@ import { ApiKeyGuard } from "./api-key.guard.js";
 import {
   COST_KEY,
   ENTITLEMENT_KEY,
+  FLUX_KEYS_GLOBAL_GUARD,
   FLUX_KEYS_OPTIONS,
   PUBLIC_KEY,
   SCOPES_KEY,
@@ -64,7 +65,8 @@ const described = new WeakSet<object>();
 export function describeFluxKeysRoutes(app: INestApplicationContext, options?: OpenApiOptions): void {
   const reflector = new Reflector();
   const moduleOptions = app.get<FluxKeysModuleOptions>(FLUX_KEYS_OPTIONS, { strict: false });
-  const global = moduleOptions.global !== false;
+  // forRootAsync takes `global` beside its factory, not in the options the factory makes.
+  const global = app.get<boolean>(FLUX_KEYS_GLOBAL_GUARD, { strict: false });
   const resolved: OpenApiOptions = {
     ...(moduleOptions.apiKeyHeader === undefined ? {} : { apiKeyHeader: moduleOptions.apiKeyHeader }),
     ...options,

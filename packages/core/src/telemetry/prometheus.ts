@@ -29,6 +29,8 @@ type Labels = Record<string, string>;
 
 /** Per instance, the registries it already feeds (adding twice would register twice). */
 const fed = new WeakMap<Flux, Set<Registry>>();
+/** The registry each instance's mounts share when the app passes none. */
+const ownRegistry = new WeakMap<Flux, Registry>();
 
 /** Adds this instance's `flux_*` metrics to a registry (a new one by default) and returns it. */
 export function createPrometheusRegistry(flux: Flux, options: PrometheusOptions = {}): Registry {
@@ -36,7 +38,12 @@ export function createPrometheusRegistry(flux: Flux, options: PrometheusOptions 
     if (name !== "registry")
       throw new FluxConfigError("unknown_option", `Unknown Prometheus option '${name}'.`);
   }
-  const registry = options.registry ?? new Registry();
+  // Without a registry of its own, every mount on this instance shares one (fed once).
+  let registry = options.registry ?? ownRegistry.get(flux);
+  if (registry === undefined) {
+    registry = new Registry();
+    ownRegistry.set(flux, registry);
+  }
   let registries = fed.get(flux);
   if (registries === undefined) {
     registries = new Set();
@@ -69,34 +76,55 @@ export function prometheusHandler(flux: Flux, options: PrometheusOptions = {}): 
 }
 
 function prometheusSink(registry: Registry): MetricSink {
+  // The instruments are built again whenever a sink joins the instance: each metric is made once.
+  const made = new Map<string, unknown>();
+  const observed = new Set<string>();
+  const once = <M>(name: string, make: (name: string) => M): M => {
+    let metric = made.get(name) as M | undefined;
+    if (metric === undefined) {
+      metric = make(name);
+      made.set(name, metric);
+    }
+    return metric;
+  };
   return {
     counter(spec, attributes) {
       const labels = labelMapper(attributes);
-      const metric = new Counter({
-        name: prometheusName(spec),
-        help: spec.description,
-        labelNames: attributes.map(prometheusLabel),
-        registers: [registry],
-      });
+      const metric = once(
+        prometheusName(spec),
+        (name) =>
+          new Counter({
+            name,
+            help: spec.description,
+            labelNames: attributes.map(prometheusLabel),
+            registers: [registry],
+          }),
+      );
       return {
         add: (value, attrs) => metric.inc(labels(attrs), value),
       } satisfies CounterLike;
     },
     histogram(spec, attributes) {
       const labels = labelMapper(attributes);
-      const metric = new Histogram({
-        name: prometheusName(spec),
-        help: spec.description,
-        labelNames: attributes.map(prometheusLabel),
-        buckets: [...(spec.buckets ?? [])],
-        registers: [registry],
-      });
+      const metric = once(
+        prometheusName(spec),
+        (name) =>
+          new Histogram({
+            name,
+            help: spec.description,
+            labelNames: attributes.map(prometheusLabel),
+            buckets: [...(spec.buckets ?? [])],
+            registers: [registry],
+          }),
+      );
       return {
         record: (value, attrs) => metric.observe(labels(attrs), value),
       } satisfies HistogramLike;
     },
     observe(spec: InstrumentSpec, read) {
       const name = prometheusName(spec);
+      if (observed.has(name)) return;
+      observed.add(name);
       if (spec.kind === "observable-counter") {
         new Counter({
           name,

@@ -208,3 +208,31 @@ describe("OpenAPI: Nest with forRootAsync({ global: false })", () => {
     }
   });
 });
+
+describe("OpenAPI: Express with a cost computed per request", () => {
+  it("says so in x-flux-keys instead of a number it cannot know", async () => {
+    const express = (await import("express")).default;
+    const { addFluxKeysToOpenApi, fluxKeys, requireScopes } = await import("@flux-keys/express");
+    const flux = await createFlux({ database: { pglite: true }, redis: null });
+    try {
+      const app = express();
+      app.use(fluxKeys(flux, { cost: (req) => (req.method === "POST" ? 5 : 1) }));
+      app.get("/v1/things", requireScopes("read:things"), (_req, res) => {
+        res.json([]);
+      });
+      const document = addFluxKeysToOpenApi(app, {
+        openapi: "3.1.0",
+        info: { title: "t", version: "1" },
+        paths: { "/v1/things": { get: { responses: { "200": { description: "ok" } } } } },
+      }) as unknown as Document;
+      const operation = document.paths["/v1/things"]?.get as Operation;
+      expect(operation["x-flux-keys"]).toEqual({
+        scopes: ["read:things"],
+        entitlements: [],
+        cost: "per-request",
+      });
+    } finally {
+      await flux.close();
+    }
+  });
+});

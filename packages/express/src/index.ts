@@ -151,7 +151,7 @@ export function fluxKeys(flux: Flux, options: FluxKeysOptions = {}): RequestHand
   };
   // What API documents read of this middleware (see addFluxKeysToOpenApi).
   (middleware as FluxKeysMiddleware)[kFluxKeys] = {
-    cost: typeof cost === "number" ? cost : 1,
+    cost: typeof cost === "function" ? "per-request" : (cost ?? 1),
     apiKeyHeader: auth.options.apiKeyHeader,
   };
   return middleware;
@@ -159,7 +159,7 @@ export function fluxKeys(flux: Flux, options: FluxKeysOptions = {}): RequestHand
 
 const kFluxKeys = Symbol.for("flux-keys.express.middleware");
 type FluxKeysMiddleware = RequestHandler & {
-  [kFluxKeys]?: { cost: number; apiKeyHeader: string | false };
+  [kFluxKeys]?: { cost: number | "per-request"; apiKeyHeader: string | false };
 };
 
 /**

@@ -28,8 +28,8 @@ export interface OpenApiOptions {
 export interface OperationRequirements {
   scopes?: readonly string[];
   entitlement?: string | readonly string[];
-  /** @default 1 */
-  cost?: number;
+  /** Units a request takes, or `"per-request"` when the app computes it for each request. @default 1 */
+  cost?: number | "per-request";
   public?: boolean;
 }
 
@@ -37,7 +37,8 @@ export interface OperationRequirements {
 export interface FluxKeysExtension {
   scopes: string[];
   entitlements: string[];
-  cost: number;
+  /** Units a request takes; `"per-request"` when a function decides it for each request. */
+  cost: number | "per-request";
 }
 
 type JsonObject = Record<string, unknown>;

@@ -104,6 +104,16 @@ describe.each(STORES)("Stripe webhooks on $name", (store) => {
   const proState = (customer: string, status: string, created: number) =>
     sub({ type: "customer.subscription.updated", created, customer, status, lookupKey: "pro_monthly" });
 
+  /** A handler of its own past-due policy, for the pro plan with the free plan as fallback. */
+  const handlerWith = (pastDue: NonNullable<Parameters<typeof createStripeWebhookHandler>[1]["pastDue"]>) =>
+    createStripeWebhookHandler(flux, {
+      stripe,
+      webhookSecret: SECRET,
+      plans: { pro_monthly: "pro" },
+      fallbackPlan: "free",
+      pastDue,
+    });
+
   it.skipIf(!store.available)(
     "a subscription upgrades the org: the key's next verify has the new plan",
     async () => {
@@ -382,13 +392,7 @@ describe.each(STORES)("Stripe webhooks on $name", (store) => {
   it.skipIf(!store.available)(
     "past due with afterGrace: 'suspend' refuses the org's keys after the grace, until it is paid",
     async () => {
-      const suspending = createStripeWebhookHandler(flux, {
-        stripe,
-        webhookSecret: SECRET,
-        plans: { pro_monthly: "pro" },
-        fallbackPlan: "free",
-        pastDue: { graceDays: 0, afterGrace: "suspend", checkInterval: null },
-      });
+      const suspending = handlerWith({ graceDays: 0, afterGrace: "suspend", checkInterval: null });
       const acme = await org();
       const deliver = (event: Record<string, unknown>) => deliverTo(suspending, event);
       const state = (status: string, created: number) => proState(acme.customer, status, created);
@@ -426,13 +430,7 @@ describe.each(STORES)("Stripe webhooks on $name", (store) => {
   it.skipIf(!store.available)(
     "the past-due sweep suspends an org whose grace ended without an event (afterGrace: 'suspend')",
     async () => {
-      const suspending = createStripeWebhookHandler(flux, {
-        stripe,
-        webhookSecret: SECRET,
-        plans: { pro_monthly: "pro" },
-        fallbackPlan: "free",
-        pastDue: { graceDays: 2, afterGrace: "suspend", checkInterval: null },
-      });
+      const suspending = handlerWith({ graceDays: 2, afterGrace: "suspend", checkInterval: null });
       const acme = await org();
       await deliverTo(suspending, proState(acme.customer, "active", t0 - 50));
       await deliverTo(suspending, proState(acme.customer, "past_due", Math.floor(now / 1000)));
@@ -454,13 +452,7 @@ describe.each(STORES)("Stripe webhooks on $name", (store) => {
   it.skipIf(!store.available)(
     "the handler ends a past-due grace by itself, every pastDue.checkInterval",
     async () => {
-      const timed = createStripeWebhookHandler(flux, {
-        stripe,
-        webhookSecret: SECRET,
-        plans: { pro_monthly: "pro" },
-        fallbackPlan: "free",
-        pastDue: { graceDays: 1, checkInterval: "100ms" },
-      });
+      const timed = handlerWith({ graceDays: 1, checkInterval: "100ms" });
       try {
         const acme = await org();
         for (const [offset, status] of [

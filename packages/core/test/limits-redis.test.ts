@@ -235,9 +235,14 @@ async function edgeBound(flux: Flux, secret: string, limit: number) {
     if (result.valid) admittedAt.push(Date.now());
     return result;
   };
+  // Warm up first (the key read, the store's connection and script), consuming nothing, so that
+  // the window's first request is not also the process's first round trip.
+  expect((await flux.keys.check(secret, { cost: 0 })).valid).toBe(true);
+  // The window opens while the first request is decided: at the earliest when it was sent, so
+  // "late in the window" is counted from then (a slow first answer cannot push it past the end).
+  const windowStart = Date.now();
   const opened = await attempt();
   expect(opened.valid).toBe(true);
-  const windowStart = Date.now();
   // Late in the first window: use up the rest of it.
   await sleep(Math.max(0, windowStart + 850 - Date.now()));
   for (let i = 1; i < limit; i++) expect((await attempt()).valid).toBe(true);

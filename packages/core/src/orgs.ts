@@ -219,17 +219,8 @@ export class Orgs {
         const before = await tx.org.findUnique({ where: { id: orgId } });
         if (before === null) throw new FluxError("not_found", { detail: "No such org." });
         if ((before.suspendedAt !== null) === (next !== null)) return { row: before, changed: false };
-        const row = await tx.org.update({
-          where: { id: orgId },
-          data: { suspendedAt: next?.at ?? null, suspendedReason: next?.reason ?? null },
-        });
-        await writeAudit(tx, {
-          action: next === null ? "org.resumed" : "org.suspended",
-          actor: actor ?? SYSTEM_ACTOR,
-          orgId,
-          details: next === null ? { reason: before.suspendedReason } : { reason: next.reason },
-          at: new Date(this.rt.now()),
-        });
+        const details = { reason: next === null ? before.suspendedReason : next.reason };
+        const row = await writeSuspension(tx, orgId, next, actor ?? SYSTEM_ACTOR, details, this.rt.now());
         return { row, changed: true };
       }),
     );
@@ -277,6 +268,32 @@ export class Orgs {
     const plan = await tx.plan.findUnique({ where: { id: planId }, select: { id: true } });
     if (plan === null) throw new FluxError("not_found", { detail: "No such plan." });
   }
+}
+
+/**
+ * Writes a suspension (`{ at, reason }`) or its end (`null`) and its audit entry, inside the
+ * caller's transaction: the one writer for operators (`orgs.suspend`/`resume`) and billing.
+ */
+export async function writeSuspension(
+  tx: Prisma.TransactionClient,
+  orgId: string,
+  next: { at: Date; reason: string | null } | null,
+  actor: Actor,
+  details: Record<string, unknown>,
+  now: number,
+): Promise<OrgRow> {
+  const row = await tx.org.update({
+    where: { id: orgId },
+    data: { suspendedAt: next?.at ?? null, suspendedReason: next?.reason ?? null },
+  });
+  await writeAudit(tx, {
+    action: next === null ? "org.resumed" : "org.suspended",
+    actor,
+    orgId,
+    details,
+    at: new Date(now),
+  });
+  return row;
 }
 
 /** `guard`, with a unique violation (a Stripe customer linked to another org) as a 409. */

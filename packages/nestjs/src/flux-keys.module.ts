@@ -66,6 +66,16 @@ const sharedProviders: Provider[] = [
 /** The interceptor of `runWithContext`: only when asked (forRoot), or always (forRootAsync, a no-op without it). */
 const contextInterceptor: Provider = { provide: APP_INTERCEPTOR, useClass: ApiKeyContextInterceptor };
 
+/** What both forRoot and forRootAsync make available to the app. */
+const moduleExports = [
+  FLUX,
+  FLUX_KEYS_OPTIONS,
+  FLUX_KEYS_GLOBAL_GUARD,
+  FLUX_KEYS_AUTH,
+  ApiKeyGuard,
+  FluxKeysMiddleware,
+];
+
 /** The app-wide guard unless `global: false`, and the setting itself (what API documents read). */
 function appGuard(global: boolean | undefined): Provider[] {
   const setting: Provider = { provide: FLUX_KEYS_GLOBAL_GUARD, useValue: global !== false };
@@ -94,14 +104,7 @@ export class FluxKeysModule implements NestModule, OnApplicationShutdown {
         ...appGuard(options.global),
         ...(options.runWithContext ? [contextInterceptor] : []),
       ],
-      exports: [
-        FLUX,
-        FLUX_KEYS_OPTIONS,
-        FLUX_KEYS_GLOBAL_GUARD,
-        FLUX_KEYS_AUTH,
-        ApiKeyGuard,
-        FluxKeysMiddleware,
-      ],
+      exports: moduleExports,
     };
   }
 
@@ -116,14 +119,7 @@ export class FluxKeysModule implements NestModule, OnApplicationShutdown {
         ...appGuard(options.global),
         contextInterceptor,
       ],
-      exports: [
-        FLUX,
-        FLUX_KEYS_OPTIONS,
-        FLUX_KEYS_GLOBAL_GUARD,
-        FLUX_KEYS_AUTH,
-        ApiKeyGuard,
-        FluxKeysMiddleware,
-      ],
+      exports: moduleExports,
     };
   }
 

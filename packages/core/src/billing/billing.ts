@@ -8,6 +8,7 @@ import { writeAudit } from "../audit.js";
 import { guard, type SqlDriver, toStoreError } from "../database.js";
 import { FluxError } from "../errors.js";
 import type { Prisma } from "../generated/prisma/client.js";
+import { writeSuspension } from "../orgs.js";
 import type { Runtime } from "../runtime.js";
 import type { Actor } from "../types.js";
 import { MeterOutbox, type MeterOutboxOptions } from "./meter-outbox.js";
@@ -296,18 +297,7 @@ async function setBillingSuspension(
   if (suspend === org.suspended) return null;
   // An operator's suspension is the operator's to lift.
   if (!suspend && org.suspendedReason !== PAST_DUE_REASON) return null;
-  await tx.org.update({
-    where: { id: org.id },
-    data: suspend
-      ? { suspendedAt: new Date(now), suspendedReason: PAST_DUE_REASON }
-      : { suspendedAt: null, suspendedReason: null },
-  });
-  await writeAudit(tx, {
-    action: suspend ? "org.suspended" : "org.resumed",
-    actor,
-    orgId: org.id,
-    details: { ...details, reason: PAST_DUE_REASON },
-    at: new Date(now),
-  });
+  const next = suspend ? { at: new Date(now), reason: PAST_DUE_REASON } : null;
+  await writeSuspension(tx, org.id, next, actor, { ...details, reason: PAST_DUE_REASON }, now);
   return suspend ? "suspended" : "resumed";
 }

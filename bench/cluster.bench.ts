@@ -11,15 +11,20 @@
  *   instance is polled until it answers 401. Several rounds; the worst delay is reported.
  *
  *   pnpm bench cluster   (or: npx tsx --conditions=source bench/cluster.bench.ts [--seconds 20])
+ *   pnpm bench cluster --redis=cluster
  *
  * BENCH_DATABASE_URL / BENCH_REDIS_URL pick the servers (default: the local ones). A fresh schema
- * and an empty Redis database are used and dropped / flushed afterwards.
+ * and an empty Redis database are used and dropped / flushed afterwards. With `--redis=cluster`
+ * the instances run on a throwaway Redis Cluster of 3 masters and 3 replicas started here from
+ * Debian's redis-server (test/support/redis-cluster.ts), handed to them as REDIS_CLUSTER_NODES:
+ * limits are decided on the cluster, invalidation travels by sharded pub/sub.
  */
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
-import { createFlux, type Flux } from "@flux-keys/core";
+import { createFlux, type Flux, type FluxOptions } from "@flux-keys/core";
 import autocannon from "autocannon";
+import { ThrowawayRedisCluster } from "../test/support/redis-cluster.js";
 import {
   AppProcess,
   type BenchRedis,
@@ -37,8 +42,11 @@ const { values: args } = parseArgs({
     seconds: { type: "string", default: "20" },
     connections: { type: "string", default: "10" },
     rounds: { type: "string", default: "5" },
+    redis: { type: "string", default: "single" },
   },
 });
+if (args.redis !== "single" && args.redis !== "cluster") throw new Error("--redis must be single or cluster");
+const ON_CLUSTER = args.redis === "cluster";
 const SECONDS = Number(args.seconds);
 const CONNECTIONS = Number(args.connections); // per instance
 const ROUNDS = Number(args.rounds);
@@ -135,16 +143,32 @@ async function main(): Promise<void> {
   const load = await quietMachine("cluster setup");
   let schema: BenchSchema | undefined;
   let redis: BenchRedis | undefined;
+  let cluster: ThrowawayRedisCluster | undefined;
   let flux: Flux | undefined;
   const apps: AppProcess[] = [];
   try {
     schema = await freshSchema("cluster");
-    redis = await freshRedis(5);
-    console.log(`schema ${schema.name}, ${redis.url}`);
+    let redisOption: FluxOptions["redis"];
+    let instanceEnv: Record<string, string>;
+    if (ON_CLUSTER) {
+      const started = performance.now();
+      cluster = await ThrowawayRedisCluster.start();
+      const nodes = cluster.startupNodes;
+      redisOption = { cluster: nodes };
+      instanceEnv = { REDIS_CLUSTER_NODES: nodes.map((n) => `${n.host}:${n.port}`).join(",") };
+      console.log(
+        `schema ${schema.name}, Redis Cluster of 3 masters + 3 replicas on ${nodes.map((n) => n.port).join(", ")} (up in ${((performance.now() - started) / 1000).toFixed(1)} s)`,
+      );
+    } else {
+      redis = await freshRedis(5);
+      redisOption = { url: redis.url };
+      instanceEnv = { REDIS_URL: redis.url };
+      console.log(`schema ${schema.name}, ${redis.url}`);
+    }
     // This process migrates the schema and seeds, so the instances start on a ready database.
     flux = await createFlux({
       database: { url: DATABASE_URL, schema: schema.name },
-      redis: { url: redis.url },
+      redis: redisOption,
     });
     await flux.plans.upsert({ id: "cluster", name: "Cluster", scopes: ["read:events"] });
     await flux.orgs.create({ id: "cluster-key-org", name: "Per-key limit", planId: "cluster" });
@@ -176,7 +200,7 @@ async function main(): Promise<void> {
 
     const started = performance.now();
     for (let i = 0; i < INSTANCES; i++) {
-      apps.push(new AppProcess(await freePort(), { DATABASE_URL: schema.url, REDIS_URL: redis.url }));
+      apps.push(new AppProcess(await freePort(), { DATABASE_URL: schema.url, ...instanceEnv }));
     }
     await Promise.all(apps.map((app) => app.ready()));
     console.log(
@@ -229,7 +253,7 @@ async function main(): Promise<void> {
     const timeouts = results.reduce((sum, r) => sum + r.timeouts, 0);
     const unexpected = [...statuses].filter(([status]) => status !== 200 && status !== 429);
     console.log(
-      `\nload: ${SECONDS} s, ${INSTANCES} x ${CONNECTIONS} connections (load average at start ${loadAtStart.toFixed(2)}, at setup ${load.toFixed(2)})`,
+      `\nload: ${SECONDS} s, ${INSTANCES} x ${CONNECTIONS} connections, ${ON_CLUSTER ? "Redis Cluster" : "one Redis"} (load average at start ${loadAtStart.toFixed(2)}, at setup ${load.toFixed(2)})`,
     );
     console.log(
       `requests: ${requests.toLocaleString("en")} (${Math.round(requests / SECONDS).toLocaleString("en")}/s), errors ${errors}, timeouts ${timeouts}`,
@@ -279,6 +303,7 @@ async function main(): Promise<void> {
     await Promise.all(apps.map((app) => app.stop(5_000).catch(() => null)));
     await flux?.close().catch(() => {});
     await redis?.release().catch(() => {});
+    await cluster?.destroy().catch(() => {});
     await schema?.drop().catch(() => {});
   }
 }

@@ -1,6 +1,7 @@
 /**
  * `pnpm --filter @flux-keys/example-express start` (or `pnpm start` at the root): the events API on
- * the embedded defaults, or on DATABASE_URL / REDIS_URL when set. PORT defaults to 3000.
+ * the embedded defaults, or on DATABASE_URL / REDIS_URL (or REDIS_CLUSTER_NODES) when set. PORT
+ * defaults to 3000.
  */
 import { closeOnSignals, demoPortalLink, openFlux, printWelcome, seedDemo } from "@flux-keys/example-shared";
 import { createApp } from "./app.js";

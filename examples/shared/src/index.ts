@@ -16,9 +16,28 @@ export const DEMO_PLAN = {
 };
 export const DEMO_ORG = { id: "demo-org", name: "Demo Inc." };
 
-/** Opens Flux on `DATABASE_URL` / `REDIS_URL` when set, else on the embedded defaults. */
+/**
+ * Opens Flux on `DATABASE_URL` / `REDIS_URL` when set, else on the embedded defaults.
+ * `REDIS_CLUSTER_NODES` (`host:port,host:port,…`, some nodes of a Redis Cluster) takes the place
+ * of `REDIS_URL`: limits, quotas and invalidation then run on the cluster.
+ */
 export function openFlux(options: FluxOptions = {}): Promise<Flux> {
-  return createFlux(options);
+  const nodes = process.env.REDIS_CLUSTER_NODES;
+  if (nodes === undefined || nodes === "" || options.redis !== undefined) return createFlux(options);
+  return createFlux({ ...options, redis: { cluster: clusterNodes(nodes) } });
+}
+
+/** `host:port,host:port` as ioredis Cluster startup nodes; anything else is refused. */
+export function clusterNodes(list: string): Array<{ host: string; port: number }> {
+  return list.split(",").map((entry) => {
+    const at = entry.trim().lastIndexOf(":");
+    const host = entry.trim().slice(0, at);
+    const port = Number(entry.trim().slice(at + 1));
+    if (at <= 0 || !(Number.isInteger(port) && port > 0 && port < 65536)) {
+      throw new Error(`REDIS_CLUSTER_NODES: '${entry}' is not host:port`);
+    }
+    return { host, port };
+  });
 }
 
 /**

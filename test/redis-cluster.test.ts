@@ -12,6 +12,7 @@
  *   the cluster.
  */
 import { createFlux, type Flux, type RateLimitWindow } from "@flux-keys/core";
+import { clusterNodes, openFlux } from "@flux-keys/example-shared";
 import { Cluster } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { until } from "./support/faults-services.js";
@@ -35,6 +36,8 @@ function inspectorOf(cluster: ThrowawayRedisCluster): Cluster {
 
 /** Every key matching `pattern` on every master of the cluster. */
 async function clusterKeys(client: Cluster, pattern: string): Promise<string[]> {
+  // Until the slots are loaded every startup node (replicas too) is listed as a master.
+  if (client.status !== "ready") await new Promise((resolve) => client.once("ready", resolve));
   const found = await Promise.all(client.nodes("master").map((node) => node.keys(pattern)));
   return found.flat();
 }
@@ -294,4 +297,32 @@ describe.skipIf(!clusterAvailable)("an app-owned Cluster", () => {
     expect(await own.ping()).toBe("PONG");
     own.disconnect();
   });
+
+  it("is what the examples count on when REDIS_CLUSTER_NODES names its nodes", async () => {
+    const nodes = cluster.startupNodes.map((node) => `${node.host}:${node.port}`).join(",");
+    const previous = process.env.REDIS_CLUSTER_NODES;
+    process.env.REDIS_CLUSTER_NODES = nodes;
+    let flux: Flux | undefined;
+    try {
+      flux = await openFlux({ database: { pglite: true } });
+    } finally {
+      if (previous === undefined) delete process.env.REDIS_CLUSTER_NODES;
+      else process.env.REDIS_CLUSTER_NODES = previous;
+    }
+    const inspector = inspectorOf(cluster);
+    try {
+      await flux.plans.upsert({ id: "p", name: "p", rateLimits: [{ name: "w", limit: 1, window: "1m" }] });
+      await flux.orgs.create({ id: "examples-org", name: "o", planId: "p" });
+      const { secret } = await flux.keys.create().forOrg("examples-org").issue();
+      const first = await flux.keys.check(secret);
+      const second = await flux.keys.check(secret);
+      expect([first.valid, second.valid ? "valid" : second.error.code]).toEqual([true, "rate_limited"]);
+      const counted = await clusterKeys(inspector, "flux:rl:{examples-org}:*");
+      expect(counted).toHaveLength(1);
+    } finally {
+      await flux.close();
+      inspector.disconnect();
+    }
+    expect(() => clusterNodes("127.0.0.1")).toThrow(/REDIS_CLUSTER_NODES: '127.0.0.1' is not host:port/);
+  }, 60_000);
 });

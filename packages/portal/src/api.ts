@@ -2,6 +2,8 @@
  * The portal's JSON API: what one customer (an org, a user, a role) may see and do with the org's
  * keys, usage and audit log. An org sees only its own keys: another org's key id answers exactly
  * like an unknown one. A secret is in the answer that creates or rotates it, and nowhere else.
+ * One file past ~400 lines on purpose: every route's visibility rule (roles, org, what admins
+ * alone see) sits beside the others, so they can be reviewed together.
  */
 import {
   type Actor,

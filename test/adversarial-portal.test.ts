@@ -22,7 +22,7 @@ interface Route {
   body?: Record<string, unknown>;
 }
 
-/** Every JSON route of the portal (packages/core/src/portal/handler.ts) and logout. */
+/** Every JSON route of the portal (packages/portal/src/handler.ts, packages/portal/src/api.ts) and logout. */
 const ROUTES: Route[] = [
   { method: "GET", path: "/portal/api/me" },
   { method: "GET", path: "/portal/api/keys" },

@@ -33,7 +33,16 @@ const APPS = join(ROOT, "scripts", "packages", "apps");
 const BIN = join(ROOT, "node_modules", ".bin");
 
 /** The published packages, core first (the others' declarations import its built ones). */
-export const PACKAGES = ["core", "cli", "express", "fastify", "nestjs", "openfeature", "stripe"] as const;
+export const PACKAGES = [
+  "core",
+  "portal",
+  "cli",
+  "express",
+  "fastify",
+  "nestjs",
+  "openfeature",
+  "stripe",
+] as const;
 export type PackageDir = (typeof PACKAGES)[number];
 
 /** The throwaway apps that run a server (the types matrix only compiles and loads). */

@@ -97,6 +97,7 @@ export {
   addressBucket,
   type ClientAddressSource,
   clientAddress,
+  compileTrust,
   type TrustProxy,
 } from "./limits/client-address.js";
 export type { EntitlementEntry } from "./limits/entitlement-queries.js";
@@ -120,14 +121,23 @@ export {
   type CreatePortalSessionInput,
   type CreateSessionInput,
   createPortalHandler,
+  linkUrl,
+  normalizeBasePath,
+  PORTAL_ROLES,
   Portal,
   type PortalCustomer,
   type PortalHandler,
+  type PortalKeyRequest,
   type PortalOptions,
   type PortalRequestContext,
   type PortalRole,
   type PortalScopeOption,
+  type PortalServices,
   type PortalSessionLink,
+  type PortalSessionRecord,
+  portalServices,
+  type ResolvedPortalOptions,
+  resolvePortalOptions,
   sendWebResponse,
   servePortal,
   serveWeb,
@@ -167,3 +177,5 @@ export {
 } from "./usage/usage.js";
 export type { UsageOptions } from "./usage/usage-options.js";
 export { outcomeOf as usageOutcomeOf } from "./usage/usage-outcomes.js";
+/** For `@flux-keys/portal`: the same input checks (and `invalid_request` problems) as core's own. */
+export { displayName, parseInput } from "./validation.js";

@@ -29,6 +29,7 @@ import {
   type UsageOutcome,
   usageOutcomeOf,
 } from "@flux-keys/core";
+import { createPortalHandler, portalServices } from "@flux-keys/portal";
 import type { NextFunction, Request, RequestHandler, Response } from "express";
 import { kRequirement, protectionOf, type Requirement, routeRequirements } from "./route-requirements.js";
 
@@ -277,7 +278,7 @@ export function fluxPortal(flux: Flux, options: PortalOptions = {}): RequestHand
     const basePath = options.basePath ?? (req.baseUrl || "/portal");
     let handler = handlers.get(basePath);
     if (handler === undefined) {
-      handler = flux.portal.handler({ ...options, basePath });
+      handler = createPortalHandler(portalServices(flux), { ...options, basePath });
       handlers.set(basePath, handler);
     }
     serveWeb(handler, req, res, req.originalUrl).catch(next);

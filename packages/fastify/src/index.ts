@@ -30,6 +30,7 @@ import {
   toWebRequest,
   withOperationSecurity,
 } from "@flux-keys/core";
+import { createPortalHandler, portalServices } from "@flux-keys/portal";
 import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
 
@@ -253,7 +254,7 @@ const portalPlugin: FastifyPluginAsync<FluxPortalPluginOptions> = async (fastify
   } = options as FluxPortalPluginOptions & { prefix?: string; logLevel?: string; logSerializers?: unknown };
   if (!flux) throw new Error("@flux-keys/fastify: pass { flux } when registering fluxPortal.");
   const basePath = portalOptions.basePath ?? (fastify.prefix || "/portal");
-  const handler = flux.portal.handler({ ...portalOptions, basePath });
+  const handler = createPortalHandler(portalServices(flux), { ...portalOptions, basePath });
   mountWebHandler(fastify, ["/", "/*"], handler);
 };
 

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { createFlux, createHttpAuth, type Flux, prometheusHandler, serveWeb } from "@flux-keys/core";
+import { createPortalHandler, portalServices } from "@flux-keys/portal";
 import {
   type DynamicModule,
   Inject,
@@ -144,7 +145,7 @@ export class FluxKeysModule implements NestModule, OnApplicationShutdown {
   configure(consumer: MiddlewareConsumer): void {
     const portal = this.options.portal;
     if (portal) {
-      const handler = this.flux.portal.handler(portal);
+      const handler = createPortalHandler(portalServices(this.flux), portal);
       mountWeb(consumer, handler.basePath, true, handler);
     }
     const metrics = this.options.metrics;

@@ -1,11 +1,21 @@
 export { sendWebResponse, servePortal, serveWeb, toNodeListener, toWebRequest } from "../http/node-bridge.js";
-export { createPortalHandler, type PortalHandler } from "./handler.js";
-export { type CreatePortalSessionInput, Portal } from "./portal.js";
-export type {
-  PortalCustomer,
-  PortalOptions,
-  PortalRequestContext,
-  PortalRole,
-  PortalScopeOption,
+export {
+  type CreatePortalSessionInput,
+  createPortalHandler,
+  linkUrl,
+  Portal,
+  type PortalHandler,
+} from "./portal.js";
+export {
+  normalizeBasePath,
+  PORTAL_ROLES,
+  type PortalCustomer,
+  type PortalOptions,
+  type PortalRequestContext,
+  type PortalRole,
+  type PortalScopeOption,
+  type ResolvedPortalOptions,
+  resolvePortalOptions,
 } from "./portal-options.js";
-export type { CreateSessionInput, PortalSessionLink } from "./sessions.js";
+export { type PortalKeyRequest, type PortalServices, portalServices } from "./services.js";
+export type { CreateSessionInput, PortalSessionLink, PortalSessionRecord } from "./sessions.js";

@@ -1,8 +1,18 @@
-/** `flux.portal`: the customer self-service portal of one Flux instance. */
+/**
+ * `flux.portal`: the customer self-service portal of one Flux instance. Sessions are core's (the
+ * host backend and the CLI create links; the tables are core's); the UI is `@flux-keys/portal`,
+ * an optional peer dependency loaded on the first request, so core ships no UI.
+ */
+import { FluxConfigError } from "../errors.js";
 import type { Flux } from "../flux.js";
-import { createPortalHandler, linkUrl, type PortalHandler } from "./handler.js";
-import { normalizeBasePath, type PortalOptions } from "./portal-options.js";
-import { type CreateSessionInput, type PortalSessionLink, PortalSessions } from "./sessions.js";
+import {
+  normalizeBasePath,
+  type PortalOptions,
+  type PortalRequestContext,
+  resolvePortalOptions,
+} from "./portal-options.js";
+import { type PortalServices, portalServices } from "./services.js";
+import type { CreateSessionInput, PortalSessionLink } from "./sessions.js";
 
 export interface CreatePortalSessionInput extends CreateSessionInput {
   /** The portal's mount path, for the link. @default '/portal' */
@@ -11,12 +21,73 @@ export interface CreatePortalSessionInput extends CreateSessionInput {
   baseUrl?: string;
 }
 
-export class Portal {
-  private readonly sessions: PortalSessions;
+export interface PortalHandler {
+  (request: Request, context?: PortalRequestContext): Promise<Response>;
+  /** The resolved mount path ('' at the root). */
+  readonly basePath: string;
+  /** A single-use sign-in link for this portal (see `flux.portal.createSession`). */
+  createSession(input: CreateSessionInput): Promise<PortalSessionLink>;
+}
 
-  constructor(private readonly flux: Flux) {
-    this.sessions = new PortalSessions(flux);
-  }
+/** Builds the URL of a link: absolute under `baseUrl`, else a path under `basePath`. */
+export function linkUrl(token: string, basePath: string, baseUrl: string | undefined): string {
+  return `${baseUrl ?? basePath}/login/${token}`;
+}
+
+/** What core needs of `@flux-keys/portal` (typed here: core does not depend on it). */
+interface PortalModule {
+  createPortalHandler(services: PortalServices, options?: PortalOptions): PortalHandler;
+}
+
+// A specifier in a variable: bundlers and TypeScript leave the optional package alone.
+const PORTAL_PACKAGE = "@flux-keys/portal";
+let portalModule: Promise<PortalModule> | undefined;
+
+function loadPortal(): Promise<PortalModule> {
+  portalModule ??= (import(PORTAL_PACKAGE) as Promise<PortalModule>).catch((error: unknown) => {
+    portalModule = undefined;
+    const missing =
+      error instanceof Error && /Cannot find (package|module)|ERR_MODULE_NOT_FOUND/.test(String(error));
+    if (!missing) throw error;
+    throw new FluxConfigError(
+      "missing_dependency",
+      "flux.portal.handler() needs the @flux-keys/portal package: install it next to @flux-keys/core.",
+    );
+  });
+  return portalModule;
+}
+
+/**
+ * The portal as `(request: Request, context?) => Promise<Response>`: options are checked now
+ * (a mistake throws FluxConfigError at once), `@flux-keys/portal` is loaded on the first request.
+ */
+export function createPortalHandler(flux: Flux, options: PortalOptions = {}): PortalHandler {
+  const resolved = resolvePortalOptions(options);
+  const services = portalServices(flux);
+  let app: Promise<PortalHandler> | undefined;
+  const handler = async (request: Request, context?: PortalRequestContext) => {
+    app ??= loadPortal().then(
+      (portal) => portal.createPortalHandler(services, options),
+      (error: unknown) => {
+        app = undefined;
+        throw error;
+      },
+    );
+    return (await app)(request, context);
+  };
+  Object.defineProperty(handler, "basePath", { value: resolved.basePath, enumerable: true });
+  Object.defineProperty(handler, "createSession", {
+    value: async (input: CreateSessionInput): Promise<PortalSessionLink> => {
+      const { token, expiresAt } = await services.sessions.createLink(input);
+      return { url: linkUrl(token, resolved.basePath, resolved.baseUrl), expiresAt };
+    },
+    enumerable: true,
+  });
+  return handler as PortalHandler;
+}
+
+export class Portal {
+  constructor(private readonly flux: Flux) {}
 
   /** The portal as `(request: Request, context?) => Promise<Response>`, mounted at `options.basePath`. */
   handler(options?: PortalOptions): PortalHandler {
@@ -30,7 +101,7 @@ export class Portal {
   async createSession(input: CreatePortalSessionInput): Promise<PortalSessionLink> {
     const { basePath, baseUrl, ...session } = input;
     const path = normalizeBasePath(basePath ?? "/portal");
-    const { token, expiresAt } = await this.sessions.createLink(session);
+    const { token, expiresAt } = await portalServices(this.flux).sessions.createLink(session);
     return { url: linkUrl(token, path, baseUrl?.replace(/\/+$/, "")), expiresAt };
   }
 }

@@ -2,9 +2,10 @@
  * The portal's view of its own URL behind a proxy: forwarded scheme and host are believed only
  * from a trusted peer, only when well-formed, and never change the path.
  */
+
+import { compileTrust } from "@flux-keys/core";
 import { describe, expect, it } from "vitest";
-import { compileTrust } from "../src/limits/client-address.js";
-import { clientFacingUrl } from "../src/portal/http.js";
+import { clientFacingUrl } from "../src/http.js";
 
 const internal = new URL("http://10.0.0.5:3000/portal/api/keys?x=1");
 const trusted = compileTrust("10.0.0.0/8");

@@ -3,9 +3,10 @@
  * links (single use, expiry, digest only), sessions (cookie flags, id change at login, logout),
  * CSRF, org isolation (IDOR), roles, headers, problem details, audit actors and logs.
  */
+
+import { createFlux, type Flux, FluxConfigError, type PortalHandler } from "@flux-keys/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { STORES } from "../../../test/support/services.js";
-import { createFlux, type Flux, FluxConfigError, type PortalHandler } from "../src/index.js";
 
 const ORIGIN = "http://portal.test";
 

@@ -1,108 +1,53 @@
 /**
- * The portal's HTTP manners: security headers on every response, cookies, problem details, and
- * the cross-site request check (Fetch Metadata, then Origin, then a CSRF token in a header).
+ * The portal's HTTP manners: security headers on every response, problem details, the client-facing
+ * URL behind a trusted proxy, and the cross-site request check (Fetch Metadata, then Origin, then a
+ * CSRF token in a header). The check is ours, not hono's `csrf()`: that one looks only at requests
+ * a form can send (form and text content types), and the portal's API takes JSON.
  */
 
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
-import { FluxError } from "../errors.js";
-import { readBodyLimited } from "../http/body.js";
+import { FluxError, readBodyLimited } from "@flux-keys/core";
+import { secureHeaders } from "hono/secure-headers";
 
-export const CSP = [
-  "default-src 'none'",
-  "script-src 'self'",
-  "style-src 'self'",
-  "img-src 'self' data:",
-  "connect-src 'self'",
-  "form-action 'self'",
-  "base-uri 'none'",
-  "frame-ancestors 'none'",
-].join("; ");
+/** The strict CSP: the portal's own script and styles only, no inline code, never framed. */
+export const CSP_DIRECTIVES = {
+  defaultSrc: ["'none'"],
+  scriptSrc: ["'self'"],
+  styleSrc: ["'self'"],
+  imgSrc: ["'self'", "data:"],
+  connectSrc: ["'self'"],
+  formAction: ["'self'"],
+  baseUri: ["'none'"],
+  frameAncestors: ["'none'"],
+};
 
-/** Sent with every portal response: nothing here may be framed, sniffed, cached or leak a referrer. */
-export const SECURITY_HEADERS: Readonly<Record<string, string>> = Object.freeze({
-  "Content-Security-Policy": CSP,
-  "X-Frame-Options": "DENY",
-  "X-Content-Type-Options": "nosniff",
-  "Referrer-Policy": "no-referrer",
-  "Cross-Origin-Opener-Policy": "same-origin",
-  "Cross-Origin-Resource-Policy": "same-origin",
-  "Cache-Control": "no-store",
+/**
+ * Sent with every portal response (hono's secure-headers): nothing here may be framed, sniffed or
+ * leak a referrer. No HSTS: the portal is mounted in the host's app, whose transport policy that is.
+ */
+export const portalSecureHeaders = secureHeaders({
+  contentSecurityPolicy: CSP_DIRECTIVES,
+  xFrameOptions: "DENY",
+  xContentTypeOptions: true,
+  referrerPolicy: "no-referrer",
+  crossOriginOpenerPolicy: "same-origin",
+  crossOriginResourcePolicy: "same-origin",
+  strictTransportSecurity: false,
 });
 
-export function respond(
-  status: number,
-  body: string | null,
-  headers: Record<string, string> = {},
-  cookies: readonly string[] = [],
-): Response {
-  const h = new Headers({ ...SECURITY_HEADERS, ...headers });
-  for (const cookie of cookies) h.append("Set-Cookie", cookie);
-  return new Response(body, { status, headers: h });
-}
+export const PROBLEM_JSON = { "Content-Type": "application/problem+json" };
 
-export function json(status: number, value: unknown, cookies: readonly string[] = []): Response {
-  return respond(
-    status,
-    JSON.stringify(value),
-    { "Content-Type": "application/json; charset=utf-8" },
-    cookies,
-  );
-}
-
-export function problem(error: FluxError, instance?: string): Response {
-  return respond(status(error), JSON.stringify(error.toProblem(instance)), {
-    "Content-Type": "application/problem+json",
-  });
-}
-
-function status(error: FluxError): number {
-  return error.status;
+export function problemBody(error: FluxError, instance?: string): string {
+  return JSON.stringify(error.toProblem(instance));
 }
 
 /** An unexpected failure: a generic 500 problem, never the error's text. */
-export function internalProblem(): Response {
-  return respond(
-    500,
-    JSON.stringify({
-      type: "about:blank",
-      title: "Internal Server Error",
-      status: 500,
-      detail: "Something went wrong on our side.",
-    }),
-    { "Content-Type": "application/problem+json" },
-  );
-}
-
-export function readCookie(request: Request, name: string): string | undefined {
-  const header = request.headers.get("cookie");
-  if (!header) return undefined;
-  for (const part of header.split(";")) {
-    const eq = part.indexOf("=");
-    if (eq < 0) continue;
-    if (part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
-  }
-  return undefined;
-}
-
-export interface CookieSettings {
-  path: string;
-  secure: boolean;
-}
-
-export function setCookie(name: string, value: string, settings: CookieSettings, maxAgeSeconds?: number) {
-  return [
-    `${name}=${value}`,
-    `Path=${settings.path || "/"}`,
-    "HttpOnly",
-    "SameSite=Lax",
-    ...(settings.secure ? ["Secure"] : []),
-    ...(maxAgeSeconds === undefined ? [] : [`Max-Age=${Math.max(0, Math.floor(maxAgeSeconds))}`]),
-  ].join("; ");
-}
-
-export function clearCookie(name: string, settings: CookieSettings): string {
-  return `${setCookie(name, "", settings, 0)}; Expires=Thu, 01 Jan 1970 00:00:00 GMT`;
-}
+export const INTERNAL_PROBLEM = JSON.stringify({
+  type: "about:blank",
+  title: "Internal Server Error",
+  status: 500,
+  detail: "Something went wrong on our side.",
+});
 
 export function newCsrfSeed(): string {
   return `fpc_${randomBytes(32).toString("base64url")}`;

@@ -1,15 +1,17 @@
 /** Parsers for option values. Each throws commander's InvalidArgumentError, so a bad value exits 1. */
-import type { Quota, RateLimitWindow } from "@flux-keys/core";
+import { durationMs as coreDurationMs, type Quota, type RateLimitWindow } from "@flux-keys/core";
 import { InvalidArgumentError } from "commander";
 
-const UNIT_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000 } as const;
-const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$/;
-
-/** `'90d'`, `'24h'`, `'30m'`, `'1.5h'` → milliseconds. */
+/** `'90d'`, `'24h'`, `'30m'`, `'1.5h'` → milliseconds, in core's one duration grammar. */
 export function durationMs(value: string): number {
-  const match = DURATION.exec(value.trim());
-  if (!match) throw new InvalidArgumentError("Expected a duration such as 30m, 24h, 90d.");
-  return Number(match[1]) * UNIT_MS[match[2] as keyof typeof UNIT_MS];
+  const ms = coreDurationMs(value.trim());
+  if (ms === null) throw new InvalidArgumentError("Expected a duration such as 30m, 24h, 90d.");
+  return ms;
+}
+
+/** A duration as text (a string always carries its unit; a bare number is not one). */
+function isDurationText(value: string): boolean {
+  return coreDurationMs(value.trim()) !== null;
 }
 
 /**
@@ -20,7 +22,7 @@ export function timeArg(now: () => number) {
   return (value: string): Date => {
     const text = value.trim();
     if (text === "now") return new Date(now());
-    if (DURATION.test(text)) return new Date(now() - durationMs(text));
+    if (isDurationText(text)) return new Date(now() - durationMs(text));
     if (/^\d{4}-\d{2}-\d{2}/.test(text)) {
       const date = new Date(text);
       if (!Number.isNaN(date.getTime())) return date;
@@ -35,7 +37,7 @@ export function timeArg(now: () => number) {
 export function futureArg(now: () => number) {
   return (value: string): Date => {
     const text = value.trim();
-    const date = DURATION.test(text) ? new Date(now() + durationMs(text)) : timeArg(now)(text);
+    const date = isDurationText(text) ? new Date(now() + durationMs(text)) : timeArg(now)(text);
     if (date.getTime() <= now()) throw new InvalidArgumentError("Must be in the future.");
     return date;
   };

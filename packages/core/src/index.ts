@@ -11,7 +11,7 @@ export {
   suspendedFor,
 } from "./billing/billing.js";
 export type { MeterOutbox, MeterOutboxOptions, MeterSendRow } from "./billing/meter-outbox.js";
-export { type Duration, toMs } from "./duration.js";
+export { type Duration, durationMs, isDuration, toMs } from "./duration.js";
 export {
   checkForKey,
   type EntitlementCheckOptions,

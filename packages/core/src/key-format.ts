@@ -1,6 +1,7 @@
 /**
  * Key format: `<prefix>_<env>_<random><checksum>`, e.g. `flux_live_…`.
- * - random: 32 bytes from the CSPRNG, base62, fixed width 43;
+ * - random: 32 bytes from the CSPRNG read as one 256-bit number, base62, fixed width 43 (62^43 >
+ *   2^256, so every number has its own string: a change of base, not a mapping of bytes, no bias);
  * - checksum: CRC32 of everything before it, base62, fixed width 6.
  * Like GitHub's tokens, a typo or a scanner can tell a real key from noise without any I/O.
  */
@@ -99,10 +100,26 @@ export function displayParts(secret: string, prefix: string): { start: string; l
   return { start: secret.slice(0, startLength), last4: secret.slice(-4) };
 }
 
-/** Random ids for rows (`key_…`, `org_…`): 20 base62 characters, ~119 bits. */
-export function randomId(kind: string): string {
-  const bytes = randomBytes(20);
+/**
+ * The base62 symbol of one random byte, or null for the bytes rejected: 256 is not a multiple of
+ * 62, so `byte % 62` would pick the first eight symbols more often; bytes from 248 on (62 × 4) are
+ * dropped and drawn again, so every symbol comes from exactly four byte values.
+ */
+export function base62Symbol(byte: number): string | null {
+  return byte < BYTES_KEPT ? (BASE62[byte % 62] as string) : null;
+}
+
+const BYTES_KEPT = 62 * Math.floor(256 / 62);
+
+/** Random ids for rows (`key_…`, `org_…`): 20 base62 characters, ~119 bits, every symbol equally likely. */
+export function randomId(kind: string, length = 20): string {
   let out = "";
-  for (const byte of bytes) out += BASE62[byte % 62];
+  while (out.length < length) {
+    // 3% of bytes are rejected: a few spare ones make a second draw rare.
+    for (const byte of randomBytes(length - out.length + 4)) {
+      const symbol = base62Symbol(byte);
+      if (symbol !== null && out.length < length) out += symbol;
+    }
+  }
   return `${kind}_${out}`;
 }

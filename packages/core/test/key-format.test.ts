@@ -1,6 +1,14 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { BASE62, createKeyParser, displayParts, generateKey, MAX_KEY_LENGTH } from "../src/key-format.js";
+import {
+  BASE62,
+  base62Symbol,
+  createKeyParser,
+  displayParts,
+  generateKey,
+  MAX_KEY_LENGTH,
+  randomId,
+} from "../src/key-format.js";
 
 const parse = createKeyParser("flux");
 
@@ -77,5 +85,30 @@ describe("key format", () => {
       ),
       { numRuns: 3_000 },
     );
+  });
+});
+
+describe("random ids", () => {
+  it("map the byte range onto base62 with every symbol equally likely (byte % 62 would not)", () => {
+    const counts = new Map<string, number>();
+    let rejected = 0;
+    for (let byte = 0; byte < 256; byte++) {
+      const symbol = base62Symbol(byte);
+      if (symbol === null) rejected++;
+      else counts.set(symbol, (counts.get(symbol) ?? 0) + 1);
+    }
+    expect(counts.size).toBe(62);
+    expect(new Set(counts.values())).toEqual(new Set([4]));
+    expect(rejected).toBe(256 - 62 * 4);
+  });
+
+  it("are the kind, then 20 base62 characters, and differ", () => {
+    const ids = new Set<string>();
+    for (let i = 0; i < 1_000; i++) {
+      const id = randomId("key");
+      expect(id).toMatch(/^key_[0-9A-Za-z]{20}$/);
+      ids.add(id);
+    }
+    expect(ids.size).toBe(1_000);
   });
 });

@@ -2,7 +2,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { createFlux } from "../src/index.js";
+import { createFlux, durationMs, toMs } from "../src/index.js";
 import { resolveOptions } from "../src/options.js";
 
 describe("resolveOptions", () => {
@@ -118,5 +118,108 @@ describe("embedded PGlite in a folder", () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe("one schema per options section", () => {
+  it("refuses an unknown name at any depth of every section, with its path", () => {
+    const cases: Array<[unknown, string]> = [
+      [{ cache: { maxx: 1 } }, "cache.maxx"],
+      [{ invalidation: { staleness: "1s" } }, "invalidation.staleness"],
+      [{ serverClock: { every: "1m" } }, "serverClock.every"],
+      [{ telemetry: { attributes: { key: true } } }, "telemetry.attributes.key"],
+      [{ usage: { flushEvery: "1s" } }, "usage.flushEvery"],
+      [{ limits: { preAuth: { limit: 1, window: "1m", burst: 2 } } }, "limits.preAuth.burst"],
+      [{ webhooks: { backoff: { factor: 2 } } }, "webhooks.backoff.factor"],
+      [
+        { webhooks: { endpoints: [{ url: "https://example.com/", secret: "s".repeat(16), tag: 1 }] } },
+        "webhooks.endpoints[0].tag",
+      ],
+      [{ observations: { maxClients: 1 } }, "observations.maxClients"],
+    ];
+    for (const [options, path] of cases) {
+      expect(() => resolveOptions(options as never, {})).toThrow(
+        expect.objectContaining({
+          code: "unknown_option",
+          message: `Unknown option '${path}' for createFlux().`,
+        }),
+      );
+    }
+  });
+
+  it("says which option is wrong and how", () => {
+    const cases: Array<[unknown, string]> = [
+      [{ cache: { max: 0 } }, "cache.max must be a positive integer."],
+      [{ usage: { flushInterval: "5 s" } }, "usage.flushInterval must be a duration such as '5s'."],
+      [
+        { webhooks: { backoff: { initial: "2h" } } },
+        "webhooks.backoff.max must be at least backoff.initial.",
+      ],
+      [{ limits: { trustProxy: true } }, "set trustProxy once, at the top level: createFlux({ trustProxy })"],
+      [{ redis: { cluster: [] } }, "redis.cluster must name at least one node."],
+    ];
+    for (const [options, message] of cases) {
+      expect(() => resolveOptions(options as never, {})).toThrow(
+        expect.objectContaining({ code: "invalid_option", message: expect.stringContaining(message) }),
+      );
+    }
+  });
+
+  it("fills every default from the schema, and keeps the caller's object as it was", () => {
+    const options = { usage: { maxBufferedBuckets: 500 }, limits: { preAuth: false as const } };
+    const copy = structuredClone(options);
+    const resolved = resolveOptions(options, {});
+    expect(options).toEqual(copy);
+    expect(resolved.usage).toEqual({
+      flushIntervalMs: 5_000,
+      maxBufferedBuckets: 500,
+      flushAt: 500,
+      batchSize: 5_000,
+      rollupAfterMs: 7 * 86_400_000,
+      retentionMs: null,
+      maintenanceIntervalMs: 3_600_000,
+    });
+    expect(resolved.limits).toEqual({ onStoreError: "insurance", preAuth: null });
+    expect(resolveOptions({}, {}).limits.preAuth).toEqual({
+      limit: 30,
+      windowSeconds: 60,
+      maxAddresses: 50_000,
+    });
+    expect(resolveOptions({}, {}).serverClockIntervalMs).toBe(60_000);
+    expect(resolveOptions({ clock: () => 0 }, {}).serverClockIntervalMs).toBeNull();
+    expect(resolveOptions({ invalidation: { maxStaleness: 250 } }, {}).invalidation.maxStalenessMs).toBe(250);
+  });
+});
+
+describe("the duration grammar", () => {
+  it("takes milliseconds and a decimal with one unit, and nothing else", () => {
+    expect(durationMs(1500)).toBe(1500);
+    expect(durationMs("500ms")).toBe(500);
+    expect(durationMs("30s")).toBe(30_000);
+    expect(durationMs("15m")).toBe(900_000);
+    expect(durationMs("1.5h")).toBe(5_400_000);
+    expect(durationMs("7d")).toBe(604_800_000);
+    expect(durationMs("2w")).toBe(1_209_600_000);
+    for (const value of [
+      "",
+      "30",
+      "5 s",
+      " 5s",
+      "-5s",
+      "1y",
+      "1 day",
+      "5S",
+      "s",
+      ".5s",
+      -1,
+      Number.NaN,
+      Infinity,
+      null,
+    ]) {
+      expect(durationMs(value), String(value)).toBeNull();
+    }
+    expect(() => toMs("soon" as never, "gracePeriod")).toThrow(
+      expect.objectContaining({ code: "invalid_request" }),
+    );
   });
 });

@@ -6,8 +6,6 @@
  * when added and to 127.0.0.1 when used (DNS rebinding) is still refused.
  */
 import { lookup as dnsLookup, type LookupAddress } from "node:dns";
-import { Agent as HttpAgent } from "node:http";
-import { Agent as HttpsAgent } from "node:https";
 import { BlockList, isIP, type LookupFunction } from "node:net";
 
 /** Ranges that are not the public internet (IANA special-purpose registries, RFC 6890 and later). */
@@ -103,14 +101,6 @@ export const publicOnlyLookup: LookupFunction = (hostname, options, callback) =>
     return callback(null, first.address, first.family);
   });
 };
-
-/** Agents whose every connection goes through `publicOnlyLookup` (no keep-alive: one attempt, one socket). */
-export function publicOnlyAgents(): { http: HttpAgent; https: HttpsAgent } {
-  return {
-    http: new HttpAgent({ lookup: publicOnlyLookup }),
-    https: new HttpsAgent({ lookup: publicOnlyLookup }),
-  };
-}
 
 /** Whether an error (or one inside an AggregateError) is the guard's refusal. */
 export function isBlockedAddressError(error: unknown): boolean {

@@ -75,7 +75,10 @@ export class Dispatcher {
 
   constructor(private readonly deps: DispatcherDependencies) {
     this.endpoints = deps.options.endpoints;
-    this.poster = createWebhookPoster({ allowPrivateNetworks: deps.options.allowPrivateNetworks });
+    this.poster = createWebhookPoster({
+      allowPrivateNetworks: deps.options.allowPrivateNetworks,
+      timeoutMs: deps.options.timeoutMs,
+    });
     this.publishFilter();
   }
 
@@ -107,6 +110,7 @@ export class Dispatcher {
     this.deps.events.onRecorded = null;
     this.aborter.abort();
     await this.chain.catch(() => {});
+    await this.poster.close().catch(() => {});
   }
 
   private tick(): void {

@@ -1,63 +1,39 @@
+/** The `telemetry` options of `createFlux`: one schema holds their names, defaults and checks. */
 import type { MeterProvider, TracerProvider } from "@opentelemetry/api";
-import { FluxConfigError } from "../errors.js";
+import { z } from "zod";
+import { instance, section } from "../options-schema.js";
 
-export interface TelemetryOptions {
+const has = (method: string) => (value: unknown) =>
+  typeof value === "object" &&
+  value !== null &&
+  typeof (value as Record<string, unknown>)[method] === "function";
+
+const telemetrySection = section({
   /**
    * Where `flux.verify` spans go. The global provider is looked up at every verification, so an
    * SDK registered after `createFlux` is used too.
    * @default the global tracer provider (`trace.getTracerProvider()`): a no-op until an SDK registers
    */
-  tracerProvider?: TracerProvider;
+  tracerProvider: instance<TracerProvider>(has("getTracer"), "must be a TracerProvider.").optional(),
   /**
    * Where the `flux.*` metrics go. Read once, in `createFlux`: register the SDK's meter provider
    * before it, or pass it here.
    * @default the global meter provider (`metrics.getMeterProvider()`)
    */
-  meterProvider?: MeterProvider;
+  meterProvider: instance<MeterProvider>(has("getMeter"), "must be a MeterProvider.").optional(),
   /**
    * Optional metric attributes: `flux.org.id` and `flux.plan.id` on verifications and limiter
    * decisions. One series per org can be many series. Key ids are never metric attributes.
    * @default { org: false, plan: false }
    */
-  attributes?: { org?: boolean; plan?: boolean };
-}
+  attributes: section({
+    org: z.boolean({ error: "must be a boolean." }).prefault(false),
+    plan: z.boolean({ error: "must be a boolean." }).prefault(false),
+  }).prefault({}),
+});
 
-export interface ResolvedTelemetryOptions {
-  tracerProvider: TracerProvider | undefined;
-  meterProvider: MeterProvider | undefined;
-  attributes: { org: boolean; plan: boolean };
-}
+export type TelemetryOptions = z.input<typeof telemetrySection>;
 
-const KNOWN = new Set(["tracerProvider", "meterProvider", "attributes"]);
-const ATTRIBUTES_KNOWN = new Set(["org", "plan"]);
+export const telemetryOptionsSchema = telemetrySection.prefault({});
 
-export function resolveTelemetryOptions(options: TelemetryOptions = {}): ResolvedTelemetryOptions {
-  if (typeof options !== "object" || options === null) {
-    throw new FluxConfigError("invalid_option", "telemetry must be an object.");
-  }
-  for (const name of Object.keys(options)) {
-    if (!KNOWN.has(name)) throw new FluxConfigError("unknown_option", `Unknown option 'telemetry.${name}'.`);
-  }
-  const attributes = options.attributes ?? {};
-  for (const name of Object.keys(attributes)) {
-    if (!ATTRIBUTES_KNOWN.has(name)) {
-      throw new FluxConfigError("unknown_option", `Unknown option 'telemetry.attributes.${name}'.`);
-    }
-  }
-  for (const [name, value] of Object.entries(attributes)) {
-    if (typeof value !== "boolean") {
-      throw new FluxConfigError("invalid_option", `telemetry.attributes.${name} must be a boolean.`);
-    }
-  }
-  if (options.tracerProvider !== undefined && typeof options.tracerProvider?.getTracer !== "function") {
-    throw new FluxConfigError("invalid_option", "telemetry.tracerProvider must be a TracerProvider.");
-  }
-  if (options.meterProvider !== undefined && typeof options.meterProvider?.getMeter !== "function") {
-    throw new FluxConfigError("invalid_option", "telemetry.meterProvider must be a MeterProvider.");
-  }
-  return {
-    tracerProvider: options.tracerProvider,
-    meterProvider: options.meterProvider,
-    attributes: { org: attributes.org ?? false, plan: attributes.plan ?? false },
-  };
-}
+export type ResolvedTelemetryOptions = z.output<typeof telemetryOptionsSchema>;

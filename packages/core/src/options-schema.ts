@@ -20,22 +20,25 @@ export function parseOptions<S extends z.ZodType>(
   schema: S,
   input: unknown,
   where: readonly PropertyKey[] = [],
+  subject = "createFlux()",
 ): z.output<S> {
   const result = schema.safeParse(input);
   if (result.success) return result.data;
-  throw toConfigError(result.error.issues, where);
+  throw toConfigError(result.error.issues, where, subject);
 }
 
+/** `subject` names what the options are for, in the unknown-option message. */
 export function toConfigError(
   issues: readonly z.core.$ZodIssue[],
   where: readonly PropertyKey[] = [],
+  subject = "createFlux()",
 ): FluxConfigError {
   const unknown = issues.find((issue) => issue.code === "unrecognized_keys");
   if (unknown !== undefined) {
     const path = pathText([...where, ...unknown.path, unknown.keys[0] ?? ""]);
     const moved = MOVED[path];
     if (moved !== undefined) return new FluxConfigError("invalid_option", moved);
-    return new FluxConfigError("unknown_option", `Unknown option '${path}' for createFlux().`);
+    return new FluxConfigError("unknown_option", `Unknown option '${path}' for ${subject}.`);
   }
   const issue = issues[0];
   const path = pathText([...where, ...(issue?.path ?? [])]);

@@ -901,9 +901,37 @@ describe.each(STORES)("portal handler on $name", (store) => {
       expect(me).toMatchObject({ org: { id: "globex" }, user: { id: "g-1", role: "member" }, session: null });
     });
 
-    it.skipIf(!store.available)("rejects unknown options", () => {
-      expect(() => flux.portal.handler({ basepath: "/x" } as never)).toThrow(FluxConfigError);
-      expect(() => flux.portal.handler({ branding: { accentColor: "red" } })).toThrow(FluxConfigError);
+    it.skipIf(!store.available)("rejects unknown options at any depth, with their path and code", () => {
+      const refusal = (options: unknown) => {
+        try {
+          flux.portal.handler(options as never);
+        } catch (error) {
+          expect(error).toBeInstanceOf(FluxConfigError);
+          const { code, message } = error as FluxConfigError;
+          return { code, message };
+        }
+        return null;
+      };
+      expect(refusal({ basepath: "/x" })).toEqual({
+        code: "unknown_option",
+        message: "Unknown option 'basepath' for the portal.",
+      });
+      expect(refusal({ branding: { colour: "#1f6feb" } })).toEqual({
+        code: "unknown_option",
+        message: "Unknown option 'branding.colour' for the portal.",
+      });
+      expect(refusal({ branding: { accentColor: "red" } })).toMatchObject({
+        code: "invalid_option",
+        message: expect.stringMatching(/^branding\.accentColor /),
+      });
+      expect(refusal({ scopes: [{ scope: "read:events", label: "x" }] })).toMatchObject({
+        code: "unknown_option",
+        message: "Unknown option 'scopes[0].label' for the portal.",
+      });
+      expect(refusal({ sessionTtl: "8 hours" })).toMatchObject({ code: "invalid_option" });
+      expect(refusal({ sessionTtl: "30s" })).toMatchObject({ code: "invalid_option" });
+      expect(refusal({ allowedOrigins: ["not an origin"] })).toMatchObject({ code: "invalid_option" });
+      expect(refusal({ basePath: "/portal/", sessionTtl: "1h", expiringSoon: "2w" })).toBeNull();
     });
   });
 });

@@ -12,7 +12,7 @@ import type { LifecycleEventType, LifecycleHandler } from "./events/event-types.
 import { Events } from "./events/events.js";
 import { Webhooks } from "./events/webhooks.js";
 import { type InvalidationBus, localBus } from "./invalidation-bus.js";
-import { type Invalidation, KeyCache } from "./key-cache.js";
+import { type Invalidation, KeyCache } from "./keys/cache.js";
 import { UnknownKeys } from "./keys/unknown-keys.js";
 import { Keys } from "./keys.js";
 import { type ClientAddressSource, clientAddress } from "./limits/client-address.js";

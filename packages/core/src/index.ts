@@ -72,8 +72,8 @@ export {
   redactUrl,
 } from "./http/log-redaction.js";
 export { type DenialResponse, denialResponse, PROBLEM_CONTENT_TYPE } from "./http/problem.js";
-export { KeyBuilder } from "./key-builder.js";
-export { createKeyParser, type KeyEnvironment, type ParsedKey } from "./key-format.js";
+export { KeyBuilder } from "./keys/builder.js";
+export { createKeyParser, type KeyEnvironment, type ParsedKey } from "./keys/format.js";
 export {
   type CheckResult,
   type DeniedKey,

@@ -13,7 +13,9 @@ import { type Duration, toMs } from "./duration.js";
 import { FluxError, type FluxErrorCode } from "./errors.js";
 import { keyCreated, keyRevoked, keyRotated } from "./events/key-events.js";
 import { type ApiKey as ApiKeyRow, Prisma } from "./generated/prisma/client.js";
-import { KeyBuilder, type KeySpec, normalizeNetworks } from "./key-builder.js";
+import { assertActiveKeyRoom } from "./keys/active-key-limit.js";
+import { KeyBuilder, type KeySpec, normalizeNetworks } from "./keys/builder.js";
+import { filterHash } from "./keys/digest-filter.js";
 import {
   createKeyParser,
   displayParts,
@@ -22,10 +24,8 @@ import {
   type KeyParser,
   keyLengthOf,
   randomId,
-} from "./key-format.js";
-import { baseContext, type KeyRecord, keyStatus, loadKeyRecord, withRateLimit } from "./key-record.js";
-import { assertActiveKeyRoom } from "./keys/active-key-limit.js";
-import { filterHash } from "./keys/digest-filter.js";
+} from "./keys/format.js";
+import { baseContext, type KeyRecord, keyStatus, loadKeyRecord, withRateLimit } from "./keys/record.js";
 import { compileTrust } from "./limits/client-address.js";
 import type { Runtime } from "./runtime.js";
 import { SYSTEM_ACTOR } from "./runtime.js";

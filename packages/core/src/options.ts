@@ -11,7 +11,7 @@ import {
   resolveWebhookOptions,
   type WebhookOptions,
 } from "./events/webhook-options.js";
-import { ENVIRONMENTS, isValidPrefix, type KeyEnvironment } from "./key-format.js";
+import { ENVIRONMENTS, isValidPrefix, type KeyEnvironment } from "./keys/format.js";
 import type { UnknownKeyOptions } from "./keys/unknown-keys.js";
 import { compileTrust, type TrustProxy } from "./limits/client-address.js";
 import { type LimitOptions, type ResolvedLimitOptions, resolveLimitOptions } from "./limits/limit-options.js";

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { BASE62, createKeyParser, displayParts, generateKey, MAX_KEY_LENGTH } from "../src/key-format.js";
+import { BASE62, createKeyParser, displayParts, generateKey, MAX_KEY_LENGTH } from "../src/keys/format.js";
 
 const parse = createKeyParser("flux");
 

@@ -14,7 +14,7 @@ import { LRUCache } from "lru-cache";
 import type { PrismaClient } from "../database.js";
 import { FluxError } from "../errors.js";
 import type { Prisma } from "../generated/prisma/client.js";
-import { randomId } from "../key-format.js";
+import { randomId } from "../keys/format.js";
 import type { LimitedResult, LimitObserver } from "../limits/limits.js";
 import { periodAt } from "../limits/periods.js";
 import type { LogFields, Logger } from "../options.js";

@@ -30,7 +30,7 @@ import {
 } from "rate-limiter-flexible";
 import type { PrismaClient } from "../database.js";
 import { FluxError } from "../errors.js";
-import { type KeyRecord, withRateLimit } from "../key-record.js";
+import { type KeyRecord, withRateLimit } from "../keys/record.js";
 import type { Logger } from "../options.js";
 import type {
   KeyContext,

@@ -20,7 +20,7 @@ import {
   type TracerProvider,
   trace,
 } from "@opentelemetry/api";
-import type { KeyRecord } from "../key-record.js";
+import type { KeyRecord } from "../keys/record.js";
 import type { CheckResult } from "../keys.js";
 import type { RateLimitState } from "../types.js";
 import { ATTR, INSTRUMENTS, type InstrumentName, type InstrumentSpec } from "./instruments.js";

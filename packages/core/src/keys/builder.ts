@@ -3,12 +3,11 @@
  * collects; `issue()` validates everything at once and hands a checked spec to `Keys`.
  */
 import { z } from "zod";
-import { FluxError } from "./errors.js";
-import type { KeyEnvironment } from "./key-format.js";
-import type { IssuedKey, Keys } from "./keys.js";
-import { compileTrust } from "./limits/client-address.js";
-import { normalizeScopes } from "./scopes.js";
-import type { Actor, Quota, RateLimitWindow } from "./types.js";
+import { FluxError } from "../errors.js";
+import type { IssuedKey, Keys } from "../keys.js";
+import { compileTrust } from "../limits/client-address.js";
+import { normalizeScopes } from "../scopes.js";
+import type { Actor, Quota, RateLimitWindow } from "../types.js";
 import {
   displayName,
   identifier,
@@ -16,7 +15,8 @@ import {
   parseInput,
   quotaSchema,
   rateLimitsSchema,
-} from "./validation.js";
+} from "../validation.js";
+import type { KeyEnvironment } from "./format.js";
 
 export interface KeySpec {
   orgId: string;

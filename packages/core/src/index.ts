@@ -86,7 +86,7 @@ export {
   type RotatedKey,
   type ScopeSuggestion,
   type VerifyOptions,
-} from "./keys.js";
+} from "./keys/keys.js";
 export {
   createSecretScanningHandler,
   type GitHubPublicKey,

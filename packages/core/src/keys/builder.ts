@@ -4,7 +4,6 @@
  */
 import { z } from "zod";
 import { FluxError } from "../errors.js";
-import type { IssuedKey, Keys } from "../keys.js";
 import { compileTrust } from "../limits/client-address.js";
 import { normalizeScopes } from "../scopes.js";
 import type { Actor, Quota, RateLimitWindow } from "../types.js";
@@ -17,6 +16,7 @@ import {
   rateLimitsSchema,
 } from "../validation.js";
 import type { KeyEnvironment } from "./format.js";
+import type { IssuedKey, Keys } from "./keys.js";
 
 export interface KeySpec {
   orgId: string;

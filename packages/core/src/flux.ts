@@ -15,7 +15,7 @@ import { type InvalidationBus, localBus } from "./invalidation-bus.js";
 import { type Invalidation, KeyCache } from "./keys/cache.js";
 import { Keys } from "./keys/keys.js";
 import { UnknownKeys } from "./keys/unknown-keys.js";
-import { type ClientAddressSource, clientAddress } from "./limits/client-address.js";
+import { type ClientAddressSource, clientAddress } from "./http/client-address.js";
 import { Limits } from "./limits/decide.js";
 import { checkEntitlement, type EntitlementEntry, listEntitlements } from "./limits/entitlement-queries.js";
 import { countingClusterOptions } from "./limits/redis-clients.js";

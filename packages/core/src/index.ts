@@ -98,7 +98,7 @@ export {
   type ClientAddressSource,
   clientAddress,
   type TrustProxy,
-} from "./limits/client-address.js";
+} from "./http/client-address.js";
 export type { EntitlementEntry } from "./limits/entitlement-queries.js";
 export { type RateLimitHeaderSource, rateLimitHeaders } from "./limits/headers.js";
 export type { LimitOptions } from "./limits/limit-options.js";

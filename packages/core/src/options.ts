@@ -13,7 +13,7 @@ import {
 } from "./events/webhook-options.js";
 import { ENVIRONMENTS, isValidPrefix, type KeyEnvironment } from "./keys/format.js";
 import type { UnknownKeyOptions } from "./keys/unknown-keys.js";
-import { compileTrust, type TrustProxy } from "./limits/client-address.js";
+import { compileTrust, type TrustProxy } from "./http/client-address.js";
 import { type LimitOptions, type ResolvedLimitOptions, resolveLimitOptions } from "./limits/limit-options.js";
 import {
   type ResolvedTelemetryOptions,

@@ -3,7 +3,7 @@
  * from a trusted peer, only when well-formed, and never change the path.
  */
 import { describe, expect, it } from "vitest";
-import { compileTrust } from "../src/limits/client-address.js";
+import { compileTrust } from "../src/http/client-address.js";
 import { clientFacingUrl } from "../src/portal/http.js";
 
 const internal = new URL("http://10.0.0.5:3000/portal/api/keys?x=1");

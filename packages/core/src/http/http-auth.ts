@@ -6,7 +6,7 @@
 import { FluxConfigError, FluxError } from "../errors.js";
 import type { Flux } from "../flux.js";
 import type { DeniedKey } from "../keys/keys.js";
-import { clientAddress } from "../limits/client-address.js";
+import { clientAddress } from "./client-address.js";
 import { rateLimitHeaders } from "../limits/headers.js";
 import type { KeyContext } from "../types.js";
 import { outcomeOf, type UsageOutcome } from "../usage/usage-outcomes.js";

@@ -4,7 +4,7 @@
  */
 import { z } from "zod";
 import { FluxError } from "../errors.js";
-import { compileTrust } from "../limits/client-address.js";
+import { compileTrust } from "../http/client-address.js";
 import { normalizeScopes } from "../scopes.js";
 import type { Actor, Quota, RateLimitWindow } from "../types.js";
 import {

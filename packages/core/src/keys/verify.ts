@@ -9,7 +9,7 @@
  */
 import { createHmac, hash } from "node:crypto";
 import { FluxError } from "../errors.js";
-import { compileTrust } from "../limits/client-address.js";
+import { compileTrust } from "../http/client-address.js";
 import type { Runtime } from "../runtime.js";
 import { requirementError } from "../scopes.js";
 import type { VerificationProbe } from "../telemetry/telemetry.js";

@@ -10,7 +10,7 @@ import { type RateLimiterAbstract, RateLimiterRedis, RateLimiterRes } from "rate
 import { FluxError } from "../errors.js";
 import type { RateLimitState } from "../types.js";
 import { AddressFailures } from "./address-failures.js";
-import { addressBucket } from "./client-address.js";
+import { addressBucket } from "../http/client-address.js";
 import type { ResolvedLimitOptions } from "./limit-options.js";
 import { type LimitedResult, secondsUntil } from "./outcome.js";
 

@@ -53,6 +53,12 @@ export {
 } from "./events/index.js";
 export { createFlux, type Flux } from "./flux.js";
 export { readBodyLimited } from "./http/body.js";
+export {
+  addressBucket,
+  type ClientAddressSource,
+  clientAddress,
+  type TrustProxy,
+} from "./http/client-address.js";
 export { extractCredential, type HeaderBag } from "./http/credentials.js";
 export {
   createHttpAuth,
@@ -93,12 +99,6 @@ export {
   type SecretScanningOptions,
 } from "./leaks/github-alerts.js";
 export { findFluxKeys, fluxKeyPattern, isFluxKey } from "./leaks/secret-scanning.js";
-export {
-  addressBucket,
-  type ClientAddressSource,
-  clientAddress,
-  type TrustProxy,
-} from "./http/client-address.js";
 export type { EntitlementEntry } from "./limits/entitlement-queries.js";
 export { type RateLimitHeaderSource, rateLimitHeaders } from "./limits/headers.js";
 export type { LimitOptions } from "./limits/limit-options.js";

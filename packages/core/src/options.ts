@@ -11,9 +11,9 @@ import {
   resolveWebhookOptions,
   type WebhookOptions,
 } from "./events/webhook-options.js";
+import { compileTrust, type TrustProxy } from "./http/client-address.js";
 import { ENVIRONMENTS, isValidPrefix, type KeyEnvironment } from "./keys/format.js";
 import type { UnknownKeyOptions } from "./keys/unknown-keys.js";
-import { compileTrust, type TrustProxy } from "./http/client-address.js";
 import { type LimitOptions, type ResolvedLimitOptions, resolveLimitOptions } from "./limits/limit-options.js";
 import {
   type ResolvedTelemetryOptions,

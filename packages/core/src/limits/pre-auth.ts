@@ -8,9 +8,9 @@ import type { Cluster, Redis } from "ioredis";
 import { LRUCache } from "lru-cache";
 import { type RateLimiterAbstract, RateLimiterRedis, RateLimiterRes } from "rate-limiter-flexible";
 import { FluxError } from "../errors.js";
+import { addressBucket } from "../http/client-address.js";
 import type { RateLimitState } from "../types.js";
 import { AddressFailures } from "./address-failures.js";
-import { addressBucket } from "../http/client-address.js";
 import type { ResolvedLimitOptions } from "./limit-options.js";
 import { type LimitedResult, secondsUntil } from "./outcome.js";
 

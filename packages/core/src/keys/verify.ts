@@ -268,7 +268,7 @@ export class KeyVerification {
   /** @internal SHA-256 of the secret, or HMAC-SHA-256 with the pepper. */
   digest(secret: string): string {
     const pepper = this.rt.options.pepper;
-    // One-shot hash: no Hash object per request (about 0.5 µs less on the hot path).
+    // One-shot hash: no Hash object per request (bench/RESULTS.md, "Why the hot path is written as it is").
     if (pepper === undefined) return hash("sha256", secret, "hex");
     return createHmac("sha256", pepper).update(secret).digest("hex");
   }

@@ -8,7 +8,7 @@
  * - Redis, Valkey or Redis Cluster: every window and the quota of a request in one Lua script
  *   (limits/shared-store.ts), all counters of a key in its org's hash slot: atomic, one round
  *   trip, and a refusal consumes nothing. A hot key has at most one call in flight; requests that
- *   arrive meanwhile go out together with the next one, each decided in order (limits/coalesce.ts).
+ *   arrive meanwhile go out together with the next one, each decided in order (the in-flight queue of limits/shared-store.ts).
  *
  * Algorithms per window (`algorithm`): `fixed` windows are anchored at their first request (the
  * library's model): a key limited to L per W seconds can pass at most 2L in any span of W seconds
@@ -17,6 +17,9 @@
  *
  * Also here: the refunds of a denied request, and the pre-authentication limiter's entry points
  * (limits/pre-auth.ts); the insurance while a store is down is limits/insurance.ts.
+ *
+ * One file past 400 lines: the memory path, the Redis path, the peek and the refunds read and
+ * write the same bound windows and outcomes of one decision; apart, each would re-derive them.
  */
 import type { Cluster, Redis } from "ioredis";
 import { RateLimiterRes } from "rate-limiter-flexible";

@@ -13,8 +13,8 @@ import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { createFlux } from "@flux-keys/core";
 import pg from "pg";
-import { generateKey } from "../packages/core/src/key-format.js";
 import { DigestFilter } from "../packages/core/src/keys/digest-filter.js";
+import { generateKey } from "../packages/core/src/keys/format.js";
 import { freshSchema } from "./load-support.js";
 
 setFlagsFromString("--expose-gc");

@@ -13,7 +13,7 @@
 import { createHash } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { createFlux, type Flux } from "@flux-keys/core";
-import { baseContext, type KeyRecord } from "../packages/core/src/key-record.js";
+import { baseContext, type KeyRecord } from "../packages/core/src/keys/record.js";
 
 const KEYS = Number(process.argv.find((arg) => arg.startsWith("--keys="))?.slice(7) ?? 100_000);
 const gc = (globalThis as { gc?: () => void }).gc;

@@ -26,8 +26,8 @@ import {
   type Page,
   type UsageQuery,
 } from "@flux-keys/core";
-import { displayParts, generateKey } from "../packages/core/src/key-format.js";
 import { filterHash } from "../packages/core/src/keys/digest-filter.js";
+import { displayParts, generateKey } from "../packages/core/src/keys/format.js";
 import {
   type BenchSchema,
   DATABASE_URL,

@@ -24,7 +24,7 @@ import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
 import { createFlux } from "@flux-keys/core";
-import { generateKey } from "../packages/core/src/key-format.js";
+import { generateKey } from "../packages/core/src/keys/format.js";
 import {
   AppProcess,
   type BenchRedis,

@@ -10,8 +10,8 @@ import { randomBytes } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { createFlux, type Flux } from "@flux-keys/core";
 import pg from "pg";
-import { displayParts, generateKey } from "../packages/core/src/key-format.js";
 import { filterHash } from "../packages/core/src/keys/digest-filter.js";
+import { displayParts, generateKey } from "../packages/core/src/keys/format.js";
 
 const DATABASE_URL = process.env.BENCH_DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test";
 const TABLE_KEYS = Number(process.env.BENCH_KEYS ?? 100_000);

@@ -6,7 +6,7 @@
 import { createFlux, type Flux, type FluxOptions } from "@flux-keys/core";
 import request from "supertest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { generateKey } from "../packages/core/src/key-format.js";
+import { generateKey } from "../packages/core/src/keys/format.js";
 import { rawRequest } from "./support/adversarial-cases.js";
 import {
   DATABASE_URL,

@@ -10,7 +10,7 @@
 import { createFlux, type Flux } from "@flux-keys/core";
 import request from "supertest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { generateKey } from "../packages/core/src/key-format.js";
+import { generateKey } from "../packages/core/src/keys/format.js";
 import { rawRequest } from "./support/adversarial-cases.js";
 import { type RunningApp, TARGETS } from "./support/targets.js";
 import { startTlsProxy, type TlsProxy } from "./support/tls-proxy.js";

@@ -9,7 +9,7 @@ import { connect } from "node:net";
 import { crc32 } from "node:zlib";
 import type { Flux, Logger } from "@flux-keys/core";
 import { vi } from "vitest";
-import { BASE62, CHECKSUM_LENGTH, generateKey } from "../../packages/core/src/key-format.js";
+import { BASE62, CHECKSUM_LENGTH, generateKey } from "../../packages/core/src/keys/format.js";
 
 // --- keys --------------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import {
   type FluxOptions,
   loadMigrations,
 } from "@flux-keys/core";
+import { adminAccess } from "@flux-keys/core/admin";
 import yoctoSpinner from "yocto-spinner";
 import { RefusedError, UsageError } from "./cli-errors.js";
 import type { CliIo } from "./io.js";
@@ -149,7 +150,7 @@ async function assertMigrated(flux: Flux): Promise<void> {
   const expected = (await loadMigrations()).map((migration) => migration.id);
   let applied: Set<string>;
   try {
-    applied = await flux.internals.database.driver.withSession(async (session) => {
+    applied = await adminAccess(flux).driver.withSession(async (session) => {
       const [table] = await session.query<{ t: string | null }>(
         "SELECT to_regclass('flux_migrations')::text AS t",
       );

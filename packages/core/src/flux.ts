@@ -3,7 +3,7 @@
  * returns the public API.
  */
 import { Cluster, Redis } from "ioredis";
-import { AuditLog } from "./audit.js";
+import { AuditLog, writeAudit } from "./audit.js";
 import { type Billing, createBilling } from "./billing/billing.js";
 import { type Database, guard, openDatabase } from "./database.js";
 import { checkForKey, type EntitlementCheckOptions, flagContextFor } from "./entitlements.js";
@@ -11,13 +11,13 @@ import { FluxConfigError, FluxError } from "./errors.js";
 import type { LifecycleEventType, LifecycleHandler } from "./events/event-types.js";
 import { Events } from "./events/events.js";
 import { Webhooks } from "./events/webhooks.js";
+import { type ClientAddressSource, clientAddress } from "./http/client-address.js";
 import { type InvalidationBus, localBus } from "./invalidation-bus.js";
-import { type Invalidation, KeyCache } from "./key-cache.js";
+import { type Invalidation, KeyCache } from "./keys/cache.js";
+import { Keys } from "./keys/keys.js";
 import { UnknownKeys } from "./keys/unknown-keys.js";
-import { Keys } from "./keys.js";
-import { type ClientAddressSource, clientAddress } from "./limits/client-address.js";
+import { Limits } from "./limits/decide.js";
 import { checkEntitlement, type EntitlementEntry, listEntitlements } from "./limits/entitlement-queries.js";
-import { Limits } from "./limits/limits.js";
 import { countingClusterOptions } from "./limits/redis-clients.js";
 import { migrate } from "./migrator.js";
 import { KeyObservations } from "./observations/key-observations.js";
@@ -27,6 +27,7 @@ import { Plans } from "./plans.js";
 import { Portal } from "./portal/portal.js";
 import { PostgresBus } from "./postgres-bus.js";
 import type { Runtime } from "./runtime.js";
+import { registerSeams } from "./seams.js";
 import { ServerClock } from "./server-clock.js";
 import { Telemetry } from "./telemetry/telemetry.js";
 import type { KeyContext } from "./types.js";
@@ -72,7 +73,10 @@ export interface Flux {
   readonly webhooks: Webhooks;
   /** Flushes usage, then releases the database, Redis and timers. Safe to call twice. */
   close(): Promise<void>;
-  /** @internal For tests and adapters: resolved options and the store. */
+  /**
+   * @internal For tests and benchmarks only: resolved options and the store. Modules built over
+   * an instance get narrow dependencies instead (src/seams.ts; `@flux-keys/core/admin`).
+   */
   readonly internals: {
     options: ResolvedOptions;
     database: Database;
@@ -254,6 +258,20 @@ export async function createFlux(options: FluxOptions = {}): Promise<Flux> {
         return portal;
       },
     };
+    registerSeams(flux, {
+      httpAuth: { keyPrefix: resolved.keyPrefix, trust: resolved.trust },
+      leaks: {
+        keyPrefix: resolved.keyPrefix,
+        writeAudit: (entry) => writeAudit(database.prisma, entry),
+        publish: (event) => events.publish(event),
+      },
+      metrics: { addSink: (sink) => telemetry.addSink(sink) },
+      admin: {
+        driver: database.driver,
+        sessionDriver: database.sessionDriver,
+        schema: resolved.database.kind === "postgres" ? resolved.database.schema : undefined,
+      },
+    });
     return flux;
   } catch (error) {
     await closeAll();

@@ -53,6 +53,13 @@ export {
 } from "./events/index.js";
 export { createFlux, type Flux } from "./flux.js";
 export { readBodyLimited } from "./http/body.js";
+export {
+  addressBucket,
+  type ClientAddressSource,
+  clientAddress,
+  compileTrust,
+  type TrustProxy,
+} from "./http/client-address.js";
 export { extractCredential, type HeaderBag } from "./http/credentials.js";
 export {
   createHttpAuth,
@@ -72,8 +79,8 @@ export {
   redactUrl,
 } from "./http/log-redaction.js";
 export { type DenialResponse, denialResponse, PROBLEM_CONTENT_TYPE } from "./http/problem.js";
-export { KeyBuilder } from "./key-builder.js";
-export { createKeyParser, type KeyEnvironment, type ParsedKey } from "./key-format.js";
+export { KeyBuilder } from "./keys/builder.js";
+export { createKeyParser, type KeyEnvironment, type ParsedKey } from "./keys/format.js";
 export {
   type CheckResult,
   type DeniedKey,
@@ -86,20 +93,13 @@ export {
   type RotatedKey,
   type ScopeSuggestion,
   type VerifyOptions,
-} from "./keys.js";
+} from "./keys/keys.js";
 export {
   createSecretScanningHandler,
   type GitHubPublicKey,
   type SecretScanningOptions,
 } from "./leaks/github-alerts.js";
 export { findFluxKeys, fluxKeyPattern, isFluxKey } from "./leaks/secret-scanning.js";
-export {
-  addressBucket,
-  type ClientAddressSource,
-  clientAddress,
-  compileTrust,
-  type TrustProxy,
-} from "./limits/client-address.js";
 export type { EntitlementEntry } from "./limits/entitlement-queries.js";
 export { type RateLimitHeaderSource, rateLimitHeaders } from "./limits/headers.js";
 export type { LimitOptions } from "./limits/limit-options.js";

@@ -3,7 +3,7 @@
  * (LISTEN/NOTIFY, see postgres-bus.ts); on PGlite, which only one process can open, changes are
  * applied in process and the cache is always trusted.
  */
-import type { Invalidation } from "./key-cache.js";
+import type { Invalidation } from "./keys/cache.js";
 
 export interface InvalidationBus {
   /** Applies a committed change on this instance (other instances hear it from the database). */

@@ -2,6 +2,9 @@
  * Applies the SQL files in ../migrations in order, each once, recorded in `flux_migrations`.
  * Safe to run twice and from two processes at once: the whole run holds a transaction-scoped
  * advisory lock, and each file is applied in the same transaction that records it.
+ *
+ * Hand-written on purpose: `prisma migrate` needs a downloaded schema engine and cannot drive PGlite,
+ * and the general migrators (umzug, node-pg-migrate) do not run on our SqlDriver over both drivers.
  */
 import { createHash } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";

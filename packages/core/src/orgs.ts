@@ -3,7 +3,7 @@ import { writeAudit } from "./audit.js";
 import { guard, isUniqueViolation, toStoreError } from "./database.js";
 import { FluxError } from "./errors.js";
 import type { Org as OrgRow, Prisma } from "./generated/prisma/client.js";
-import { randomId } from "./key-format.js";
+import { randomId } from "./keys/format.js";
 import type { Runtime } from "./runtime.js";
 import { SYSTEM_ACTOR } from "./runtime.js";
 import type { Actor, EntitlementOverride, Org, Page } from "./types.js";

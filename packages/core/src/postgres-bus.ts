@@ -17,7 +17,7 @@ import { setTimeout as delay } from "node:timers/promises";
 import pg from "pg";
 import { quoteIdent } from "./database.js";
 import type { InvalidationBus } from "./invalidation-bus.js";
-import type { Invalidation } from "./key-cache.js";
+import type { Invalidation } from "./keys/cache.js";
 import { isFilterHash } from "./keys/digest-filter.js";
 import type { Logger } from "./options.js";
 import type { Telemetry } from "./telemetry/telemetry.js";

@@ -1,9 +1,9 @@
 import type { PrismaClient } from "./database.js";
 import type { Events } from "./events/events.js";
 import type { InvalidationBus } from "./invalidation-bus.js";
-import type { KeyCache } from "./key-cache.js";
+import type { KeyCache } from "./keys/cache.js";
 import type { UnknownKeys } from "./keys/unknown-keys.js";
-import type { Limits } from "./limits/limits.js";
+import type { Limits } from "./limits/decide.js";
 import type { KeyObservations } from "./observations/key-observations.js";
 import type { ResolvedOptions } from "./options.js";
 import type { Telemetry } from "./telemetry/telemetry.js";

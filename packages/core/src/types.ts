@@ -1,4 +1,4 @@
-import type { KeyEnvironment } from "./key-format.js";
+import type { KeyEnvironment } from "./keys/format.js";
 
 /** Who made a change: an operator, a customer's user (portal), or Flux Keys itself. */
 export interface Actor {

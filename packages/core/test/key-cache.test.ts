@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { KeyCache } from "../src/key-cache.js";
-import type { KeyRecord } from "../src/key-record.js";
+import { KeyCache } from "../src/keys/cache.js";
+import type { KeyRecord } from "../src/keys/record.js";
 
 const record = (id: string, orgId = "o", planId = "p") =>
   ({ id, orgId, plan: { id: planId, name: planId, rateLimits: [], quota: null } }) as unknown as KeyRecord;

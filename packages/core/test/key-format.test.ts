@@ -8,7 +8,7 @@ import {
   generateKey,
   MAX_KEY_LENGTH,
   randomId,
-} from "../src/key-format.js";
+} from "../src/keys/format.js";
 
 const parse = createKeyParser("flux");
 

@@ -17,7 +17,7 @@ import {
   isFluxKey,
   toNodeListener,
 } from "../src/index.js";
-import { generateKey } from "../src/key-format.js";
+import { generateKey } from "../src/keys/format.js";
 
 describe("secret-scanning kit", () => {
   it("finds keys by pattern and tells real ones from look-alikes offline", async () => {

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createFlux, type Flux } from "../src/index.js";
-import { generateKey } from "../src/key-format.js";
+import { generateKey } from "../src/keys/format.js";
 
 describe("pre-authentication limiter", () => {
   let flux: Flux;

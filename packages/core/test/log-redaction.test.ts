@@ -2,7 +2,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { redactHeaders, redactQuery, redactUrl } from "../src/http/log-redaction.js";
-import { generateKey } from "../src/key-format.js";
+import { generateKey } from "../src/keys/format.js";
 
 const key = generateKey("flux", "live").secret;
 const other = generateKey("acme", "test").secret;

@@ -14,8 +14,8 @@ import {
   REDIS_URL,
   uniqueName,
 } from "../../../test/support/services.js";
-import { generateKey } from "../src/key-format.js";
 import { DigestFilter } from "../src/keys/digest-filter.js";
+import { generateKey } from "../src/keys/format.js";
 
 const stranger = () => generateKey("flux", "live").secret;
 

@@ -1,4 +1,5 @@
-import { FluxError, migrate } from "@flux-keys/core";
+import { FluxError } from "@flux-keys/core";
+import { adminAccess, migrate } from "@flux-keys/core/admin";
 import type { Command } from "commander";
 import { action, examples } from "../command.js";
 import type { CliIo } from "../io.js";
@@ -31,11 +32,7 @@ export function registerMigrate(program: Command, io: CliIo): void {
     .action(
       action(io, async (session) => {
         const flux = await session.flux({ requireMigrated: false });
-        const driver = flux.internals.database.sessionDriver;
-        const schema =
-          flux.internals.options.database.kind === "postgres"
-            ? flux.internals.options.database.schema
-            : undefined;
+        const { sessionDriver: driver, schema } = adminAccess(flux);
         const report = await session.progress("Applying migrations…", async () => {
           // Like `prisma migrate`, create the schema the tables go into when it does not exist yet.
           if (schema !== undefined) await createSchema(driver, schema);

@@ -9,6 +9,9 @@
  * lost and nothing is counted twice. Two senders planning at once collide on the primary key and
  * one of them plans nothing. Usage that reaches the database after its minute was sent (an
  * instance that buffered through an outage) is sent as the next sequence of that minute.
+ *
+ * Hand-written on purpose: an outbox library would need its own queue tables or broker; this one is
+ * two SQL statements over the usage tables we already have, and their identifiers are the point.
  */
 import { guard, type SqlDriver } from "../database.js";
 

@@ -14,7 +14,7 @@
 
 import type { PrismaClient } from "../database.js";
 import { Prisma } from "../generated/prisma/client.js";
-import { randomId } from "../key-format.js";
+import { randomId } from "../keys/format.js";
 import type { Logger } from "../options.js";
 import type { Telemetry } from "../telemetry/telemetry.js";
 import { isBlockedAddressError } from "./address-guard.js";

@@ -3,22 +3,21 @@
  *
  * - Lifecycle changes (issue, rotate, revoke) record their event in the same transaction as the
  *   change (`record(tx, …)` inside `transaction()`); listeners hear it once the transaction commits.
- * - Hot-path events (`quota.threshold`, `ratelimit.exceeded`) come from the limiter's decisions
- *   through `limitObserver`: deduplicated in memory, queued, written in the background. The request
- *   never waits for them, and when nobody listens the limiter does not even call in.
+ * - Hot-path events (`quota.threshold`, `ratelimit.exceeded`) are detected from the limiter's
+ *   decisions (limits/thresholds.ts) through `limitObserver`: deduplicated in memory, queued,
+ *   written in the background. The request never waits for them, and when nobody listens the
+ *   limiter does not even call in.
  * - Periodic events (`key.expiring`, `key.unused`) are found by the dispatcher's checks.
  * Every event with a `dedupeKey` is inserted with ON CONFLICT DO NOTHING: it happens once however
  * many instances notice it, and only the instance whose insert won tells its listeners.
  */
-import { LRUCache } from "lru-cache";
 import type { PrismaClient } from "../database.js";
 import { FluxError } from "../errors.js";
 import type { Prisma } from "../generated/prisma/client.js";
-import { randomId } from "../key-format.js";
-import type { LimitedResult, LimitObserver } from "../limits/limits.js";
-import { periodAt } from "../limits/periods.js";
+import { randomId } from "../keys/format.js";
+import type { LimitObserver } from "../limits/decide.js";
+import { LimitThresholds } from "../limits/thresholds.js";
 import type { LogFields, Logger } from "../options.js";
-import type { KeyContext, QuotaState, RateLimitState } from "../types.js";
 import {
   type EventData,
   isEventType,
@@ -41,13 +40,6 @@ interface QueuedEvent extends EventInput {
   createdAt: Date;
 }
 
-interface QuotaMark {
-  periodId: string;
-  endsAt: number;
-  /** Index of the highest threshold already reported in this period. */
-  reached: number;
-}
-
 type Tx = Pick<PrismaClient, "lifecycleEvent">;
 
 /** Hot-path events waiting for their background write, at most. */
@@ -66,8 +58,8 @@ export interface EventsDependencies {
 export class Events {
   private readonly handlers = new Map<string, Set<LifecycleHandler>>();
   private readonly collectors = new WeakMap<object, LifecycleEvent[]>();
-  private readonly quotaMarks = new LRUCache<string, QuotaMark>({ max: 100_000 });
-  private readonly rateMarks = new LRUCache<string, number>({ max: 100_000 });
+  /** Quota thresholds and refused windows, detected from the limiter's decisions. */
+  private readonly thresholds: LimitThresholds;
   private queue: QueuedEvent[] = [];
   private chain: Promise<void> = Promise.resolve();
   private writeScheduled = false;
@@ -83,10 +75,21 @@ export class Events {
   /** Given to the limiter: `active` is false unless someone wants limit events. */
   readonly limitObserver: LimitObserver & { active: boolean } = {
     active: false,
-    observe: (result, base) => this.observeLimit(result, base),
+    observe: (result, base) => this.thresholds.observe(result, base),
   };
 
-  constructor(private readonly deps: EventsDependencies) {}
+  constructor(private readonly deps: EventsDependencies) {
+    this.thresholds = new LimitThresholds(
+      deps.quotaThresholds,
+      () => deps.now(),
+      (event) => this.enqueue(event),
+      (error) =>
+        this.logThrottled(
+          { event: "flux.events.observe_error", error: (error as Error)?.name },
+          "limit event dropped",
+        ),
+    );
+  }
 
   /** Listens to one event type (or `'*'`); returns the function that stops listening. */
   on<T extends LifecycleEventType>(type: T | "*", handler: LifecycleHandler<T>): () => void {
@@ -283,100 +286,6 @@ export class Events {
         LIMIT_TYPES.some((type) => this.handlers.has(type) || this.endpointWants(type)));
   }
 
-  // -- Hot path: limiter decisions -----------------------------------------------------------------
-
-  private observeLimit(result: LimitedResult, base: Omit<KeyContext, "rateLimit">): void {
-    try {
-      if (result.valid) {
-        const quota = result.context.rateLimit?.quota;
-        if (quota != null) this.quotaUsed(base, quota);
-        return;
-      }
-      const error = result.error;
-      if (error.code === "rate_limited") this.rateLimited(base, error.extensions);
-      else if (error.code === "quota_exceeded") {
-        const quota = (error.extensions.rateLimit as RateLimitState | undefined)?.quota;
-        if (quota != null) this.quotaUsed(base, quota);
-      }
-    } catch (error) {
-      this.logThrottled(
-        { event: "flux.events.observe_error", error: (error as Error)?.name },
-        "limit event dropped",
-      );
-    }
-  }
-
-  private quotaUsed(base: Omit<KeyContext, "rateLimit">, quota: QuotaState): void {
-    const thresholds = this.deps.quotaThresholds;
-    const used = quota.limit - quota.remaining;
-    let reached = -1;
-    for (let i = 0; i < thresholds.length; i++) {
-      if (used >= reachedAt(thresholds[i] as number, quota.limit)) reached = i;
-    }
-    if (reached < 0) return;
-    const now = this.deps.now();
-    let mark = this.quotaMarks.get(base.keyId);
-    if (mark !== undefined && now < mark.endsAt && mark.reached >= reached) return;
-    const period = periodAt(quota.period, now);
-    if (mark === undefined || mark.periodId !== period.id) {
-      mark = { periodId: period.id, endsAt: period.endsAt ?? Number.POSITIVE_INFINITY, reached: -1 };
-      this.quotaMarks.set(base.keyId, mark);
-    }
-    for (let i = mark.reached + 1; i <= reached; i++) {
-      const threshold = thresholds[i] as number;
-      this.enqueue({
-        type: "quota.threshold",
-        orgId: base.orgId,
-        keyId: base.keyId,
-        data: {
-          keyId: base.keyId,
-          orgId: base.orgId,
-          threshold,
-          limit: quota.limit,
-          used,
-          period: quota.period,
-          periodId: period.id,
-        },
-        dedupeKey: `quota.threshold:${base.keyId}:${period.id}:${threshold}`,
-      });
-    }
-    mark.reached = reached;
-  }
-
-  private rateLimited(
-    base: Omit<KeyContext, "rateLimit">,
-    extensions: Readonly<Record<string, unknown>>,
-  ): void {
-    const name = extensions.window;
-    if (typeof name !== "string") return;
-    const state = (extensions.rateLimit as RateLimitState | undefined)?.windows.find((w) => w.name === name);
-    if (state === undefined) return;
-    // Windows run on the limiter's real clock: so does this throttle.
-    const at = Date.now();
-    const markKey = `${base.keyId}\u0000${name}`;
-    const until = this.rateMarks.get(markKey);
-    if (until !== undefined && at < until) return;
-    const retryAfter = typeof extensions.retryAfter === "number" ? extensions.retryAfter : state.resetIn;
-    this.rateMarks.set(markKey, at + Math.max(1, retryAfter) * 1000);
-    const windowMs = Math.max(1, state.window) * 1000;
-    this.enqueue({
-      type: "ratelimit.exceeded",
-      orgId: base.orgId,
-      keyId: base.keyId,
-      data: {
-        keyId: base.keyId,
-        orgId: base.orgId,
-        window: name,
-        limit: state.limit,
-        windowSeconds: state.window,
-        per: state.per,
-        retryAfter,
-      },
-      // Other instances (sharing the window through Redis) report the same aligned window once.
-      dedupeKey: `ratelimit.exceeded:${base.keyId}:${name}:${state.window}:${Math.floor(at / windowMs)}`,
-    });
-  }
-
   private enqueue(input: EventInput): void {
     if (this.closed || this.queue.length >= MAX_QUEUED) {
       this.dropped++;
@@ -424,11 +333,6 @@ export class Events {
     this.lastLog = at;
     this.deps.logger.warn?.(fields, message);
   }
-}
-
-/** Units used at which a threshold counts as reached (0.8 of 10 is 8, not 8.000000000000002). */
-function reachedAt(threshold: number, limit: number): number {
-  return Math.ceil(threshold * limit - 1e-9);
 }
 
 export type { QueuedEvent };

@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import { guard, type PrismaClient } from "../database.js";
 import { FluxError } from "../errors.js";
 import type { Prisma } from "../generated/prisma/client.js";
-import { randomId } from "../key-format.js";
+import { randomId } from "../keys/format.js";
 import type { Logger } from "../options.js";
 import type { Telemetry } from "../telemetry/telemetry.js";
 import { Dispatcher, type WebhookRunReport } from "./dispatcher.js";

@@ -5,11 +5,12 @@
  */
 import { FluxConfigError, FluxError } from "../errors.js";
 import type { Flux } from "../flux.js";
-import type { DeniedKey } from "../keys.js";
-import { clientAddress } from "../limits/client-address.js";
+import type { DeniedKey } from "../keys/keys.js";
 import { rateLimitHeaders } from "../limits/headers.js";
+import { seamsOf } from "../seams.js";
 import type { KeyContext } from "../types.js";
 import { outcomeOf, type UsageOutcome } from "../usage/usage-outcomes.js";
+import { clientAddress } from "./client-address.js";
 import { type CredentialOptions, extractCredential, type HeaderBag } from "./credentials.js";
 import { type DenialResponse, denialResponse } from "./problem.js";
 
@@ -132,12 +133,13 @@ export class HttpAuth {
     readonly flux: Flux,
     options: HttpAuthOptions = {},
   ) {
-    this.options = resolveHttpAuthOptions(options, flux.internals.options.trust);
+    const dependencies = seamsOf(flux).httpAuth;
+    this.options = resolveHttpAuthOptions(options, dependencies.trust);
     this.credentialOptions = {
       authorizationHeader: this.options.authorizationHeader,
       apiKeyHeader: this.options.apiKeyHeader,
       queryParameter: this.options.queryParameter,
-      keyPrefix: flux.internals.options.keyPrefix,
+      keyPrefix: dependencies.keyPrefix,
     };
   }
 

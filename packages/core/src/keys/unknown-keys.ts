@@ -9,8 +9,8 @@
  */
 import { LRUCache } from "lru-cache";
 import type { SqlDriver } from "../database.js";
-import type { Invalidation } from "../key-cache.js";
 import type { Logger } from "../options.js";
+import type { Invalidation } from "./cache.js";
 import { DigestFilter, filterHash, isFilterHash } from "./digest-filter.js";
 
 export interface UnknownKeyOptions {

@@ -9,10 +9,10 @@
  */
 
 import { createHash, createPublicKey, verify } from "node:crypto";
-import { writeAudit } from "../audit.js";
 import { FluxConfigError, FluxError } from "../errors.js";
 import type { Flux } from "../flux.js";
 import { readBodyLimited } from "../http/body.js";
+import { seamsOf } from "../seams.js";
 import type { Actor } from "../types.js";
 import { isFluxKey } from "./secret-scanning.js";
 
@@ -70,7 +70,8 @@ export function createSecretScanningHandler(
   if (!Number.isInteger(maxBody) || maxBody < 1) {
     throw new FluxConfigError("invalid_option", "maxBodyBytes must be a positive integer.");
   }
-  const prefix = flux.internals.options.keyPrefix;
+  const dependencies = seamsOf(flux).leaks;
+  const prefix = dependencies.keyPrefix;
 
   return async (request) => {
     if (request.method !== "POST") {
@@ -127,7 +128,7 @@ export function createSecretScanningHandler(
       if (action === "revoke" && key.revokedAt === null) {
         await flux.keys.revoke(key.id, { reason: "leaked (GitHub secret scanning)", actor: ACTOR });
       }
-      await writeAudit(flux.internals.database.prisma, {
+      await dependencies.writeAudit({
         action: "key.leaked",
         actor: ACTOR,
         orgId: key.orgId,
@@ -135,7 +136,7 @@ export function createSecretScanningHandler(
         details: { url, source, action, reporter: "github" },
         at: new Date(flux.keys.now()),
       });
-      await flux.internals.events.publish({
+      await dependencies.publish({
         type: "key.leaked",
         orgId: key.orgId,
         keyId: key.id,

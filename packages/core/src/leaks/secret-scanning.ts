@@ -3,7 +3,7 @@
  * tell a real key from a look-alike offline (the CRC32 checksum). See secret-scanning/ at the
  * repository root for gitleaks and GitHub custom-pattern configurations.
  */
-import { CHECKSUM_LENGTH, createKeyParser, RANDOM_LENGTH } from "../key-format.js";
+import { CHECKSUM_LENGTH, createKeyParser, RANDOM_LENGTH } from "../keys/format.js";
 
 /** The regular expression source of keys with this prefix (live and test). */
 export function fluxKeyPattern(prefix = "flux"): string {

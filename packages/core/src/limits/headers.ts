@@ -7,6 +7,9 @@
  *
  * plus `Retry-After` on 429 and 503 (never earlier than the reset of the window that refused).
  * Window names and numbers only: never a key, a digest or a key id (no `pk` parameter).
+ *
+ * Serialised by hand because it runs on every response (bench/RESULTS.md, "Why the hot path is
+ * written as it is"); packages/core/test/rate-limit-headers.test.ts checks the output with `structured-headers`.
  */
 import { FluxError } from "../errors.js";
 import type { RateLimitState } from "../types.js";

@@ -7,6 +7,7 @@
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import { FluxConfigError } from "../errors.js";
 import type { Flux } from "../flux.js";
+import { seamsOf } from "../seams.js";
 import { type InstrumentSpec, prometheusLabel, prometheusName } from "./instruments.js";
 import type { CounterLike, HistogramLike, MetricSink } from "./telemetry.js";
 
@@ -51,7 +52,7 @@ export function createPrometheusRegistry(flux: Flux, options: PrometheusOptions 
   }
   if (!registries.has(registry)) {
     registries.add(registry);
-    flux.internals.telemetry.addSink(prometheusSink(registry));
+    seamsOf(flux).metrics.addSink(prometheusSink(registry));
   }
   return registry;
 }

@@ -20,8 +20,8 @@ import {
   type TracerProvider,
   trace,
 } from "@opentelemetry/api";
-import type { KeyRecord } from "../key-record.js";
-import type { CheckResult } from "../keys.js";
+import type { CheckResult } from "../keys/keys.js";
+import type { KeyRecord } from "../keys/record.js";
 import type { RateLimitState } from "../types.js";
 import { ATTR, INSTRUMENTS, type InstrumentName, type InstrumentSpec } from "./instruments.js";
 import { type Outcome, outcomeOf } from "./outcome.js";

@@ -3,12 +3,10 @@
  * collects; `issue()` validates everything at once and hands a checked spec to `Keys`.
  */
 import { z } from "zod";
-import { FluxError } from "./errors.js";
-import type { KeyEnvironment } from "./key-format.js";
-import type { IssuedKey, Keys } from "./keys.js";
-import { compileTrust } from "./limits/client-address.js";
-import { normalizeScopes } from "./scopes.js";
-import type { Actor, Quota, RateLimitWindow } from "./types.js";
+import { FluxError } from "../errors.js";
+import { compileTrust } from "../http/client-address.js";
+import { normalizeScopes } from "../scopes.js";
+import type { Actor, Quota, RateLimitWindow } from "../types.js";
 import {
   displayName,
   identifier,
@@ -16,7 +14,9 @@ import {
   parseInput,
   quotaSchema,
   rateLimitsSchema,
-} from "./validation.js";
+} from "../validation.js";
+import type { KeyEnvironment } from "./format.js";
+import type { IssuedKey, Keys } from "./keys.js";
 
 export interface KeySpec {
   orgId: string;

@@ -1,10 +1,13 @@
 /**
- * Who is asking, for the pre-authentication limiter: the client address of a request, with
- * forwarded-for headers trusted only as configured, and the bucket an address is counted in
- * (an IPv4 address; an IPv6 /64, since one subscriber usually holds a whole /64; IPv4-mapped IPv6
- * counted as the IPv4 address it carries).
+ * Who is asking, for HTTP auth, the pre-authentication limiter and a key's `allowFrom`: the client
+ * address of a request, with `X-Forwarded-For` hops trusted only as `trustProxy` says (parsed and
+ * walked by `proxy-addr`, as Express does), and the bucket an address is counted in (an IPv4
+ * address; an IPv6 /64, since one subscriber usually holds a whole /64; IPv4-mapped IPv6 counted
+ * as the IPv4 address it carries). Addresses are compared and returned in one canonical form
+ * (no brackets, port or zone; IPv4-mapped IPv6 as IPv4), which proxy-addr does not give.
  */
-import { BlockList, isIPv4, isIPv6 } from "node:net";
+import { isIPv4, isIPv6 } from "node:net";
+import proxyAddr from "proxy-addr";
 
 /**
  * Which `X-Forwarded-For` hops to trust: `false` none, `true` all, a number of hops, or the
@@ -20,11 +23,8 @@ export interface ClientAddressSource {
   headers?: Record<string, string | string[] | undefined> | { get(name: string): string | null } | null;
 }
 
-const NAMED_RANGES: Record<string, string[]> = {
-  loopback: ["127.0.0.1/8", "::1/128"],
-  linklocal: ["169.254.0.0/16", "fe80::/10"],
-  uniquelocal: ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"],
-};
+/** proxy-addr's names for the usual ranges (127.0.0.1/8 and ::1; 169.254/16 and fe80::/10; RFC 1918 and fc00::/7). */
+const NAMED_RANGES = new Set(["loopback", "linklocal", "uniquelocal"]);
 
 /** Compiles a TrustProxy setting into `(address, hop) => trusted`; throws on a bad address. */
 export function compileTrust(trustProxy: TrustProxy): (address: string, hop: number) => boolean {
@@ -39,25 +39,27 @@ export function compileTrust(trustProxy: TrustProxy): (address: string, hop: num
   const entries = (typeof trustProxy === "string" ? trustProxy.split(",") : [...trustProxy])
     .map((entry) => String(entry).trim())
     .filter((entry) => entry.length > 0);
-  const list = new BlockList();
-  for (const entry of entries.flatMap((e) => NAMED_RANGES[e] ?? [e])) {
-    const [address, bits] = entry.split("/");
-    const ip = address === undefined ? null : canonicalAddress(address);
+  const ranges: string[] = [];
+  for (const entry of entries) {
+    if (NAMED_RANGES.has(entry)) {
+      ranges.push(entry);
+      continue;
+    }
+    const [address, bits, extra] = entry.split("/");
+    const ip = address === undefined || extra !== undefined ? null : canonicalAddress(address);
     if (ip === null) throw new Error(`'${entry}' is not an IP address or CIDR`);
-    const family = isIPv4(ip) ? "ipv4" : "ipv6";
-    if (bits === undefined) {
-      list.addAddress(ip, family);
-    } else {
-      const prefix = Number(bits);
-      if (!(Number.isInteger(prefix) && prefix >= 0 && prefix <= (family === "ipv4" ? 32 : 128))) {
+    if (bits !== undefined) {
+      const prefix = /^\d{1,3}$/.test(bits) ? Number(bits) : Number.NaN;
+      if (!(Number.isInteger(prefix) && prefix >= 0 && prefix <= (isIPv4(ip) ? 32 : 128))) {
         throw new Error(`'${entry}' has an invalid prefix length`);
       }
-      list.addSubnet(ip, prefix, family);
     }
+    ranges.push(bits === undefined ? ip : `${ip}/${bits}`);
   }
+  const trusted = proxyAddr.compile(ranges);
   return (address) => {
     const ip = canonicalAddress(address);
-    return ip !== null && list.check(ip, isIPv4(ip) ? "ipv4" : "ipv6");
+    return ip !== null && trusted(ip, 0);
   };
 }
 
@@ -77,16 +79,12 @@ export function clientAddress(
   if (!trust(remote, 0)) return remote;
   const forwarded = headerValue(source.headers, "x-forwarded-for");
   if (forwarded === null) return remote;
-  const hops = forwarded
-    .split(",")
-    .map((hop) => hop.trim())
-    .filter((hop) => hop.length > 0);
-  let current = remote;
-  for (let i = hops.length - 1, hop = 1; i >= 0; i--, hop++) {
-    current = canonicalOrRaw(hops[i] as string);
-    if (!trust(current, hop)) return current;
-  }
-  return current;
+  // proxy-addr walks the hops right to left and stops after the first untrusted one.
+  const hops = proxyAddr.all(
+    { socket: { remoteAddress: remote }, headers: { "x-forwarded-for": forwarded } } as never,
+    (address, hop) => trust(canonicalOrRaw(address), hop),
+  );
+  return canonicalOrRaw(hops[hops.length - 1] as string);
 }
 
 /**

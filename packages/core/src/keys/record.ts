@@ -3,10 +3,10 @@
  * plan and entitlement overrides, and then served from the cache.
  */
 import { performance } from "node:perf_hooks";
-import type { PrismaClient } from "./database.js";
-import { effectiveEntitlements, type OverrideRow } from "./entitlements.js";
-import type { KeyEnvironment } from "./key-format.js";
-import type { KeyContext, KeyStatus, Quota, RateLimitState, RateLimitWindow } from "./types.js";
+import type { PrismaClient } from "../database.js";
+import { effectiveEntitlements, type OverrideRow } from "../entitlements.js";
+import type { KeyContext, KeyStatus, Quota, RateLimitState, RateLimitWindow } from "../types.js";
+import type { KeyEnvironment } from "./format.js";
 
 export interface KeyRecord {
   id: string;

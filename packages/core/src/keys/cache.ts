@@ -5,7 +5,7 @@
  * instances through the invalidation bus.
  */
 import { LRUCache } from "lru-cache";
-import type { KeyRecord } from "./key-record.js";
+import type { KeyRecord } from "./record.js";
 
 export interface KeyCacheOptions {
   max: number;

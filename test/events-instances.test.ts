@@ -4,8 +4,8 @@
  */
 import { createFlux, type Flux, type FluxOptions, verifyWebhookSignature } from "@flux-keys/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Receiver, startReceiver, until } from "../packages/core/test/events-support.js";
 import { DATABASE_URL, freshSchema, hasPostgres } from "./support/services.js";
+import { type Receiver, startReceiver, until } from "./support/webhook-receiver.js";
 
 const SECRET = "whsec_instances_0123456789";
 

@@ -5,8 +5,8 @@
 
 import { createFlux, type Flux } from "@flux-keys/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { expectedSeries, generateCalls, mismatches, sumCalls } from "../packages/core/test/usage-support.js";
 import { DATABASE_URL, freshSchema, hasPostgres } from "./support/services.js";
+import { expectedSeries, generateCalls, mismatches, sumCalls } from "./support/usage-calls.js";
 
 const START = Date.parse("2026-05-01T08:00:00Z");
 const keys = [

@@ -5,8 +5,8 @@
  */
 import { createFlux, type Flux, FluxError } from "@flux-keys/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { expectedSeries, generateCalls, mismatches, sumCalls } from "../packages/core/test/usage-support.js";
 import { pgAvailable as available, ThrowawayPostgres } from "./support/faults-services.js";
+import { expectedSeries, generateCalls, mismatches, sumCalls } from "./support/usage-calls.js";
 
 const START = Date.parse("2026-04-01T10:00:00Z");
 const keys = [

@@ -279,18 +279,7 @@ export class ExampleProcess {
   }
 }
 
-/** Polls until `condition` holds; throws after `timeoutMs`. */
-export async function until(
-  condition: () => boolean | Promise<boolean>,
-  timeoutMs = 10_000,
-  what = "condition",
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`${what} not met within ${timeoutMs} ms`);
-    await sleep(25);
-  }
-}
+export { until } from "./until.js";
 
 export interface Answer {
   /** HTTP status, or 0 when no response arrived (network error or the hang bound). */

@@ -20,6 +20,7 @@ export const PROJECTS = {
     "packages/core/test/key-cache.test.ts",
     "packages/core/test/key-format.test.ts",
     "packages/core/test/limits-wire.test.ts",
+    "packages/core/test/rate-limit-headers.test.ts",
     "packages/core/test/log-redaction.test.ts",
     "packages/core/test/scopes.test.ts",
     "packages/core/test/webhook-signature.test.ts",

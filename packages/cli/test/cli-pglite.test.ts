@@ -1,3 +1,3 @@
-import { cliSuite, TARGETS } from "./cli-scenario.js";
+import { cliSuite, TARGETS } from "../../../test/support/cli-scenario.js";
 
 cliSuite(TARGETS.pglite, { portal: true, exitCodes: false });

@@ -1,7 +1,7 @@
 import { tmpdir } from "node:os";
 import { describe, expect, it } from "vitest";
-import { cliSuite, TARGETS } from "./cli-scenario.js";
-import { flux } from "./cli-support.js";
+import { flux } from "../../../test/support/cli.js";
+import { cliSuite, TARGETS } from "../../../test/support/cli-scenario.js";
 
 cliSuite(TARGETS.postgres, { portal: false, exitCodes: true });
 

@@ -4,6 +4,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { STORES } from "../../../test/support/services.js";
+import { type Receiver, startReceiver, until } from "../../../test/support/webhook-receiver.js";
 import {
   createFlux,
   type Flux,
@@ -12,7 +13,6 @@ import {
   type LifecycleEvent,
   verifyWebhookSignature,
 } from "../src/index.js";
-import { type Receiver, startReceiver, until } from "./events-support.js";
 
 const DAY = 86_400_000;
 const SECRET = "whsec_test_secret_0123456789";

@@ -4,19 +4,11 @@
  * enforcing per process (or, with `onStoreError: 'fail-closed'`, requests get store_unavailable
  * with Retry-After); Redis is used again after it comes back, without a restart.
  */
-import { setTimeout as sleep } from "node:timers/promises";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { redisAvailable, ThrowawayRedis } from "../../../test/support/faults-services.js";
+import { until } from "../../../test/support/until.js";
 import { createFlux, type Flux, rateLimitHeaders } from "../src/index.js";
-
-async function until(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await sleep(25);
-  }
-}
 
 describe.skipIf(!redisAvailable)("limits through a Redis outage", () => {
   let port: number;

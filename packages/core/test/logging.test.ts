@@ -4,19 +4,12 @@
  */
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
+import { until } from "../../../test/support/until.js";
 import { createFlux } from "../src/index.js";
 
 function capture(): { lines: Array<Record<string, unknown>>; stream: { write(line: string): void } } {
   const lines: Array<Record<string, unknown>> = [];
   return { lines, stream: { write: (line) => lines.push(JSON.parse(line)) } };
-}
-
-async function until(condition: () => boolean): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
 }
 
 describe("logging through pino", () => {

@@ -8,8 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { redisAvailable, ThrowawayRedis } from "../../../test/support/faults-services.js";
 import { DATABASE_URL, freshSchema, hasPostgres } from "../../../test/support/services.js";
 import { TestTelemetry } from "../../../test/support/telemetry.js";
+import { startReceiver } from "../../../test/support/webhook-receiver.js";
 import { createFlux, type Flux } from "../src/index.js";
-import { startReceiver } from "./events-support.js";
 
 async function seed(flux: Flux, limit = 2): Promise<{ secret: string; keyId: string }> {
   await flux.plans.upsert({ id: "pro", name: "Pro", rateLimits: [{ name: "rpm", limit, window: "1m" }] });

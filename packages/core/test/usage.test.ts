@@ -8,6 +8,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { STORES } from "../../../test/support/services.js";
+import {
+  type Call,
+  ENDPOINTS,
+  expectedSeries,
+  generateCalls,
+  mismatches,
+  sumCalls,
+} from "../../../test/support/usage-calls.js";
 import { openDatabase } from "../src/database.js";
 import {
   createFlux,
@@ -21,14 +29,6 @@ import {
 import { MIGRATIONS_DIR } from "../src/migrator.js";
 import { UsageRecorder } from "../src/usage/usage-recorder.js";
 import { dropPartitions, writeBatch } from "../src/usage/usage-store.js";
-import {
-  type Call,
-  ENDPOINTS,
-  expectedSeries,
-  generateCalls,
-  mismatches,
-  sumCalls,
-} from "./usage-support.js";
 
 const START = Date.parse("2026-03-09T21:30:00Z"); // the calls cross midnight UTC: two days
 const MINUTES = 180;

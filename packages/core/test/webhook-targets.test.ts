@@ -5,9 +5,9 @@
  * `webhooks.allowPrivateNetworks: true` lets them through, for development.
  */
 import { afterEach, describe, expect, it } from "vitest";
+import { type Receiver, startReceiver } from "../../../test/support/webhook-receiver.js";
 import { isPublicAddress } from "../src/events/address-guard.js";
 import { createFlux, type Flux, FluxConfigError, type FluxOptions } from "../src/index.js";
-import { type Receiver, startReceiver } from "./events-support.js";
 
 const SECRET = "whsec_test_secret_0123456789";
 

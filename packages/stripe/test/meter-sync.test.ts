@@ -5,19 +5,12 @@
 import { createFlux, type Flux, type FluxOptions } from "@flux-keys/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { STORES } from "../../../test/support/services.js";
-import { REFUSALS } from "../../core/test/usage-support.js";
+import { until } from "../../../test/support/until.js";
+import { REFUSALS } from "../../../test/support/usage-calls.js";
 import { createStripeMeterSync } from "../src/index.js";
 import { type FakeStripeServer, fakeStripeClient, startFakeStripe } from "../src/testing/fake-stripe.js";
 
 const MINUTE = 60_000;
-
-async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const start = Date.now();
-  while (!(await condition())) {
-    if (Date.now() - start > timeoutMs) throw new Error("condition not met");
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
 describe.each(STORES)("Stripe meter sync on $name", (store) => {
   let flux: Flux;

@@ -10,8 +10,8 @@ import { join } from "node:path";
 import { type ApiKeyInfo, createFlux, type FluxOptions, loadMigrations, type Plan } from "@flux-keys/core";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DATABASE_URL, hasPostgres, uniqueName } from "../../../test/support/services.js";
-import { BIN, cleanEnv, flux, fluxJson, SECRET_PATTERN } from "./cli-support.js";
+import { BIN, cleanEnv, flux, fluxJson, SECRET_PATTERN } from "./cli.js";
+import { DATABASE_URL, hasPostgres, uniqueName } from "./services.js";
 
 export interface Target {
   name: string;

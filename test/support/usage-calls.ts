@@ -8,7 +8,7 @@ import type {
   UsageOutcome,
   UsageQueryResult,
   UsageRecord,
-} from "../src/index.js";
+} from "@flux-keys/core";
 
 export type Call = Required<
   Pick<UsageRecord, "keyId" | "orgId" | "method" | "endpoint" | "status" | "latencyMs" | "outcome">

@@ -2,7 +2,7 @@
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 
-export const BIN = fileURLToPath(new URL("../bin/flux.mjs", import.meta.url));
+export const BIN = fileURLToPath(new URL("../../packages/cli/bin/flux.mjs", import.meta.url));
 
 export interface FluxRun {
   code: number | null;

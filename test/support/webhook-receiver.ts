@@ -46,11 +46,4 @@ export async function startReceiver(respond: Receiver["respond"] = () => 200): P
   return receiver;
 }
 
-/** Polls `condition` every 10 ms until it holds (or fails after `timeoutMs`). */
-export async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
+export { until } from "./until.js";

@@ -10,6 +10,10 @@
  *   tried again (same delivery id, so receivers can drop the repeat);
  * - checks: `key.expiring` / `key.unused` candidates are inserted with a dedupe key, so two
  *   instances checking at once record each event once.
+ *
+ * One file past ~400 lines on purpose: fan-out, claim, delivery and the periodic checks share one
+ * lease protocol over the same tables, which is reviewed best in one place; signing, HTTP and
+ * options are in signature.ts, webhook-http.ts and webhook-options.ts.
  */
 
 import type { PrismaClient } from "../database.js";

@@ -12,6 +12,10 @@
  * - The buffer is bounded (`usage.maxBufferedBuckets`); past it, calls needing a new bucket are
  *   dropped and counted. `close()` flushes. A crash loses at most the last flush interval (plus
  *   whatever was still waiting for a retry if the database was down).
+ *
+ * One file past ~400 lines on purpose: the buffer, its flushes and retries, and the maintenance
+ * loop share one state (what is buffered, in flight, waiting for a retry), read best in one place;
+ * parsing, SQL and bucketing are in usage-query.ts, usage-store.ts and usage-recorder.ts.
  */
 
 import { guard, type SqlDriver } from "../database.js";

@@ -118,6 +118,7 @@ export type { ClusterNode, FluxOptions, LogFields, Logger } from "./options.js";
 export { type OrgChanges, Orgs } from "./orgs.js";
 export { Plans } from "./plans.js";
 export {
+  asPortalHandler,
   type CreatePortalSessionInput,
   type CreateSessionInput,
   createPortalHandler,

@@ -4,16 +4,14 @@
  * and response. Everything it knows of the Flux instance comes through `PortalServices`.
  */
 import {
-  type CreateSessionInput,
+  asPortalHandler,
   FluxError,
-  linkUrl,
   PORTAL_ROLES,
   type PortalCustomer,
   type PortalHandler,
   type PortalOptions,
   type PortalRequestContext,
   type PortalServices,
-  type PortalSessionLink,
   type ResolvedPortalOptions,
   resolvePortalOptions,
 } from "@flux-keys/core";
@@ -54,17 +52,12 @@ const ASSET_CACHE = { "Cache-Control": "public, max-age=300" };
 export function createPortalHandler(services: PortalServices, options: PortalOptions = {}): PortalHandler {
   const resolved = resolvePortalOptions(options);
   const app = portalApp(services, resolved);
-  const handler = ((request: Request, context?: PortalRequestContext) =>
-    Promise.resolve(app.fetch(request, { context: context ?? {} }))) as PortalHandler;
-  Object.defineProperty(handler, "basePath", { value: resolved.basePath, enumerable: true });
-  Object.defineProperty(handler, "createSession", {
-    value: async (input: CreateSessionInput): Promise<PortalSessionLink> => {
-      const { token, expiresAt } = await services.sessions.createLink(input);
-      return { url: linkUrl(token, resolved.basePath, resolved.baseUrl), expiresAt };
-    },
-    enumerable: true,
-  });
-  return handler;
+  return asPortalHandler(
+    (request: Request, context?: PortalRequestContext) =>
+      Promise.resolve(app.fetch(request, { context: context ?? {} })),
+    resolved,
+    services,
+  );
 }
 
 function portalApp(services: PortalServices, options: ResolvedPortalOptions): Hono<PortalEnv> {

@@ -37,15 +37,14 @@ export interface ScopeSuggestion {
  * `suggestScopes`) and, while the key is in a rotation grace, the client that used it (for
  * `graceUsage`). Buffered in memory; no I/O here.
  */
-export function observeRequest(
-  rt: Runtime,
-  context: KeyContext,
-  seen: {
-    scopes?: readonly string[] | undefined;
-    clientAddress?: string | null;
-    userAgent?: string | null;
-  },
-): void {
+/** What an adapter saw of a verified request. */
+export interface SeenRequest {
+  scopes?: readonly string[] | undefined;
+  clientAddress?: string | null;
+  userAgent?: string | null;
+}
+
+export function observeRequest(rt: Runtime, context: KeyContext, seen: SeenRequest): void {
   if (seen.scopes !== undefined && seen.scopes.length > 0) {
     rt.observations.noteScopes(context.keyId, seen.scopes);
   }

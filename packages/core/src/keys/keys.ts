@@ -13,6 +13,7 @@ import {
   graceUsage,
   observeRequest,
   type ScopeSuggestion,
+  type SeenRequest,
   suggestScopes,
 } from "./insights.js";
 import { type RotatedKey, rotateKey } from "./rotation.js";
@@ -44,14 +45,7 @@ export class Keys extends KeyVerification {
    * `suggestScopes`) and, while the key is in a rotation grace, the client that used it (for
    * `graceUsage`). Buffered in memory; no I/O here.
    */
-  observe(
-    context: KeyContext,
-    seen: {
-      scopes?: readonly string[] | undefined;
-      clientAddress?: string | null;
-      userAgent?: string | null;
-    },
-  ): void {
+  observe(context: KeyContext, seen: SeenRequest): void {
     observeRequest(this.rt, context, seen);
   }
 

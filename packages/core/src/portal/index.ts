@@ -1,5 +1,6 @@
 export { sendWebResponse, servePortal, serveWeb, toNodeListener, toWebRequest } from "../http/node-bridge.js";
 export {
+  asPortalHandler,
   type CreatePortalSessionInput,
   createPortalHandler,
   linkUrl,

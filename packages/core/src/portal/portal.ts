@@ -9,6 +9,7 @@ import {
   normalizeBasePath,
   type PortalOptions,
   type PortalRequestContext,
+  type ResolvedPortalOptions,
   resolvePortalOptions,
 } from "./portal-options.js";
 import { type PortalServices, portalServices } from "./services.js";
@@ -75,6 +76,15 @@ export function createPortalHandler(flux: Flux, options: PortalOptions = {}): Po
     );
     return (await app)(request, context);
   };
+  return asPortalHandler(handler, resolved, services);
+}
+
+/** `handler` as the PortalHandler of these options: its `basePath` and its own `createSession()`. */
+export function asPortalHandler(
+  handler: (request: Request, context?: PortalRequestContext) => Promise<Response>,
+  resolved: ResolvedPortalOptions,
+  services: Pick<PortalServices, "sessions">,
+): PortalHandler {
   Object.defineProperty(handler, "basePath", { value: resolved.basePath, enumerable: true });
   Object.defineProperty(handler, "createSession", {
     value: async (input: CreateSessionInput): Promise<PortalSessionLink> => {

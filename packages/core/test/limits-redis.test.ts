@@ -228,7 +228,8 @@ describe.skipIf(!hasRedis || !hasPostgres)("limits across instances", () => {
  * of W seconds overlaps at most two windows and passes at most 2L (L late in one window, L early in
  * the next). The test builds that worst case on purpose and checks the bound over every span.
  */
-async function edgeBound(flux: Flux, secret: string, limit: number) {
+/** The most requests admitted within any one second, hammering across a window edge. */
+async function mostAdmittedInOneSecond(flux: Flux, secret: string, limit: number): Promise<number> {
   const admittedAt: number[] = [];
   const attempt = async () => {
     const result = await flux.keys.check(secret);
@@ -265,10 +266,7 @@ async function edgeBound(flux: Flux, secret: string, limit: number) {
     }
     worst = Math.max(worst, count);
   }
-  // The edge is real (more than L passed within one second)...
-  expect(worst).toBeGreaterThan(limit);
-  // ...and bounded: never more than 2L in any one-second span.
-  expect(worst).toBeLessThanOrEqual(2 * limit);
+  return worst;
 }
 
 describe("the fixed-window edge bound", () => {
@@ -282,7 +280,11 @@ describe("the fixed-window edge bound", () => {
       });
       await flux.orgs.create({ id: "edge", name: "edge", planId: "edge" });
       const { secret } = await flux.keys.create().forOrg("edge").issue();
-      await edgeBound(flux, secret, 5);
+      const worst = await mostAdmittedInOneSecond(flux, secret, 5);
+      // The edge is real (more than L passed within one second)...
+      expect(worst).toBeGreaterThan(5);
+      // ...and bounded: never more than 2L in any one-second span.
+      expect(worst).toBeLessThanOrEqual(10);
     } finally {
       await flux.close();
     }
@@ -302,7 +304,11 @@ describe("the fixed-window edge bound", () => {
       });
       await flux.orgs.create({ id: "edge", name: "edge", planId: "edge" });
       const { secret } = await flux.keys.create().forOrg("edge").issue();
-      await edgeBound(flux, secret, 5);
+      const worst = await mostAdmittedInOneSecond(flux, secret, 5);
+      // The edge is real (more than L passed within one second)...
+      expect(worst).toBeGreaterThan(5);
+      // ...and bounded: never more than 2L in any one-second span.
+      expect(worst).toBeLessThanOrEqual(10);
     } finally {
       await flux.close();
     }

@@ -298,6 +298,30 @@ describe.skipIf(!clusterAvailable)("an app-owned Cluster", () => {
     own.disconnect();
   });
 
+  it("counts failed authentications per client address across instances", async () => {
+    const redis = { cluster: cluster.startupNodes, keyPrefix: "preauth:" };
+    const limits = { preAuth: { limit: 3, window: "1m" as const } };
+    const a = await createFlux({ database: { pglite: true }, redis, limits });
+    const b = await createFlux({ database: { pglite: true }, redis, limits });
+    const inspector = inspectorOf(cluster);
+    try {
+      const attempt = async (flux: Flux) => {
+        const result = await flux.keys.check("flux_live_not-a-key", { clientAddress: "203.0.113.9" });
+        return result.valid ? "valid" : result.error.code;
+      };
+      // Three failures spread over two instances use up the address's allowance on the cluster.
+      const codes = [await attempt(a), await attempt(b), await attempt(a), await attempt(b)];
+      expect(codes).toEqual(["key_malformed", "key_malformed", "key_malformed", "rate_limited"]);
+      const other = await b.keys.check("flux_live_not-a-key", { clientAddress: "198.51.100.7" });
+      expect(other.valid ? "valid" : other.error.code).toBe("key_malformed");
+      expect((await clusterKeys(inspector, "preauth:*")).length).toBeGreaterThan(0);
+    } finally {
+      await a.close();
+      await b.close();
+      inspector.disconnect();
+    }
+  }, 60_000);
+
   it("is what the examples count on when REDIS_CLUSTER_NODES names its nodes", async () => {
     const nodes = cluster.startupNodes.map((node) => `${node.host}:${node.port}`).join(",");
     const previous = process.env.REDIS_CLUSTER_NODES;

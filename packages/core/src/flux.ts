@@ -259,7 +259,11 @@ export async function createFlux(options: FluxOptions = {}): Promise<Flux> {
       },
     };
     registerSeams(flux, {
-      httpAuth: { keyPrefix: resolved.keyPrefix, trust: resolved.trust },
+      httpAuth: {
+        keyPrefix: resolved.keyPrefix,
+        trust: resolved.trust,
+        check: flux.keys.checkNow.bind(flux.keys),
+      },
       leaks: {
         keyPrefix: resolved.keyPrefix,
         writeAudit: (entry) => writeAudit(database.prisma, entry),

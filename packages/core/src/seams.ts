@@ -9,6 +9,7 @@ import type { SqlDriver } from "./database.js";
 import { FluxConfigError } from "./errors.js";
 import type { EventInput } from "./events/events.js";
 import type { Flux } from "./flux.js";
+import type { CheckResult, VerifyOptions } from "./keys/verify.js";
 import type { MetricSink } from "./telemetry/telemetry.js";
 
 /** What `createHttpAuth` (and so every adapter) needs beyond the public API. */
@@ -17,6 +18,11 @@ export interface HttpAuthDependencies {
   readonly keyPrefix: string;
   /** The instance's one `trustProxy` setting, compiled. */
   readonly trust: (address: string, hop: number) => boolean;
+  /**
+   * `flux.keys.check()`, answered synchronously when the result is known in this turn (a cached
+   * key on in-process limits), else as a promise.
+   */
+  readonly check: (secret: unknown, options: VerifyOptions) => CheckResult | Promise<CheckResult>;
 }
 
 /** What the leak report handler (`createSecretScanningHandler`) needs beyond the public API. */

@@ -74,4 +74,18 @@ describe("HttpAuth with the memory limiter", () => {
     const result = await auth.authenticate(request);
     expect(result.ok).toBe(true);
   });
+
+  it("answers a cached key in the caller's turn: authenticateNow returns the result, not a promise", () => {
+    const result = auth.authenticateNow(request);
+    expect(result).not.toBeInstanceOf(Promise);
+    expect((result as { ok: boolean }).ok).toBe(true);
+  });
+
+  it("answers a key the cache does not hold with a promise, after its one read", async () => {
+    const { secret } = await flux.keys.create().forOrg("org_timing").withScopes(["read:x"]).issue();
+    flux.internals.cache.apply({ kind: "all" });
+    const pending = auth.authenticateNow({ ...request, headers: { authorization: `Bearer ${secret}` } });
+    expect(pending).toBeInstanceOf(Promise);
+    expect((await pending).ok).toBe(true);
+  });
 });

@@ -17,6 +17,8 @@ import {
   FluxError,
   type HttpAuth,
   type HttpAuthOptions,
+  type HttpAuthResult,
+  type HttpRequestLike,
   type KeyContext,
   type OpenApiOptions,
   type PortalHandler,
@@ -98,8 +100,8 @@ function deny(
 export function fluxKeys(flux: Flux, options: FluxKeysOptions = {}): RequestHandler {
   const { cost, onDenied: _onDenied, passToErrorHandler: _pass, runWithContext, ...authOptions } = options;
   const auth = createHttpAuth(flux, authOptions);
-  // Not an async function: one promise per request (core's), and Express's router does not have
-  // to watch a second one.
+  // Not an async function: Express's router has no promise to watch, and a key verified in this
+  // turn needs none at all.
   const middleware: RequestHandler = (req, res, next) => {
     const startedAt = performance.now();
     const units = typeof cost === "function" ? cost(req) : (cost ?? 1);
@@ -112,43 +114,59 @@ export function fluxKeys(flux: Flux, options: FluxKeysOptions = {}): RequestHand
     };
     // The guards this request will meet are checked before anything is consumed.
     const required = requirementsOf(req, middleware);
-    auth
-      .authenticate(
-        httpRequest,
-        required.scopes.length === 0 && required.entitlements.length === 0
-          ? { cost: units }
-          : { cost: units, scopes: required.scopes, entitlement: required.entitlements },
-      )
-      .then((result) => {
-        if (!result.ok) {
-          auth.recordDenial(result, { method: req.method, endpoint: required.endpoint, startedAt });
-          return deny({ options }, result, req, res, next);
-        }
-        (req as ApiKeyRequest).apiKey = result.context;
-        const attachment: Attached = { auth, options, cost: units, scopes: [], outcome: undefined };
-        (req as AttachedRequest)[kAttached] = attachment;
-        // Plain setHeader: these values need none of res.set()'s content-type handling.
-        for (const name in result.headers) res.setHeader(name, result.headers[name] as string);
-        // `on`, not `once`: "finish" is emitted once, and `once` wraps the listener per request.
-        res.on("finish", () => {
-          const route = (req as Request & { route?: { path?: unknown } }).route;
-          const endpoint = typeof route?.path === "string" ? `${req.baseUrl}${route.path}` : undefined;
-          auth.record(result.context, {
-            method: req.method,
-            endpoint,
-            status: res.statusCode,
-            startedAt,
-            scopes: attachment.scopes,
-            request: httpRequest,
-            units,
-            outcome: attachment.outcome,
-          });
-        });
-        if (runWithContext) runWithContext(result.context, next);
-        else next();
-      })
+    const result = auth.authenticateNow(
+      httpRequest,
+      required.scopes.length === 0 && required.entitlements.length === 0
+        ? { cost: units }
+        : { cost: units, scopes: required.scopes, entitlement: required.entitlements },
+    );
+    // A key verified in this turn (cached, in-process limits) goes on to the route in it.
+    if (!(result instanceof Promise))
+      return proceed(result, req, res, next, httpRequest, required, units, startedAt);
+    result
+      .then((settled) => proceed(settled, req, res, next, httpRequest, required, units, startedAt))
       // As Express does for an async middleware: anything thrown reaches the error handlers.
       .catch(next);
+  };
+  /** Continues the request with the verification's result. */
+  const proceed = (
+    result: HttpAuthResult,
+    req: Request,
+    res: Response,
+    next: NextFunction,
+    httpRequest: HttpRequestLike,
+    required: Requirement,
+    units: number,
+    startedAt: number,
+  ): void => {
+    if (!result.ok) {
+      auth.recordDenial(result, { method: req.method, endpoint: required.endpoint, startedAt });
+      deny({ options }, result, req, res, next);
+      return;
+    }
+    const context = result.context;
+    (req as ApiKeyRequest).apiKey = context;
+    const attachment: Attached = { auth, options, cost: units, scopes: [], outcome: undefined };
+    (req as AttachedRequest)[kAttached] = attachment;
+    // Plain setHeader: these values need none of res.set()'s content-type handling.
+    for (const name in result.headers) res.setHeader(name, result.headers[name] as string);
+    // `on`, not `once`: "finish" is emitted once, and `once` wraps the listener per request.
+    res.on("finish", () => {
+      const route = (req as Request & { route?: { path?: unknown } }).route;
+      const endpoint = typeof route?.path === "string" ? `${req.baseUrl}${route.path}` : undefined;
+      auth.record(context, {
+        method: req.method,
+        endpoint,
+        status: res.statusCode,
+        startedAt,
+        scopes: attachment.scopes,
+        request: httpRequest,
+        units,
+        outcome: attachment.outcome,
+      });
+    });
+    if (runWithContext) runWithContext(context, next);
+    else next();
   };
   // What API documents read of this middleware (see addFluxKeysToOpenApi).
   (middleware as FluxKeysMiddleware)[kFluxKeys] = {

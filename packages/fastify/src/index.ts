@@ -17,6 +17,7 @@ import {
   type Flux,
   FluxError,
   type HttpAuthOptions,
+  type HttpAuthResult,
   type HttpRequestLike,
   type KeyContext,
   type OpenApiOptions,
@@ -31,7 +32,7 @@ import {
   withOperationSecurity,
 } from "@flux-keys/core";
 import { createPortalHandler, portalServices } from "@flux-keys/portal";
-import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from "fastify";
+import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
 
 declare module "fastify" {
@@ -76,7 +77,8 @@ export interface FluxKeysPluginOptions extends HttpAuthOptions {
 }
 
 interface Pending {
-  context: KeyContext;
+  /** Set once the key is verified. */
+  context: KeyContext | null;
   /** The route template (read once: `request.routeOptions` builds a new object per read). */
   endpoint: string | undefined;
   startedAt: number;
@@ -150,7 +152,40 @@ const plugin: FastifyPluginAsync<FluxKeysPluginOptions> = async (fastify, option
     }
   });
 
-  // Callback-style hooks: Fastify calls them without a promise per hook per request.
+  /** Continues the request with the verification's result (in the hook's turn when it is known). */
+  const proceed = (
+    result: HttpAuthResult,
+    request: FastifyRequest,
+    reply: FastifyReply,
+    done: (error?: Error) => void,
+    pending: Pending,
+  ): void => {
+    if (!result.ok) {
+      auth.recordDenial(result, {
+        method: request.method,
+        endpoint: pending.endpoint,
+        startedAt: pending.startedAt,
+      });
+      (request as StatefulRequest)[kDenial] = result;
+      done(new FluxKeysError(result.error, result.response));
+      return;
+    }
+    request.apiKey = result.context;
+    pending.context = result.context;
+    (request as StatefulRequest)[kPending] = pending;
+    reply.headers(result.headers);
+    if (!runWithContext) {
+      done();
+      return;
+    }
+    runWithContext(result.context, () => {
+      (request as StatefulRequest)[kScope] = new AsyncResource("flux-keys.request");
+      done();
+    });
+  };
+
+  // Callback-style hooks: Fastify calls them without a promise per hook per request, and a key
+  // verified in this turn (cached, in-process limits) goes on to the handler in it.
   fastify.addHook("onRequest", (request, reply, done) => {
     const routeOptions = request.routeOptions;
     const config = routeOptions.config as RouteConfig | undefined;
@@ -158,37 +193,25 @@ const plugin: FastifyPluginAsync<FluxKeysPluginOptions> = async (fastify, option
     const route = config?.[kRoute] ?? resolve(config?.apiKey);
     if (route.public === true) return done();
     const startedAt = performance.now();
-    const httpRequest = {
+    const httpRequest: HttpRequestLike = {
       method: request.method,
       url: request.raw.url ?? "/",
       headers: request.headers,
       rawHeaders: request.raw.rawHeaders,
       remoteAddress: request.socket.remoteAddress,
     };
-    auth
-      .authenticate(httpRequest, route)
-      .then((result) => {
-        if (!result.ok) {
-          auth.recordDenial(result, { method: request.method, endpoint: routeOptions.url, startedAt });
-          (request as StatefulRequest)[kDenial] = result;
-          return done(new FluxKeysError(result.error, result.response));
-        }
-        request.apiKey = result.context;
-        (request as StatefulRequest)[kPending] = {
-          context: result.context,
-          endpoint: routeOptions.url,
-          startedAt,
-          scopes: route.scopes,
-          request: httpRequest,
-          units: route.cost ?? 1,
-        };
-        reply.headers(result.headers);
-        if (!runWithContext) return done();
-        runWithContext(result.context, () => {
-          (request as StatefulRequest)[kScope] = new AsyncResource("flux-keys.request");
-          done();
-        });
-      })
+    const pending: Pending = {
+      context: null,
+      endpoint: routeOptions.url,
+      startedAt,
+      scopes: route.scopes,
+      request: httpRequest,
+      units: route.cost ?? 1,
+    };
+    const result = auth.authenticateNow(httpRequest, route);
+    if (!(result instanceof Promise)) return proceed(result, request, reply, done, pending);
+    result
+      .then((settled) => proceed(settled, request, reply, done, pending))
       // Anything thrown on the way reaches Fastify's error handling, as from an async hook.
       .catch(done);
   });
@@ -214,7 +237,7 @@ const plugin: FastifyPluginAsync<FluxKeysPluginOptions> = async (fastify, option
 
   fastify.addHook("onResponse", (request, reply, done) => {
     const entry = (request as StatefulRequest)[kPending];
-    if (entry !== null) {
+    if (entry !== null && entry.context !== null) {
       auth.record(entry.context, {
         method: request.method,
         endpoint: entry.endpoint,

@@ -1,5 +1,7 @@
 import {
   type HttpAuth,
+  type HttpAuthResult,
+  type HttpRequestLike,
   type KeyContext,
   type RouteRequirements,
   requirementError,
@@ -99,7 +101,6 @@ export class ApiKeyGuard implements CanActivate {
     const verified = request.raw?.[kVerified] ?? request[kVerified];
     if (verified !== undefined) return this.checkVerified(verified, requirements, request, context);
     const platformResponse = this.responseOf(context, request);
-    const response = platformResponse?.raw ?? platformResponse;
     const startedAt = performance.now();
     const httpRequest = {
       method: request.method,
@@ -108,7 +109,33 @@ export class ApiKeyGuard implements CanActivate {
       rawHeaders: request.raw?.rawHeaders ?? request.rawHeaders,
       remoteAddress: request.socket?.remoteAddress,
     };
-    const result = await this.auth.authenticate(httpRequest, requirements);
+    // Nest awaits every guard: a result known in this turn spares only core's own promise.
+    const result = this.auth.authenticateNow(httpRequest, requirements);
+    const settled = result instanceof Promise ? await result : result;
+    return this.admit(
+      settled,
+      context,
+      type,
+      requirements,
+      request,
+      platformResponse,
+      httpRequest,
+      startedAt,
+    );
+  }
+
+  /** The request with its verification's result: the key attached and recorded, or the denial. */
+  private admit(
+    result: HttpAuthResult,
+    context: ExecutionContext,
+    type: string,
+    requirements: RouteRequirements,
+    request: PlatformRequest,
+    platformResponse: PlatformResponse | undefined,
+    httpRequest: HttpRequestLike,
+    startedAt: number,
+  ): boolean | Promise<boolean> {
+    const response = platformResponse?.raw ?? platformResponse;
     if (!result.ok) {
       this.auth.recordDenial(result, {
         method: request.method,
@@ -117,9 +144,10 @@ export class ApiKeyGuard implements CanActivate {
       });
       return this.onDenied(new ApiKeyDeniedException(result.error, result.response), context);
     }
-    request.apiKey = result.context;
+    const verified = result.context;
+    request.apiKey = verified;
     const record = () =>
-      this.auth.record(result.context, {
+      this.auth.record(verified, {
         method: request.method,
         endpoint: type === "graphql" ? graphqlField(context) : this.routeTemplate(request),
         status: response?.statusCode ?? 200,
@@ -131,7 +159,7 @@ export class ApiKeyGuard implements CanActivate {
     if (type === "graphql") {
       // Every other guarded field of this operation reuses this verification (one HTTP request,
       // consumed once); their own requirements are still checked.
-      request[kVerified] = { context: result.context, cost: 0 };
+      request[kVerified] = { context: verified, cost: 0 };
     }
     if (platformResponse === undefined || response === undefined) {
       // No response object in this GraphQL context (Apollo on Fastify): recorded now.

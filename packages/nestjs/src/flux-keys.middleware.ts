@@ -1,5 +1,12 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { HttpAuth, KeyContext, RouteRequirements, UsageOutcome } from "@flux-keys/core";
+import type {
+  HttpAuth,
+  HttpAuthResult,
+  HttpRequestLike,
+  KeyContext,
+  RouteRequirements,
+  UsageOutcome,
+} from "@flux-keys/core";
 import { Inject, Injectable, type NestMiddleware, type Type } from "@nestjs/common";
 import { FLUX_KEYS_AUTH, FLUX_KEYS_OPTIONS } from "./flux-keys.constants.js";
 import type { FluxKeysModuleOptions } from "./flux-keys.options.js";
@@ -63,39 +70,58 @@ export class FluxKeysMiddleware implements NestMiddleware {
       remoteAddress: req.socket?.remoteAddress,
     };
     const route = { ...requirements, cost: requirements.cost ?? this.options.cost ?? 1 };
-    this.auth
-      .authenticate(httpRequest, route)
-      .then((result) => {
-        if (!result.ok) {
-          this.auth.recordDenial(result, {
-            method: httpRequest.method,
-            endpoint: requirements.endpoint ?? routeTemplate(req) ?? "(middleware)",
-            startedAt,
-          });
-          // Answered here, as problem details: no exception filter runs for middleware.
-          res.writeHead(result.response.status, result.response.headers);
-          res.end(JSON.stringify(result.response.body));
-          return;
-        }
-        req.apiKey = result.context;
-        const verified: VerifiedByMiddleware = { context: result.context, cost: route.cost };
-        req[kVerified] = verified;
-        for (const name in result.headers) res.setHeader(name, result.headers[name] as string);
-        res.on("finish", () => {
-          this.auth.record(result.context, {
-            outcome: verified.outcome,
-            method: httpRequest.method,
-            endpoint: requirements.endpoint ?? routeTemplate(req) ?? "(middleware)",
-            status: res.statusCode,
-            startedAt,
-            scopes: requirements.scopes,
-            request: httpRequest,
-            units: route.cost,
-          });
-        });
-        next();
-      })
+    const result = this.auth.authenticateNow(httpRequest, route);
+    if (!(result instanceof Promise)) {
+      this.proceed(result, req, res, next, httpRequest, requirements, route.cost, startedAt);
+      return;
+    }
+    result
+      .then((settled) =>
+        this.proceed(settled, req, res, next, httpRequest, requirements, route.cost, startedAt),
+      )
       .catch(next);
+  }
+
+  /** Continues with the verification's result (in this turn when it is known). */
+  private proceed(
+    result: HttpAuthResult,
+    req: MiddlewareRequest,
+    res: ServerResponse,
+    next: (error?: unknown) => void,
+    httpRequest: HttpRequestLike & { method: string },
+    requirements: MiddlewareRequirements,
+    cost: number,
+    startedAt: number,
+  ): void {
+    if (!result.ok) {
+      this.auth.recordDenial(result, {
+        method: httpRequest.method,
+        endpoint: requirements.endpoint ?? routeTemplate(req) ?? "(middleware)",
+        startedAt,
+      });
+      // Answered here, as problem details: no exception filter runs for middleware.
+      res.writeHead(result.response.status, result.response.headers);
+      res.end(JSON.stringify(result.response.body));
+      return;
+    }
+    const context = result.context;
+    req.apiKey = context;
+    const verified: VerifiedByMiddleware = { context, cost };
+    req[kVerified] = verified;
+    for (const name in result.headers) res.setHeader(name, result.headers[name] as string);
+    res.on("finish", () => {
+      this.auth.record(context, {
+        outcome: verified.outcome,
+        method: httpRequest.method,
+        endpoint: requirements.endpoint ?? routeTemplate(req) ?? "(middleware)",
+        status: res.statusCode,
+        startedAt,
+        scopes: requirements.scopes,
+        request: httpRequest,
+        units: cost,
+      });
+    });
+    next();
   }
 
   /** A FluxKeysMiddleware with these requirements, for `consumer.apply(...)`. */

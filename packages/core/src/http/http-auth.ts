@@ -5,9 +5,9 @@
  */
 import { FluxConfigError, FluxError } from "../errors.js";
 import type { Flux } from "../flux.js";
-import type { DeniedKey } from "../keys/keys.js";
+import type { CheckResult, DeniedKey } from "../keys/keys.js";
 import { rateLimitHeaders } from "../limits/headers.js";
-import { seamsOf } from "../seams.js";
+import { type HttpAuthDependencies, seamsOf } from "../seams.js";
 import type { KeyContext } from "../types.js";
 import { outcomeOf, type UsageOutcome } from "../usage/usage-outcomes.js";
 import { clientAddress } from "./client-address.js";
@@ -128,6 +128,7 @@ function entitlementList(route: RouteRequirements): readonly string[] | undefine
 export class HttpAuth {
   readonly options: ResolvedHttpAuthOptions;
   private readonly credentialOptions: CredentialOptions;
+  private readonly check: HttpAuthDependencies["check"];
 
   constructor(
     readonly flux: Flux,
@@ -135,6 +136,7 @@ export class HttpAuth {
   ) {
     const dependencies = seamsOf(flux).httpAuth;
     this.options = resolveHttpAuthOptions(options, dependencies.trust);
+    this.check = dependencies.check;
     this.credentialOptions = {
       authorizationHeader: this.options.authorizationHeader,
       apiKeyHeader: this.options.apiKeyHeader,
@@ -148,6 +150,20 @@ export class HttpAuth {
    * missing scope or entitlement, limit) consumes nothing from the key's limits or quota.
    */
   async authenticate(request: HttpRequestLike, route: RouteRequirements = {}): Promise<HttpAuthResult> {
+    return this.authenticateNow(request, route);
+  }
+
+  /**
+   * `authenticate()` for adapters on the hot path: the result itself when it is known in this
+   * turn (a cached key on in-process limits, or a request refused before any I/O), else a
+   * promise of it. Adapters continue the request at once on a result: no promise and no
+   * microtask between the framework's hook and the handler. May throw where `authenticate()`
+   * would reject.
+   */
+  authenticateNow(
+    request: HttpRequestLike,
+    route: RouteRequirements = {},
+  ): HttpAuthResult | Promise<HttpAuthResult> {
     const credential = extractCredential(
       request.headers,
       request.url,
@@ -159,16 +175,23 @@ export class HttpAuth {
       return this.denied(credential.error, false);
     }
     // One plain options object per request (no spreads on the hot path); undefined means "none".
-    const result = await this.flux.keys.check(credential.key, {
+    const checked = this.check(credential.key, {
       cost: route.cost ?? 1,
       clientAddress: clientAddress(request, this.options.trust) ?? undefined,
       scopes: route.scopes,
       entitlements: entitlementList(route),
     });
+    const presented = credential.key !== undefined;
+    if (!(checked instanceof Promise)) return this.answer(checked, presented);
+    return checked.then((result) => this.answer(result, presented));
+  }
+
+  /** A check's result as the adapters' result: the headers of a success, or the denial. */
+  private answer(result: CheckResult, keyPresented: boolean): HttpAuthResult {
     if (!result.valid) {
       if (result.key === undefined && this.options.usage)
         this.flux.usage.countUnidentified(result.error.code);
-      return this.denied(result.error, credential.key !== undefined, result.key);
+      return this.denied(result.error, keyPresented, result.key);
     }
     return { ok: true, context: result.context, headers: this.successHeaders(result.context) };
   }

@@ -10,6 +10,7 @@
 import { createHmac, hash } from "node:crypto";
 import { FluxError } from "../errors.js";
 import { compileTrust } from "../http/client-address.js";
+import type { LimitedResult } from "../limits/decide.js";
 import type { Runtime } from "../runtime.js";
 import { requirementError } from "../scopes.js";
 import type { VerificationProbe } from "../telemetry/telemetry.js";
@@ -84,6 +85,11 @@ function identified(
   return { valid: false, error: denial.error, key: record.identity };
 }
 
+/** A limit decision as a check result: a refusal names the key. */
+function aboutKey(decided: LimitedResult, record: KeyRecord): CheckResult {
+  return decided.valid ? decided : { valid: false, error: decided.error, key: record.identity };
+}
+
 /** A key of an environment this deployment does not accept (`environments`, e.g. a test key on live). */
 const WRONG_ENVIRONMENT = Object.freeze({
   valid: false as const,
@@ -119,11 +125,35 @@ export class KeyVerification {
 
   /** Like `verify()`, without throwing: `{ valid: true, context } | { valid: false, error }`. */
   check(secret: unknown, options?: VerifyOptions): Promise<CheckResult> {
-    // Not async: without an SDK this is one property read more than the check itself.
+    try {
+      const result = this.checkNow(secret, options);
+      return result instanceof Promise ? result : Promise.resolve(result);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /**
+   * @internal `check()` for the HTTP adapters: the result itself when it is known in this turn (a
+   * cached key on in-process limits: no promise, no microtask between the framework's hook and
+   * the handler), else a promise of it. May throw where `check()` would reject.
+   */
+  checkNow(secret: unknown, options?: VerifyOptions): CheckResult | Promise<CheckResult> {
     const telemetry = this.rt.telemetry;
     if (!telemetry.enabled) return this.checkKey(secret, options, null);
     const probe = telemetry.startVerification();
-    return this.checkKey(secret, options, probe).then(
+    let checked: CheckResult | Promise<CheckResult>;
+    try {
+      checked = this.checkKey(secret, options, probe);
+    } catch (error) {
+      telemetry.failedVerification(probe, error);
+      throw error;
+    }
+    if (!(checked instanceof Promise)) {
+      telemetry.endVerification(probe, checked);
+      return checked;
+    }
+    return checked.then(
       (result) => {
         telemetry.endVerification(probe, result);
         return result;
@@ -135,11 +165,12 @@ export class KeyVerification {
     );
   }
 
-  private async checkKey(
+  /** Up to the record: the steps that need no I/O, then the record from the cache or one read. */
+  private checkKey(
     secret: unknown,
     options: VerifyOptions | undefined,
     probe: VerificationProbe | null,
-  ): Promise<CheckResult> {
+  ): CheckResult | Promise<CheckResult> {
     const address = options?.clientAddress;
     if (address !== undefined) {
       const refused = this.rt.limits.refusedAddress(address);
@@ -178,20 +209,55 @@ export class KeyVerification {
     }
     if (record === undefined) {
       if (probe !== null) probe.lookup = "miss";
-      try {
-        record = await this.load(digest as string);
-      } catch {
-        return DENIALS.store_unavailable;
-      }
-    } else if (record !== null && !this.rt.bus.trusts(record.readAt)) {
-      // This instance cannot prove it hears every change: the record is read again (one read
-      // per key at a time). If the database cannot be read either, no change can commit.
-      try {
-        record = await this.load(digest as string);
-      } catch {
-        if (this.rt.options.invalidation.whenDatabaseDown === "refuse") return DENIALS.store_unavailable;
-      }
+      return this.loadThenCheck(digest as string, options, probe);
     }
+    if (record !== null && !this.rt.bus.trusts(record.readAt)) {
+      return this.reloadThenCheck(digest as string, record, options, probe);
+    }
+    return this.checkRecord(record, options, probe);
+  }
+
+  /** A key the cache does not hold: one read (shared with the requests missing it too). */
+  private async loadThenCheck(
+    digest: string,
+    options: VerifyOptions | undefined,
+    probe: VerificationProbe | null,
+  ): Promise<CheckResult> {
+    let record: KeyRecord | null;
+    try {
+      record = await this.load(digest);
+    } catch {
+      return DENIALS.store_unavailable;
+    }
+    return this.checkRecord(record, options, probe);
+  }
+
+  /**
+   * This instance cannot prove it hears every change: the record is read again (one read per key
+   * at a time). If the database cannot be read either, no change can commit.
+   */
+  private async reloadThenCheck(
+    digest: string,
+    cached: KeyRecord,
+    options: VerifyOptions | undefined,
+    probe: VerificationProbe | null,
+  ): Promise<CheckResult> {
+    let record: KeyRecord | null = cached;
+    try {
+      record = await this.load(digest);
+    } catch {
+      if (this.rt.options.invalidation.whenDatabaseDown === "refuse") return DENIALS.store_unavailable;
+    }
+    return this.checkRecord(record, options, probe);
+  }
+
+  /** From the record on: status, address, scopes and entitlements, then the limits. */
+  private checkRecord(
+    record: KeyRecord | null,
+    options: VerifyOptions | undefined,
+    probe: VerificationProbe | null,
+  ): CheckResult | Promise<CheckResult> {
+    const address = options?.clientAddress;
     if (record === null) return this.failed(DENIALS.key_invalid, address);
     if (probe !== null) probe.record = record;
     const now = this.rt.now();
@@ -217,8 +283,9 @@ export class KeyVerification {
     // Keys without limits never touch the limiter.
     const limits = this.rt.limits.applicable(record);
     if (limits === null) return { valid: true, context: withRateLimit(base, null) };
-    const decided = await this.rt.limits.decide(limits, options?.cost ?? 1, base);
-    return decided.valid ? decided : { valid: false, error: decided.error, key: record.identity };
+    const decided = this.rt.limits.decide(limits, options?.cost ?? 1, base);
+    if (!(decided instanceof Promise)) return aboutKey(decided, record);
+    return decided.then((result) => aboutKey(result, record));
   }
 
   /** A failed authentication, counted against the client address when there is one. */

@@ -171,9 +171,14 @@ export class Limits {
   /**
    * Consumes `cost` from every window and the quota of a key and answers with the context (and
    * its rate limit state) or the denial. `cost: 0` reads the state without consuming. A denied
-   * request consumes nothing.
+   * request consumes nothing. Answers synchronously (no promise) when the counters are in this
+   * process and the key has no quota; a caller must accept either.
    */
-  decide(bound: BoundLimits, cost: number, base: Omit<KeyContext, "rateLimit">): Promise<LimitedResult> {
+  decide(
+    bound: BoundLimits,
+    cost: number,
+    base: Omit<KeyContext, "rateLimit">,
+  ): LimitedResult | Promise<LimitedResult> {
     if (cost === 0) return this.peek(bound, base);
     const decided =
       bound.shared === null
@@ -181,6 +186,10 @@ export class Limits {
         : this.decideShared(bound, bound.shared, cost, base);
     const observer = this.deps.observer;
     if (observer === undefined || !observer.active) return decided;
+    if (!(decided instanceof Promise)) {
+      observer.observe(decided, base);
+      return decided;
+    }
     return decided.then((result) => {
       observer.observe(result, base);
       return result;
@@ -189,39 +198,54 @@ export class Limits {
 
   /**
    * Counters in this process (the memory store, or the insurance while Redis is down), then the
-   * quota. The memory counters answer synchronously (behind a promise), so they are awaited one
-   * after the other: cheaper than Promise.all, and the quota (a database write on the memory
-   * store) is only asked once every window has admitted. What a refused request took from the
-   * windows that admitted it is given back.
+   * quota. The memory counters answer synchronously, and so does this method when every window
+   * admits and the key has no quota: the request continues in the same turn, with no promise. A
+   * quota (a database write on the memory store) is only asked once every window has admitted.
+   * What a refused request took from the windows that admitted it is given back.
    */
-  private async decideLocally(
+  private decideLocally(
     bound: BoundLimits,
     cost: number,
     base: Omit<KeyContext, "rateLimit">,
-  ): Promise<LimitedResult> {
+  ): LimitedResult | Promise<LimitedResult> {
     const windows = bound.windows;
     const count = windows.length;
-    const outcomes: Outcome[] = [];
+    const outcomes: Outcome[] = new Array(count);
     let problem = false;
     for (let i = 0; i < count; i++) {
       const window = windows[i] as BoundWindow;
       const local = window.local;
       if (local === null) {
-        outcomes.push(STORE_FAILED);
+        outcomes[i] = STORE_FAILED;
         problem = true;
         continue;
       }
-      // In-process counters answer synchronously: no promise, no microtask.
       const res = local.take(window.counter, cost);
       if (res.consumedPoints < 0) {
-        outcomes.push(new Denied(res));
+        outcomes[i] = new Denied(res);
         problem = true;
       } else {
-        outcomes.push(res);
+        outcomes[i] = res;
       }
     }
     const now = this.deps.now();
+    if (!problem && bound.quota === null) {
+      return { valid: true, context: withRateLimit(base, limitState(bound, outcomes, now, 0)) };
+    }
+    return this.quotaThenDecide(bound, cost, base, outcomes, problem, now);
+  }
+
+  /** The rest of a local decision: the quota (when every window admitted), or the refunds. */
+  private async quotaThenDecide(
+    bound: BoundLimits,
+    cost: number,
+    base: Omit<KeyContext, "rateLimit">,
+    outcomes: Outcome[],
+    refused: boolean,
+    now: number,
+  ): Promise<LimitedResult> {
     const quota = bound.quota;
+    let problem = refused;
     let quotaCounter = "";
     let quotaOptions: { customDuration: number } | undefined;
     if (!problem && quota !== null) {

@@ -207,6 +207,7 @@ export async function createFlux(options: FluxOptions = {}): Promise<Flux> {
     observations.start(resolved.usage.flushIntervalMs);
     const rt: Runtime = {
       prisma: database.prisma,
+      driver: database.driver,
       options: resolved,
       cache,
       unknownKeys,

@@ -1,4 +1,4 @@
-import type { PrismaClient } from "./database.js";
+import type { PrismaClient, SqlDriver } from "./database.js";
 import type { Events } from "./events/events.js";
 import type { InvalidationBus } from "./invalidation-bus.js";
 import type { KeyCache } from "./keys/cache.js";
@@ -12,6 +12,8 @@ import type { Actor } from "./types.js";
 /** What the services of one Flux instance share. Internal. */
 export interface Runtime {
   prisma: PrismaClient;
+  /** The same pool (or PGlite) without Prisma: the key read of the cold path. */
+  driver: SqlDriver;
   options: ResolvedOptions;
   cache: KeyCache;
   /** Unknown keys: the digest filter, the lookup budget and the negative cache. */

@@ -315,7 +315,7 @@ export class KeyVerification {
     if (pending) return pending;
     const epoch = this.rt.cache.currentEpoch();
     const unknownEpoch = this.rt.unknownKeys.currentEpoch();
-    const promise = loadKeyRecord(this.rt.prisma, digest)
+    const promise = loadKeyRecord(this.rt.driver, digest)
       .then((record) => {
         // Unknown digests go to their own bounded cache, never among the known keys.
         if (record !== null) this.rt.cache.set(digest, record, epoch);

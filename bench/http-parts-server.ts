@@ -1,0 +1,111 @@
+/**
+ * One server of `pnpm bench http-parts` (issue 16): Fastify with one piece of Flux Keys' work at a
+ * time, to find which part of the per-request cost over HTTP is whose. Started by
+ * http-parts.bench.ts, pinned to core 0:
+ *
+ *   node --import tsx --conditions=source bench/http-parts-server.ts <part>
+ *
+ * part:
+ * - `bare`: the route alone (requests carry a key, unread);
+ * - `hooks`: onRequest / onSend / onResponse callback hooks that do nothing but set the two
+ *   RateLimit fields Flux Keys sends (what the plugin makes Fastify do, without core);
+ * - `sha256`: `hooks` plus SHA-256 of the Authorization header (`crypto.hash`, as core does);
+ * - `check`: `hooks` plus `flux.keys.checkNow()` of the key (SHA-256, cache, scopes, limiter);
+ * - `authenticate`: `hooks` with `authenticateNow()` (credential, client address, check, headers);
+ * - `plugin`: the `@flux-keys/fastify` plugin itself (authenticate, usage, observations).
+ *
+ * Every part but `bare` runs on a Flux instance on the embedded defaults (PGlite, memory limiter)
+ * with 100 keys on a plan with one window too large to refuse; `bare` creates one as well, so that
+ * the instance's presence is in every row. Prints `{ "ready": true, "port", "keys" }` when listening.
+ */
+import { hash } from "node:crypto";
+import type { AddressInfo } from "node:net";
+import { createFlux, createHttpAuth, type KeyContext } from "@flux-keys/core";
+import { fluxKeys } from "@flux-keys/fastify";
+import Fastify from "fastify";
+
+const PARTS = ["bare", "hooks", "sha256", "check", "authenticate", "plugin"] as const;
+type Part = (typeof PARTS)[number];
+const part = process.argv[2] as Part;
+if (!PARTS.includes(part)) throw new Error(`unknown part '${part}' (${PARTS.join(", ")})`);
+
+const flux = await createFlux({ database: { pglite: true }, redis: null });
+await flux.plans.upsert({
+  id: "bench",
+  name: "Bench",
+  rateLimits: [{ name: "sustained", limit: 1_000_000_000, window: "1m" }],
+});
+await flux.orgs.create({ id: "org_bench", name: "Bench org", planId: "bench" });
+const keys: string[] = [];
+for (let i = 0; i < Number(process.env.BENCH_KEYS ?? 100); i++) {
+  keys.push((await flux.keys.create().forOrg("org_bench").withScopes(["read:events"]).issue()).secret);
+}
+
+const route = Object.freeze({ scopes: ["read:events"], cost: 1 });
+const RATE_LIMIT_FIELDS = {
+  "RateLimit-Policy": '"sustained";q=1000000000;w=60',
+  RateLimit: '"sustained";r=999999999;t=60',
+};
+const app = Fastify({ logger: false });
+const auth = createHttpAuth(flux);
+let sink = "";
+
+if (part === "plugin") {
+  await app.register(fluxKeys, { flux });
+} else if (part !== "bare") {
+  app.decorateRequest("apiKey", null);
+  app.addHook("onRequest", (request, reply, done) => {
+    if (part === "authenticate") {
+      const result = auth.authenticateNow(
+        {
+          method: request.method,
+          url: request.raw.url ?? "/",
+          headers: request.headers,
+          rawHeaders: request.raw.rawHeaders,
+          remoteAddress: request.socket.remoteAddress,
+        },
+        route,
+      );
+      // Only the first request of each key reads it (the warm-up): answered once read.
+      if (result instanceof Promise) return void result.then(() => done(), done);
+      if (!result.ok) throw new Error(result.error.code);
+      request.apiKey = result.context;
+      reply.headers(result.headers);
+      return done();
+    }
+    const credential = String(request.headers.authorization).slice("Bearer ".length);
+    if (part === "sha256") sink = hash("sha256", credential, "hex");
+    if (part === "check") {
+      const result = flux.keys.checkNow(credential, route);
+      if (result instanceof Promise) return void result.then(() => done(), done);
+      if (!result.valid) throw new Error(result.error.code);
+      request.apiKey = result.context;
+    }
+    reply.headers(RATE_LIMIT_FIELDS);
+    done();
+  });
+  app.addHook("onSend", (_request, _reply, payload, done) => done(null, payload));
+  app.addHook("onResponse", (_request, _reply, done) => done());
+}
+
+app.get("/v1/events", { config: { apiKey: { scopes: ["read:events"] } } }, async (request) => {
+  const orgId = (request as { apiKey?: KeyContext | null }).apiKey?.orgId ?? "org_bench";
+  return {
+    data: [
+      { id: "evt_1", orgId, type: "deploy.started", at: "2025-01-01T00:00:00.000Z" },
+      { id: "evt_2", orgId, type: "deploy.finished", at: "2025-01-01T00:01:00.000Z" },
+      { id: "evt_3", orgId, type: "config.changed", at: "2025-01-01T00:02:00.000Z" },
+    ],
+    ...(sink === "never" ? { sink } : {}),
+  };
+});
+await app.listen({ port: 0, host: "127.0.0.1" });
+process.on("SIGTERM", () => {
+  void app
+    .close()
+    .then(() => flux.close())
+    .then(() => process.exit(0));
+});
+process.stdout.write(
+  `${JSON.stringify({ ready: true, port: (app.server.address() as AddressInfo).port, keys })}\n`,
+);

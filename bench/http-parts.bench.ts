@@ -1,0 +1,139 @@
+/**
+ * Where Flux Keys' cost over HTTP goes (issue 16): Fastify servers that each add one part of the
+ * work (bench/http-parts-server.ts: `bare`, `hooks`, `sha256`, `check`, `authenticate`,
+ * `plugin`), loaded in alternating rounds at saturation, 50 connections, 100 keys round-robin,
+ * server pinned to core 0 and this process to core 1. Reported: each server's CPU per request
+ * (user + system from /proc, divided by the responses), the median of the rounds, and what it
+ * adds to the row before it. In-process (`pnpm bench hot-path`) the same parts cost a few µs;
+ * this shows what they cost inside a server whose caches the network stack keeps cold.
+ *
+ *   pnpm bench http-parts [--rounds=5] [--duration=3] [--parts=bare,hooks,…]
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { loadavg } from "node:os";
+import { dirname, join } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import autocannon from "autocannon";
+
+const here = dirname(fileURLToPath(import.meta.url));
+function flag(name: string, fallback: string): string {
+  const found = process.argv.find((arg) => arg.startsWith(`--${name}=`));
+  return found === undefined ? fallback : found.slice(name.length + 3);
+}
+const ROUNDS = Number(flag("rounds", "5"));
+const DURATION = Number(flag("duration", "3"));
+const PARTS = flag("parts", "bare,hooks,sha256,check,authenticate,plugin").split(",");
+
+/** User + system CPU seconds of a process so far. */
+function cpuSeconds(pid: number): number {
+  const fields = (readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1] as string).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+interface Server {
+  part: string;
+  child: ChildProcess;
+  url: string;
+  keys: string[];
+  samples: number[];
+}
+
+async function start(part: string): Promise<Server> {
+  const child = spawn(
+    "taskset",
+    [
+      "-c",
+      "0",
+      process.execPath,
+      "--import",
+      "tsx",
+      "--conditions=source",
+      join(here, "http-parts-server.ts"),
+      part,
+    ],
+    { env: { ...process.env, NODE_ENV: "production" }, stdio: ["ignore", "pipe", "inherit"] },
+  );
+  const ready = await new Promise<{ port: number; keys: string[] }>((resolve, reject) => {
+    child.once("exit", (code) => reject(new Error(`${part}: exited with ${code}`)));
+    createInterface({ input: child.stdout! }).on("line", (line) => {
+      try {
+        const message = JSON.parse(line) as { ready?: boolean; port: number; keys: string[] };
+        if (message.ready) resolve(message);
+      } catch {
+        // Not ours.
+      }
+    });
+  });
+  return { part, child, url: `http://127.0.0.1:${ready.port}/v1/events`, keys: ready.keys, samples: [] };
+}
+
+async function load(server: Server, seconds: number): Promise<number> {
+  let next = Math.floor(Math.random() * server.keys.length);
+  let served = 0;
+  let failed = 0;
+  const before = cpuSeconds(server.child.pid!);
+  let instance!: autocannon.Instance;
+  const finished = new Promise<autocannon.Result>((resolve, reject) => {
+    instance = autocannon(
+      {
+        url: server.url,
+        connections: 50,
+        duration: seconds,
+        requests: [
+          {
+            setupRequest: (request: autocannon.Request) => {
+              next = (next + 1) % server.keys.length;
+              request.headers = { ...request.headers, authorization: `Bearer ${server.keys[next]}` };
+              return request;
+            },
+          },
+        ],
+      },
+      (error, result) => (error ? reject(error) : resolve(result)),
+    );
+  });
+  instance.on("response", (_client: unknown, status: number) => {
+    if (status === 200) served++;
+    else failed++;
+  });
+  await finished;
+  if (failed > 0) throw new Error(`${server.part}: ${failed} responses were not 200`);
+  return ((cpuSeconds(server.child.pid!) - before) * 1e6) / served;
+}
+
+spawn("taskset", ["-cp", "1", String(process.pid)], { stdio: "ignore" });
+const servers: Server[] = [];
+// A failed run must not leave its servers behind.
+process.on("exit", () => {
+  for (const server of servers) server.child.kill("SIGTERM");
+});
+for (const part of PARTS) servers.push(await start(part));
+console.log(
+  `http-parts: Fastify, ${ROUNDS} rounds × ${DURATION} s at saturation, 50 connections, 100 keys; load average ${loadavg()[0]?.toFixed(2)}`,
+);
+for (const server of servers) await load(server, 1);
+for (let round = 0; round < ROUNDS; round++) {
+  for (let i = 0; i < servers.length; i++) {
+    const server = servers[(round + i) % servers.length] as Server;
+    server.samples.push(await load(server, DURATION));
+  }
+}
+const median = (values: number[]) =>
+  [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
+console.log("\n| part | server CPU/req (median) | added to the row above | rounds |");
+console.log("|---|---:|---:|---|");
+let previous: number | null = null;
+for (const server of servers) {
+  const value = median(server.samples);
+  const added =
+    previous === null ? "—" : `${value - previous >= 0 ? "+" : ""}${(value - previous).toFixed(1)} µs`;
+  console.log(
+    `| ${server.part} | ${value.toFixed(1)} µs | ${added} | ${server.samples.map((s) => s.toFixed(0)).join(", ")} |`,
+  );
+  previous = value;
+}
+console.log(`\nload average at the end ${loadavg()[0]?.toFixed(2)}`);
+for (const server of servers) server.child.kill("SIGTERM");
+process.exit(0);

@@ -492,18 +492,26 @@ export class LogSink {
 
 /**
  * Counts the key lookups verification makes (`loadKeyRecord`'s one query by digest), by spying
- * on the real Prisma client's `$queryRaw`.
+ * on the statements the instance sends on its pool (the key read goes straight to it).
  */
 export function countKeyReads(flux: Flux): { readonly count: number; restore(): void } {
-  const prisma = flux.internals.database.prisma;
-  const spy = vi.spyOn(prisma, "$queryRaw");
-  const isKeyRead = (args: unknown[]) => {
-    const strings = args[0];
-    return Array.isArray(strings) && strings.join("?").includes('WHERE k."digest" =');
-  };
+  const driver = flux.internals.database.driver;
+  const withSession = driver.withSession.bind(driver);
+  let count = 0;
+  const spy = vi.spyOn(driver, "withSession").mockImplementation((fn) =>
+    withSession((session) =>
+      fn({
+        ...session,
+        query: (sql, params) => {
+          if (sql.includes('WHERE k."digest" =')) count++;
+          return session.query(sql, params);
+        },
+      }),
+    ),
+  );
   return {
     get count() {
-      return spy.mock.calls.filter((args) => isKeyRead(args)).length;
+      return count;
     },
     restore: () => spy.mockRestore(),
   };

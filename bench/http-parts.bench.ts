@@ -16,6 +16,7 @@ import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
+import { onExit } from "./load-support.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 function flag(name: string, fallback: string): string {
@@ -105,8 +106,8 @@ async function load(server: Server, seconds: number): Promise<number> {
 
 spawn("taskset", ["-cp", "1", String(process.pid)], { stdio: "ignore" });
 const servers: Server[] = [];
-// A failed run must not leave its servers behind.
-process.on("exit", () => {
+// A failed or interrupted run must not leave its servers behind.
+onExit(() => {
   for (const server of servers) server.child.kill("SIGTERM");
 });
 for (const part of PARTS) servers.push(await start(part));

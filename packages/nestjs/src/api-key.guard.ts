@@ -109,19 +109,9 @@ export class ApiKeyGuard implements CanActivate {
       rawHeaders: request.raw?.rawHeaders ?? request.rawHeaders,
       remoteAddress: request.socket?.remoteAddress,
     };
-    // Nest awaits every guard: a result known in this turn spares only core's own promise.
-    const result = this.auth.authenticateNow(httpRequest, requirements);
-    const settled = result instanceof Promise ? await result : result;
-    return this.admit(
-      settled,
-      context,
-      type,
-      requirements,
-      request,
-      platformResponse,
-      httpRequest,
-      startedAt,
-    );
+    // Nest awaits every guard anyway; authenticateNow() spares core's own promise for a cached key.
+    const result = await this.auth.authenticateNow(httpRequest, requirements);
+    return this.admit(result, context, type, requirements, request, platformResponse, httpRequest, startedAt);
   }
 
   /** The request with its verification's result: the key attached and recorded, or the denial. */

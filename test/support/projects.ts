@@ -34,6 +34,7 @@ export const PROJECTS = {
     "packages/core/test/lifecycle.test.ts",
     "packages/core/test/limits-algorithms.test.ts",
     "packages/core/test/limits-denials.test.ts",
+    "packages/core/test/limits-lease.test.ts",
     "packages/core/test/limits-model.test.ts",
     "packages/core/test/limits-redis.test.ts",
     "packages/core/test/observations.test.ts",

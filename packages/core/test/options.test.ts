@@ -130,6 +130,7 @@ describe("one schema per options section", () => {
       [{ telemetry: { attributes: { key: true } } }, "telemetry.attributes.key"],
       [{ usage: { flushEvery: "1s" } }, "usage.flushEvery"],
       [{ limits: { preAuth: { limit: 1, window: "1m", burst: 2 } } }, "limits.preAuth.burst"],
+      [{ limits: { lease: { units: 5, size: 5 } } }, "limits.lease.size"],
       [{ webhooks: { backoff: { factor: 2 } } }, "webhooks.backoff.factor"],
       [
         { webhooks: { endpoints: [{ url: "https://example.com/", secret: "s".repeat(16), tag: 1 }] } },
@@ -179,7 +180,7 @@ describe("one schema per options section", () => {
       retentionMs: null,
       maintenanceIntervalMs: 3_600_000,
     });
-    expect(resolved.limits).toEqual({ onStoreError: "insurance", preAuth: null });
+    expect(resolved.limits).toEqual({ onStoreError: "insurance", preAuth: null, lease: false });
     expect(resolveOptions({}, {}).limits.preAuth).toEqual({
       limit: 30,
       windowSeconds: 60,

@@ -10,6 +10,7 @@ import type { KeyRecord } from "../keys/record.js";
 import type { Quota, RateLimitWindow } from "../types.js";
 import { FixedCounter, GcraCounter, type MemoryCounter, SlidingCounter } from "./algorithms.js";
 import { InsuranceLimiter, type StoreWarnings } from "./insurance.js";
+import { Lease, leasable } from "./lease.js";
 import { windowLength } from "./limit-options.js";
 import { type Algorithm, SharedStore, type SharedWindow } from "./shared-store.js";
 
@@ -59,6 +60,8 @@ export interface BoundLimits {
   windows: readonly BoundWindow[];
   quota: BoundQuota | null;
   shared: SharedDecision | null;
+  /** Units leased from Redis and spent here (`limits.lease`), or null: every request decided there. */
+  lease: Lease | null;
 }
 
 /** A `total` quota never refills; its counter lives (practically) forever. */
@@ -86,6 +89,8 @@ export class LimitBinding {
     private readonly prisma: PrismaClient,
     private readonly now: () => number,
     private readonly warnings: StoreWarnings,
+    /** `limits.lease.units` on Redis, or null (no leasing). */
+    private readonly leaseUnits: number | null = null,
   ) {}
 
   /** The limits that apply to a key, or null when none do (then the limiter is never touched). */
@@ -163,7 +168,7 @@ export class LimitBinding {
             local: this.quotaLimiter(quota.limit),
           };
     const head = SharedStore.head(sharedWindows, null);
-    return {
+    const bound: BoundLimits = {
       windows,
       quota: boundQuota,
       shared: !this.shared
@@ -175,7 +180,12 @@ export class LimitBinding {
             head: boundQuota === null ? head : [...head.slice(0, 2), "1", ...head.slice(3)],
             flight: `${keys.join("\0")}\0${head.join(",")}`,
           },
+      lease: null,
     };
+    if (this.leaseUnits !== null && leasable(bound)) {
+      bound.lease = new Lease(this.leaseUnits, windows.length + (boundQuota === null ? 0 : 1));
+    }
+    return bound;
   }
 
   /** The window's counter in this process: its store (memory), its insurance (Redis), or null. */

@@ -36,6 +36,7 @@ import {
   type SharedDecision,
 } from "./binding.js";
 import { StoreWarnings } from "./insurance.js";
+import type { Lease } from "./lease.js";
 import type { ResolvedLimitOptions } from "./limit-options.js";
 import {
   admitted,
@@ -55,6 +56,16 @@ import { type Client, duplicateForCounting, safeForCounting } from "./redis-clie
 import { type Reply, SharedStore, WINDOW_FIELDS } from "./shared-store.js";
 
 export type { BoundLimits } from "./binding.js";
+
+/** Whether a window of the key is known exhausted (then the exact path refuses with no call). */
+function blocked(bound: BoundLimits, now: number): boolean {
+  for (const window of bound.windows) if (window.blockedUntil > now) return true;
+  return false;
+}
+
+/** After a lease call fails, requests are decided exactly (and see the failure) this long. */
+const LEASE_RETRY_MS = 1_000;
+
 export type { LimitedResult } from "./outcome.js";
 export { PRE_AUTH_WINDOW } from "./pre-auth.js";
 
@@ -109,6 +120,7 @@ export class Limits {
       deps.prisma,
       deps.now,
       this.warnings,
+      redis !== null && deps.options.lease !== false ? deps.options.lease.units : null,
     );
     const preAuth = deps.options.preAuth;
     this.preAuth = preAuth === null ? null : new PreAuthLimiter(preAuth, redis, prefix);
@@ -183,7 +195,9 @@ export class Limits {
     const decided =
       bound.shared === null
         ? this.decideLocally(bound, cost, base)
-        : this.decideShared(bound, bound.shared, cost, base);
+        : bound.lease === null
+          ? this.decideShared(bound, bound.shared, cost, base)
+          : this.decideLeased(bound, bound.shared, bound.lease, cost, base, true);
     const observer = this.deps.observer;
     if (observer === undefined || !observer.active) return decided;
     if (!(decided instanceof Promise)) {
@@ -297,6 +311,57 @@ export class Limits {
     }
     // Nothing was consumed: every window reports what it has left.
     return { valid: false, error: limitDenial(bound, outcomes, now, 0) };
+  }
+
+  /**
+   * Leasing (`limits.lease`, limits/lease.ts): a request spends units this instance holds, in
+   * this turn, with no call. One that finds too few waits for the next lease (one call for every
+   * request that waits with it), then is decided exactly if that lease is gone already; so is a
+   * request that costs more than a lease, and every request while a refused lease's window lasts.
+   */
+  private decideLeased(
+    bound: BoundLimits,
+    shared: SharedDecision,
+    lease: Lease,
+    cost: number,
+    base: Omit<KeyContext, "rateLimit">,
+    wait: boolean,
+  ): LimitedResult | Promise<LimitedResult> {
+    const now = this.deps.now();
+    if (lease.spend(cost, now)) {
+      return { valid: true, context: withRateLimit(base, this.leasedState(bound, lease, now)) };
+    }
+    if (!wait || cost > lease.units || now < lease.exactUntil || blocked(bound, now)) {
+      return this.decideShared(bound, shared, cost, base);
+    }
+    lease.taking ??= this.takeLease(bound, shared, lease);
+    return lease.taking.then(() => this.decideLeased(bound, shared, lease, cost, base, false));
+  }
+
+  /** One call takes `lease.units` from every counter of the key, as one request of that cost. */
+  private async takeLease(bound: BoundLimits, shared: SharedDecision, lease: Lease): Promise<void> {
+    const sentAt = this.deps.now();
+    try {
+      const call = this.sharedCall(bound, shared, sentAt);
+      const reply = await (this.store as SharedStore).decide(call.flight, call.keys, call.head, lease.units);
+      // The store failed: requests are decided exactly for a while (insurance or 503 from there).
+      if ("failed" in reply) lease.exactUntil = sentAt + LEASE_RETRY_MS;
+      else lease.settle(bound, reply.values, reply.offset, sentAt);
+    } finally {
+      lease.taking = null;
+    }
+  }
+
+  /** A leased request's state: what Redis had left with the lease, plus what this instance holds. */
+  private leasedState(bound: BoundLimits, lease: Lease, now: number) {
+    const windows = bound.windows.length;
+    const counters = windows + (bound.quota === null ? 0 : 1);
+    const outcomes: Outcome[] = new Array(counters);
+    for (let i = 0; i < counters; i++) {
+      const wait = i < windows ? Math.max(0, (lease.resetAt[i] as number) - now) : 0;
+      outcomes[i] = new RateLimiterRes((lease.remaining[i] as number) + lease.left, wait);
+    }
+    return limitState(bound, outcomes, now, 0);
   }
 
   /** The keys, arguments and in-flight queue of a key's shared call at `now` (the quota's period). */

@@ -25,6 +25,10 @@ const preAuthSection = section(
   PRE_AUTH_FORM,
 );
 
+const LEASE_FORM = "must be { units: integer from 2 to 1000000 } or false.";
+
+const leaseSection = section({ units: integer(LEASE_FORM, 2, 1_000_000) }, LEASE_FORM);
+
 const limitsSection = section({
   /**
    * What verification does when the limit store fails (Redis down, or the database for quotas
@@ -57,6 +61,20 @@ const limitsSection = section({
             maxAddresses: preAuth.maxAddresses,
           },
     ),
+  /**
+   * Opt-in, with Redis only: each instance takes a key's units from Redis `units` at a time, in
+   * one call, and spends them in process, so most requests of a busy key make no round trip.
+   * Never more than a window's limit is admitted across instances (a lease is spent only inside
+   * the window, or the sliding window's period, that granted it, and before a quota's period
+   * ends), but units leased by one instance and not spent there are lost to the others: each
+   * instance may leave up to `units - 1` of a window unused, so a key can be refused up to
+   * `(units - 1) × instances` early. The RateLimit headers count what this instance holds as
+   * remaining. A key with a GCRA window, or a request that costs more than `units`, is decided
+   * exactly, one round trip per request. Without Redis the limits are in process and exact
+   * anyway, and this option changes nothing. See the README, "Leasing".
+   * @default false
+   */
+  lease: falseOr(leaseSection).prefault(false),
 });
 
 export type LimitOptions = z.input<typeof limitsSection>;

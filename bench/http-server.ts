@@ -6,14 +6,14 @@
  *   node --import tsx --conditions=source bench/http-server.ts <framework>-<variant>
  *
  * framework: express | fastify | nest-express | nest-fastify
- * variant:   bare | flux | flux-redis | peer | handrolled-prisma | handrolled-map (the last two on
+ * variant:   bare | flux | flux-redis | flux-redis-lease | peer | handrolled-prisma | handrolled-map (the last two on
  *            Express). `peer` is what the framework's own ecosystem offers: a bearer-token check
  *            against a set of tokens plus its rate limiter, keyed by the token (@fastify/bearer-auth
  *            + @fastify/rate-limit; express-rate-limit; @nestjs/throttler), with no usage, scopes
  *            or headers beyond the limiter's.
  *
  * Environment: BENCH_DATABASE_URL and BENCH_PG_SCHEMA (an existing, empty schema) for the variants
- * on PostgreSQL; BENCH_REDIS_URL and BENCH_REDIS_PREFIX for `flux-redis`; BENCH_HANDLER=io makes
+ * on PostgreSQL; BENCH_REDIS_URL and BENCH_REDIS_PREFIX for `flux-redis` and `flux-redis-lease` (the opt-in leasing mode); BENCH_HANDLER=io makes
  * every variant's handler await one PostgreSQL query (`SELECT 1` on a pool of 10, BENCH_DATABASE_URL)
  * before answering, as a real endpoint does; BENCH_CACHE_MAX sets Flux Keys' `cache.max` (the cold
  * path: more keys than the cache holds). Diagnostics:
@@ -58,7 +58,15 @@ import Fastify from "fastify";
 import pg from "pg";
 
 const FRAMEWORKS = ["express", "fastify", "nest-express", "nest-fastify"] as const;
-const VARIANTS = ["bare", "flux", "flux-redis", "peer", "handrolled-prisma", "handrolled-map"] as const;
+const VARIANTS = [
+  "bare",
+  "flux",
+  "flux-redis",
+  "flux-redis-lease",
+  "peer",
+  "handrolled-prisma",
+  "handrolled-map",
+] as const;
 type Framework = (typeof FRAMEWORKS)[number];
 type Variant = (typeof VARIANTS)[number];
 
@@ -148,11 +156,13 @@ function storeOptions(variant: Variant): FluxOptions {
   const schema = process.env.BENCH_PG_SCHEMA;
   if (!url || !schema) throw new Error(`${variant} needs BENCH_DATABASE_URL and BENCH_PG_SCHEMA`);
   const database = { url, schema, poolSize: 4 };
-  if (variant !== "flux-redis") return { database, redis: null };
+  if (variant !== "flux-redis" && variant !== "flux-redis-lease") return { database, redis: null };
   const redisUrl = process.env.BENCH_REDIS_URL ?? "redis://127.0.0.1:6379";
   const keyPrefix = process.env.BENCH_REDIS_PREFIX;
-  if (!keyPrefix) throw new Error("flux-redis needs BENCH_REDIS_PREFIX");
-  return { database, redis: { url: redisUrl, keyPrefix } };
+  if (!keyPrefix) throw new Error(`${variant} needs BENCH_REDIS_PREFIX`);
+  // flux-redis-lease: the opt-in leasing mode (limits.lease), 100 units per lease.
+  const limits = variant === "flux-redis-lease" ? { limits: { lease: { units: 100 } } } : {};
+  return { database, redis: { url: redisUrl, keyPrefix }, ...limits };
 }
 
 type Prisma = Flux["internals"]["database"]["prisma"];

@@ -87,7 +87,14 @@ const settings = {
   keys: numberFlag("keys", "BENCH_HTTP_KEYS", 100),
 };
 
-type Variant = "bare" | "flux" | "flux-redis" | "peer" | "handrolled-prisma" | "handrolled-map";
+type Variant =
+  | "bare"
+  | "flux"
+  | "flux-redis"
+  | "flux-redis-lease"
+  | "peer"
+  | "handrolled-prisma"
+  | "handrolled-map";
 interface Group {
   framework: "express" | "fastify" | "nest-express" | "nest-fastify";
   variants: Variant[];
@@ -102,11 +109,24 @@ if (!["pglite", "postgres"].includes(settings.database))
 const GROUPS: Group[] = [
   {
     framework: "express",
-    variants: ["bare", "flux", "flux-redis", "peer", "handrolled-prisma", "handrolled-map"],
+    variants: [
+      "bare",
+      "flux",
+      "flux-redis",
+      "flux-redis-lease",
+      "peer",
+      "handrolled-prisma",
+      "handrolled-map",
+    ],
     target: 0.85,
     redisTarget: 0.75,
   },
-  { framework: "fastify", variants: ["bare", "flux", "flux-redis", "peer"], target: 0.8, redisTarget: 0.6 },
+  {
+    framework: "fastify",
+    variants: ["bare", "flux", "flux-redis", "flux-redis-lease", "peer"],
+    target: 0.8,
+    redisTarget: 0.6,
+  },
   { framework: "nest-express", variants: ["bare", "flux", "flux-redis", "peer"], target: 0.9 },
   { framework: "nest-fastify", variants: ["bare", "flux", "flux-redis", "peer"], target: 0.85 },
 ];
@@ -265,17 +285,16 @@ async function startServer(framework: string, variant: Variant): Promise<Server>
     ...(settings.database === "postgres" ? { BENCH_FLUX_DATABASE: "postgres" } : {}),
   };
   if (settings.handler === "io") env.BENCH_DATABASE_URL = DATABASE_URL;
+  const onRedis = variant === "flux-redis" || variant === "flux-redis-lease";
   const onPostgres =
-    variant === "flux-redis" ||
-    variant.startsWith("handrolled") ||
-    (variant === "flux" && settings.database === "postgres");
+    onRedis || variant.startsWith("handrolled") || (variant === "flux" && settings.database === "postgres");
   let schema: string | null = null;
   if (onPostgres) {
     env.BENCH_DATABASE_URL = DATABASE_URL;
     schema = await createSchema();
     env.BENCH_PG_SCHEMA = schema;
   }
-  if (variant === "flux-redis") {
+  if (onRedis) {
     env.BENCH_REDIS_URL = REDIS_URL;
     env.BENCH_REDIS_PREFIX = `bench_http_${randomBytes(4).toString("hex")}:`;
     redisPrefixes.push(env.BENCH_REDIS_PREFIX);
@@ -622,7 +641,9 @@ try {
   for (const group of groups) {
     const variants = group.variants.filter(
       (variant) =>
-        variant === "bare" || variant === "flux" || (hasPostgres && (variant !== "flux-redis" || hasRedis)),
+        variant === "bare" ||
+        variant === "flux" ||
+        (hasPostgres && ((variant !== "flux-redis" && variant !== "flux-redis-lease") || hasRedis)),
     );
     const servers: Server[] = [];
     for (const variant of variants) {

@@ -58,6 +58,7 @@ export const PROJECTS = {
     "test/usage-instances.test.ts",
   ],
   faults: [
+    "packages/core/test/limits-lease-outage.test.ts",
     "packages/core/test/limits-outage.test.ts",
     "packages/core/test/store-failures.test.ts",
     "test/faults-clock-skew.test.ts",

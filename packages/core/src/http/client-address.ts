@@ -99,8 +99,28 @@ export function addressBucket(address: string): string {
   return `${groups.slice(0, 4).join(":")}::/64`;
 }
 
+/**
+ * Canonical forms already computed, by input: the same few socket addresses come back on every
+ * request of a connection, and parsing one costs regular expressions (and, for an IPv4-mapped
+ * IPv6 address, a split and a join). Bounded in entries (emptied when full, so many addresses
+ * cost what they cost without it) and in size: only inputs an address can be are kept.
+ */
+const CANONICAL_MAX = 4_096;
+const CANONICAL_INPUT_MAX = 64;
+const canonical = new Map<string, string | null>();
+
 /** A canonical form of an IP address (lowercase, no zone, brackets or port), or null. */
 export function canonicalAddress(input: string): string | null {
+  if (input.length > CANONICAL_INPUT_MAX) return parseAddress(input);
+  const known = canonical.get(input);
+  if (known !== undefined) return known;
+  const result = parseAddress(input);
+  if (canonical.size >= CANONICAL_MAX) canonical.clear();
+  canonical.set(input, result);
+  return result;
+}
+
+function parseAddress(input: string): string | null {
   let address = input.trim();
   if (address.length === 0 || address.length > 64) return null;
   if (address.startsWith("[")) {

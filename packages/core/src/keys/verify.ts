@@ -283,7 +283,7 @@ export class KeyVerification {
     // Keys without limits never touch the limiter.
     const limits = this.rt.limits.applicable(record);
     if (limits === null) return { valid: true, context: withRateLimit(base, null) };
-    const decided = this.rt.limits.decide(limits, options?.cost ?? 1, base);
+    const decided = this.rt.limits.decide(limits, options?.cost ?? 1, base, now);
     if (!(decided instanceof Promise)) return aboutKey(decided, record);
     return decided.then((result) => aboutKey(result, record));
   }

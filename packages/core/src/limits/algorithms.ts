@@ -67,8 +67,8 @@ export abstract class MemoryCounter implements WindowCounter {
   }
 
   /** The decision, synchronously: admitted (counted), or refused (`consumedPoints` -1, nothing counted). */
-  take(key: string, cost: number): RateLimiterRes {
-    const at = this.now();
+  /** Decides `cost` at `at` (the caller's clock reading of this request, else read here). */
+  take(key: string, cost: number, at: number = this.now()): RateLimiterRes {
     const held = this.slots.get(key);
     const slot = held === undefined || held.expiresAt <= at ? this.fresh(at) : held;
     const res = this.decide(slot, cost, at);

@@ -190,11 +190,13 @@ export class Limits {
     bound: BoundLimits,
     cost: number,
     base: Omit<KeyContext, "rateLimit">,
+    /** The instance clock's reading for this request, when the caller has one (one read per request). */
+    now: number = this.deps.now(),
   ): LimitedResult | Promise<LimitedResult> {
     if (cost === 0) return this.peek(bound, base);
     const decided =
       bound.shared === null
-        ? this.decideLocally(bound, cost, base)
+        ? this.decideLocally(bound, cost, base, now)
         : bound.lease === null
           ? this.decideShared(bound, bound.shared, cost, base)
           : this.decideLeased(bound, bound.shared, bound.lease, cost, base, true);
@@ -221,6 +223,7 @@ export class Limits {
     bound: BoundLimits,
     cost: number,
     base: Omit<KeyContext, "rateLimit">,
+    now: number,
   ): LimitedResult | Promise<LimitedResult> {
     const windows = bound.windows;
     const count = windows.length;
@@ -234,7 +237,7 @@ export class Limits {
         problem = true;
         continue;
       }
-      const res = local.take(window.counter, cost);
+      const res = local.take(window.counter, cost, now);
       if (res.consumedPoints < 0) {
         outcomes[i] = new Denied(res);
         problem = true;
@@ -242,7 +245,6 @@ export class Limits {
         outcomes[i] = res;
       }
     }
-    const now = this.deps.now();
     if (!problem && bound.quota === null) {
       return { valid: true, context: withRateLimit(base, limitState(bound, outcomes, now, 0)) };
     }
@@ -303,7 +305,7 @@ export class Limits {
         return { valid: false, error: storeUnavailable() };
       }
       this.warnings.insurance();
-      return this.decideLocally(bound, cost, base);
+      return this.decideLocally(bound, cost, base, this.deps.now());
     }
     const outcomes = this.sharedOutcomes(bound, reply, now);
     if (reply.values[reply.offset] === 0) {

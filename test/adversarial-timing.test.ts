@@ -5,6 +5,14 @@
  * alike), compared by median with a generous bound relative to the spread of the samples. Two
  * regimes: cold (the cache emptied before every request: each one is a database read) and warm
  * (each key presented again: answered from the cache, positive or negative).
+ *
+ * Warm, all four are compared. Cold, the keys answered alike are: a never-issued key and a near
+ * miss both get `key_invalid`, and neither costs a database read (the parser or the digest filter
+ * of issue 15 answers them). A revoked and an expired key are answered with their own codes
+ * (`key_revoked`, `key_expired`) after the read that tells them apart, ≈ 0.8 ms more on this
+ * machine: their timing tells a client nothing their answer does not, so they are compared with
+ * each other. (Compared with all four, that read made the pooled samples bimodal and their
+ * interquartile range, the bound, about as wide as the gap itself: a coin toss, not a test.)
  */
 import { Agent, request as httpRequest } from "node:http";
 import { createFlux, type Flux } from "@flux-keys/core";
@@ -18,6 +26,14 @@ const WARMUP = 15;
 
 type Category = "unknown" | "near miss" | "revoked" | "expired";
 const CATEGORIES: Category[] = ["unknown", "near miss", "revoked", "expired"];
+/** Per regime, the groups whose timing must not tell them apart (see the header). */
+const ALIKE: Record<"cold" | "warm", Category[][]> = {
+  cold: [
+    ["unknown", "near miss"],
+    ["revoked", "expired"],
+  ],
+  warm: [CATEGORIES],
+};
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -146,20 +162,22 @@ describe("timing of refused keys", () => {
 
   it.each(["cold", "warm"] as const)("%s: medians within noise of each other", async (regime) => {
     const samples = await sample(regime);
-    const all = CATEGORIES.flatMap((c) => samples[c]);
-    const pooled = median(all);
-    // The noise: the interquartile range of all samples (each category sees the same load).
-    const spread = quantile(all, 0.75) - quantile(all, 0.25);
-    const medians = Object.fromEntries(CATEGORIES.map((c) => [c, median(samples[c])])) as Record<
-      Category,
-      number
-    >;
-    const gap = Math.max(...Object.values(medians)) - Math.min(...Object.values(medians));
-    const bound = Math.max(0.5, 0.5 * pooled, spread);
-    console.info(
-      `timing ${regime}: medians ${JSON.stringify(Object.fromEntries(Object.entries(medians).map(([k, v]) => [k, v.toFixed(3)])))} ms, ` +
-        `pooled ${pooled.toFixed(3)}, IQR ${spread.toFixed(3)}, gap ${gap.toFixed(3)}, bound ${bound.toFixed(3)}`,
-    );
-    expect(gap).toBeLessThanOrEqual(bound);
+    for (const group of ALIKE[regime]) {
+      const all = group.flatMap((c) => samples[c]);
+      const pooled = median(all);
+      // The noise: the interquartile range of the group's samples (each category sees the same load).
+      const spread = quantile(all, 0.75) - quantile(all, 0.25);
+      const medians = Object.fromEntries(group.map((c) => [c, median(samples[c])])) as Record<
+        Category,
+        number
+      >;
+      const gap = Math.max(...Object.values(medians)) - Math.min(...Object.values(medians));
+      const bound = Math.max(0.5, 0.5 * pooled, spread);
+      console.info(
+        `timing ${regime}: medians ${JSON.stringify(Object.fromEntries(Object.entries(medians).map(([k, v]) => [k, v.toFixed(3)])))} ms, ` +
+          `pooled ${pooled.toFixed(3)}, IQR ${spread.toFixed(3)}, gap ${gap.toFixed(3)}, bound ${bound.toFixed(3)}`,
+      );
+      expect(gap, group.join(" / ")).toBeLessThanOrEqual(bound);
+    }
   });
 });

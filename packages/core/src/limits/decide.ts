@@ -78,8 +78,9 @@ export interface LimitsDependencies {
   logger: Logger;
   now(): number;
   /**
-   * Whether `now` is a clock the app injected (tests): then sliding and GCRA windows in Redis
-   * count on it; else on the store's own clock, so instances with skewed clocks agree.
+   * Whether `now` is not the process's own clock (an injected one, or the PostgreSQL server
+   * clock): then sliding and GCRA windows in Redis count on it; else on the store's own clock, so
+   * instances with skewed clocks agree.
    */
   clockInjected?: boolean;
   /** Told about decisions (lifecycle events, src/events); not called at all while not `active`. */

@@ -67,3 +67,75 @@ describe.skipIf(!redisAvailable)("fault: a limiter reply lost with its connectio
     expect(await counter()).toBe(admitted);
   });
 });
+
+/**
+ * The same fault for a lease (`limits.lease`): the script that took the lease's units ran, and its
+ * reply is lost. The lease is never sent again (its units stay counted in Redis and are never
+ * spent: fewer requests admitted, never more), and every unit the instance spends was counted
+ * there once.
+ */
+describe.skipIf(!redisAvailable)("fault: a lease's reply lost with its connection", () => {
+  const UNITS = 5;
+  let redis: ThrowawayRedis;
+  let proxy: CuttingProxy;
+  let flux: Flux;
+  let secret: string;
+
+  beforeAll(async () => {
+    redis = await ThrowawayRedis.start();
+    proxy = await CuttingProxy.start(redis.port, () => true);
+    flux = await createFlux({
+      database: { pglite: true },
+      redis: { url: proxy.redisUrl, keyPrefix: "lease:" },
+      // Fail closed: a request is admitted only by what Redis counted (no insurance counters).
+      limits: { onStoreError: "fail-closed", preAuth: false, lease: { units: UNITS } },
+    });
+    await flux.plans.upsert({
+      id: "metered",
+      name: "Metered",
+      rateLimits: [{ name: "rph", limit: 10_000, window: "1h" }],
+    });
+    await flux.orgs.create({ id: "acme", name: "Acme", planId: "metered" });
+    ({ secret } = await flux.keys.create().forOrg("acme").issue());
+  });
+
+  afterAll(async () => {
+    await flux?.close();
+    await proxy?.close();
+    await redis?.destroy();
+  });
+
+  async function counter(): Promise<number> {
+    const inspector = redis.inspector();
+    try {
+      const keys = await inspector.keys("lease:rl*");
+      expect(keys.length).toBe(1);
+      return Number(await inspector.get(keys[0] as string));
+    } finally {
+      inspector.disconnect();
+    }
+  }
+
+  it("never resends a lease, and spends only units Redis counted", async () => {
+    const cuts = 4;
+    let admitted = 0;
+    for (let i = 0; i < cuts; i++) {
+      // No units held here: this request sends a lease, and its reply is lost. It is then decided
+      // exactly: admitted if the client has reconnected already, else refused (fail-closed).
+      proxy.arm("lease:rl");
+      const lost = await flux.keys.check(secret);
+      if (lost.valid) admitted++;
+      else expect(lost.error.code).toBe("store_unavailable");
+      await until(() => flux.internals.redis?.status === "ready", 5_000, "Redis reconnected");
+      // Past the second of exact decisions after a failed lease call: the next request leases,
+      // and these spend that lease whole.
+      await new Promise((resolve) => setTimeout(resolve, 1_100));
+      for (let j = 0; j < UNITS; j++) if ((await flux.keys.check(secret)).valid) admitted++;
+    }
+    expect(proxy.cuts).toBe(cuts);
+    expect(admitted).toBeGreaterThanOrEqual(cuts * UNITS);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    // Every admitted request counted once, plus each lost lease's units once (never resent).
+    expect(await counter()).toBe(admitted + cuts * UNITS);
+  });
+});

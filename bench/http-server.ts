@@ -56,19 +56,7 @@ import express from "express";
 import { rateLimit } from "express-rate-limit";
 import Fastify from "fastify";
 import pg from "pg";
-
-const FRAMEWORKS = ["express", "fastify", "nest-express", "nest-fastify"] as const;
-const VARIANTS = [
-  "bare",
-  "flux",
-  "flux-redis",
-  "flux-redis-lease",
-  "peer",
-  "handrolled-prisma",
-  "handrolled-map",
-] as const;
-type Framework = (typeof FRAMEWORKS)[number];
-type Variant = (typeof VARIANTS)[number];
+import { FRAMEWORKS, type Framework, VARIANTS, type Variant } from "./http-scenarios.js";
 
 function parseScenario(name: string): { framework: Framework; variant: Variant } | null {
   for (const framework of [...FRAMEWORKS].sort((a, b) => b.length - a.length)) {

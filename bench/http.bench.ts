@@ -43,6 +43,7 @@ import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
 import { Redis } from "ioredis";
 import pg from "pg";
+import type { Framework, Variant } from "./http-scenarios.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const DATABASE_URL = process.env.BENCH_DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test";
@@ -87,16 +88,8 @@ const settings = {
   keys: numberFlag("keys", "BENCH_HTTP_KEYS", 100),
 };
 
-type Variant =
-  | "bare"
-  | "flux"
-  | "flux-redis"
-  | "flux-redis-lease"
-  | "peer"
-  | "handrolled-prisma"
-  | "handrolled-map";
 interface Group {
-  framework: "express" | "fastify" | "nest-express" | "nest-fastify";
+  framework: Framework;
   variants: Variant[];
   /** Issue 16's saturated throughput targets (fraction of bare, 100 keys, empty handler). */
   target: number;

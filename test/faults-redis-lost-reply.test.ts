@@ -2,56 +2,60 @@
  * Fault: the connection to Redis drops after Redis ran a limiter script and before its reply
  * arrived (a proxy forwards the command, swallows the answer and cuts both sides), many times.
  * A command whose reply was lost is never sent again: each request is counted in Redis exactly
- * once, so the counter equals the requests admitted.
+ * once, so the counter equals the requests admitted. The same for a lease (`limits.lease`).
  */
-import { createFlux, type Flux } from "@flux-keys/core";
+import { createFlux, type Flux, type FluxOptions } from "@flux-keys/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CuttingProxy, redisAvailable, ThrowawayRedis, until } from "./support/faults-services.js";
 
 const CUTS = 8;
 
-describe.skipIf(!redisAvailable)("fault: a limiter reply lost with its connection", () => {
-  let redis: ThrowawayRedis;
-  let proxy: CuttingProxy;
-  let flux: Flux;
-  let secret: string;
-
+/**
+ * A throwaway Redis behind a cutting proxy, an instance on it with these limits (keys prefixed
+ * `prefix`), one key on a plan that limits nothing here, and the key's counter as Redis holds it.
+ */
+function lossyRedis(prefix: string, limits: FluxOptions["limits"]) {
+  const state = {} as { redis: ThrowawayRedis; proxy: CuttingProxy; flux: Flux; secret: string };
   beforeAll(async () => {
-    redis = await ThrowawayRedis.start();
+    state.redis = await ThrowawayRedis.start();
     // Redis answers a command in one frame: the first reply data is the answer to lose.
-    proxy = await CuttingProxy.start(redis.port, () => true);
-    flux = await createFlux({
+    state.proxy = await CuttingProxy.start(state.redis.port, () => true);
+    state.flux = await createFlux({
       database: { pglite: true },
-      redis: { url: proxy.redisUrl, keyPrefix: "lost:" },
-      limits: { onStoreError: "insurance", preAuth: false },
+      redis: { url: state.proxy.redisUrl, keyPrefix: prefix },
+      limits,
     });
-    await flux.plans.upsert({
+    await state.flux.plans.upsert({
       id: "metered",
       name: "Metered",
       rateLimits: [{ name: "rpm", limit: 10_000, window: "1h" }],
     });
-    await flux.orgs.create({ id: "acme", name: "Acme", planId: "metered" });
-    ({ secret } = await flux.keys.create().forOrg("acme").issue());
+    await state.flux.orgs.create({ id: "acme", name: "Acme", planId: "metered" });
+    ({ secret: state.secret } = await state.flux.keys.create().forOrg("acme").issue());
   });
-
   afterAll(async () => {
-    await flux?.close();
-    await proxy?.close();
-    await redis?.destroy();
+    await state.flux?.close();
+    await state.proxy?.close();
+    await state.redis?.destroy();
   });
-
-  async function counter(): Promise<number> {
-    const inspector = redis.inspector();
+  const counter = async (): Promise<number> => {
+    const inspector = state.redis.inspector();
     try {
-      const keys = await inspector.keys("lost:rl*");
+      const keys = await inspector.keys(`${prefix}rl*`);
       expect(keys.length).toBe(1);
       return Number(await inspector.get(keys[0] as string));
     } finally {
       inspector.disconnect();
     }
-  }
+  };
+  return { state, counter };
+}
+
+describe.skipIf(!redisAvailable)("fault: a limiter reply lost with its connection", () => {
+  const { state, counter } = lossyRedis("lost:", { onStoreError: "insurance", preAuth: false });
 
   it("counts every admitted request once, however many replies are lost", async () => {
+    const { proxy, flux, secret } = state;
     let admitted = 0;
     for (let i = 0; i < CUTS; i++) {
       // The limiter script names its counter; its reply is lost with the connection.
@@ -76,47 +80,15 @@ describe.skipIf(!redisAvailable)("fault: a limiter reply lost with its connectio
  */
 describe.skipIf(!redisAvailable)("fault: a lease's reply lost with its connection", () => {
   const UNITS = 5;
-  let redis: ThrowawayRedis;
-  let proxy: CuttingProxy;
-  let flux: Flux;
-  let secret: string;
-
-  beforeAll(async () => {
-    redis = await ThrowawayRedis.start();
-    proxy = await CuttingProxy.start(redis.port, () => true);
-    flux = await createFlux({
-      database: { pglite: true },
-      redis: { url: proxy.redisUrl, keyPrefix: "lease:" },
-      // Fail closed: a request is admitted only by what Redis counted (no insurance counters).
-      limits: { onStoreError: "fail-closed", preAuth: false, lease: { units: UNITS } },
-    });
-    await flux.plans.upsert({
-      id: "metered",
-      name: "Metered",
-      rateLimits: [{ name: "rph", limit: 10_000, window: "1h" }],
-    });
-    await flux.orgs.create({ id: "acme", name: "Acme", planId: "metered" });
-    ({ secret } = await flux.keys.create().forOrg("acme").issue());
+  // Fail closed: a request is admitted only by what Redis counted (no insurance counters).
+  const { state, counter } = lossyRedis("lease:", {
+    onStoreError: "fail-closed",
+    preAuth: false,
+    lease: { units: UNITS },
   });
-
-  afterAll(async () => {
-    await flux?.close();
-    await proxy?.close();
-    await redis?.destroy();
-  });
-
-  async function counter(): Promise<number> {
-    const inspector = redis.inspector();
-    try {
-      const keys = await inspector.keys("lease:rl*");
-      expect(keys.length).toBe(1);
-      return Number(await inspector.get(keys[0] as string));
-    } finally {
-      inspector.disconnect();
-    }
-  }
 
   it("never resends a lease, and spends only units Redis counted", async () => {
+    const { proxy, flux, secret } = state;
     const cuts = 4;
     let admitted = 0;
     for (let i = 0; i < cuts; i++) {

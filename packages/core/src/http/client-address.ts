@@ -106,12 +106,13 @@ export function addressBucket(address: string): string {
  * cost what they cost without it) and in size: only inputs an address can be are kept.
  */
 const CANONICAL_MAX = 4_096;
-const CANONICAL_INPUT_MAX = 64;
+/** No address is longer (with brackets, zone or port, once trimmed): longer inputs are not memoised. */
+const ADDRESS_MAX = 64;
 const canonical = new Map<string, string | null>();
 
 /** A canonical form of an IP address (lowercase, no zone, brackets or port), or null. */
 export function canonicalAddress(input: string): string | null {
-  if (input.length > CANONICAL_INPUT_MAX) return parseAddress(input);
+  if (input.length > ADDRESS_MAX) return parseAddress(input);
   const known = canonical.get(input);
   if (known !== undefined) return known;
   const result = parseAddress(input);
@@ -122,7 +123,7 @@ export function canonicalAddress(input: string): string | null {
 
 function parseAddress(input: string): string | null {
   let address = input.trim();
-  if (address.length === 0 || address.length > 64) return null;
+  if (address.length === 0 || address.length > ADDRESS_MAX) return null;
   if (address.startsWith("[")) {
     const end = address.indexOf("]");
     if (end < 0) return null;

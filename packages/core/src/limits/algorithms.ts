@@ -66,8 +66,10 @@ export abstract class MemoryCounter implements WindowCounter {
     return res.consumedPoints < 0 ? Promise.reject(res) : Promise.resolve(res);
   }
 
-  /** The decision, synchronously: admitted (counted), or refused (`consumedPoints` -1, nothing counted). */
-  /** Decides `cost` at `at` (the caller's clock reading of this request, else read here). */
+  /**
+   * The decision at `at` (the caller's clock reading for this request, else read here),
+   * synchronously: admitted (counted), or refused (`consumedPoints` -1, nothing counted).
+   */
   take(key: string, cost: number, at: number = this.now()): RateLimiterRes {
     const held = this.slots.get(key);
     const slot = held === undefined || held.expiresAt <= at ? this.fresh(at) : held;

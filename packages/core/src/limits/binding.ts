@@ -183,7 +183,7 @@ export class LimitBinding {
       lease: null,
     };
     if (this.leaseUnits !== null && leasable(bound)) {
-      bound.lease = new Lease(this.leaseUnits, windows.length + (boundQuota === null ? 0 : 1));
+      bound.lease = new Lease(this.leaseUnits, windows.length, boundQuota !== null);
     }
     return bound;
   }

@@ -56,18 +56,17 @@ import { type Client, duplicateForCounting, safeForCounting } from "./redis-clie
 import { type Reply, SharedStore, WINDOW_FIELDS } from "./shared-store.js";
 
 export type { BoundLimits } from "./binding.js";
-
-/** Whether a window of the key is known exhausted (then the exact path refuses with no call). */
-function blocked(bound: BoundLimits, now: number): boolean {
-  for (const window of bound.windows) if (window.blockedUntil > now) return true;
-  return false;
-}
+export type { LimitedResult } from "./outcome.js";
+export { PRE_AUTH_WINDOW } from "./pre-auth.js";
 
 /** After a lease call fails, requests are decided exactly (and see the failure) this long. */
 const LEASE_RETRY_MS = 1_000;
 
-export type { LimitedResult } from "./outcome.js";
-export { PRE_AUTH_WINDOW } from "./pre-auth.js";
+/** A window this process already saw exhausted at `now` (refused with no store call), or null. */
+function exhaustedWindow(bound: BoundLimits, now: number): BoundWindow | null {
+  for (const window of bound.windows) if (window.blockedUntil > now) return window;
+  return null;
+}
 
 export interface LimitsDependencies {
   options: ResolvedLimitOptions;
@@ -199,8 +198,8 @@ export class Limits {
       bound.shared === null
         ? this.decideLocally(bound, cost, base, now)
         : bound.lease === null
-          ? this.decideShared(bound, bound.shared, cost, base)
-          : this.decideLeased(bound, bound.shared, bound.lease, cost, base, true);
+          ? this.decideShared(bound, bound.shared, cost, base, now)
+          : this.decideLeased(bound, bound.shared, bound.lease, cost, base, now, true);
     const observer = this.deps.observer;
     if (observer === undefined || !observer.active) return decided;
     if (!(decided instanceof Promise)) {
@@ -287,16 +286,11 @@ export class Limits {
     shared: SharedDecision,
     cost: number,
     base: Omit<KeyContext, "rateLimit">,
+    now: number,
   ): Promise<LimitedResult> {
-    const windows = bound.windows;
-    const count = windows.length;
-    const now = this.deps.now();
-
     // A window this process already saw exhausted answers at once, with no store call at all.
-    for (let i = 0; i < count; i++) {
-      const window = windows[i] as BoundWindow;
-      if (window.blockedUntil > now) return deniedBy(bound, window, window.blockedUntil - now, now);
-    }
+    const exhausted = exhaustedWindow(bound, now);
+    if (exhausted !== null) return deniedBy(bound, exhausted, exhausted.blockedUntil - now, now);
 
     const call = this.sharedCall(bound, shared, now);
     const reply = await (this.store as SharedStore).decide(call.flight, call.keys, call.head, cost);
@@ -328,17 +322,19 @@ export class Limits {
     lease: Lease,
     cost: number,
     base: Omit<KeyContext, "rateLimit">,
+    now: number,
     wait: boolean,
   ): LimitedResult | Promise<LimitedResult> {
-    const now = this.deps.now();
     if (lease.spend(cost, now)) {
       return { valid: true, context: withRateLimit(base, this.leasedState(bound, lease, now)) };
     }
-    if (!wait || cost > lease.units || now < lease.exactUntil || blocked(bound, now)) {
-      return this.decideShared(bound, shared, cost, base);
+    if (!wait || cost > lease.units || now < lease.exactUntil || exhaustedWindow(bound, now) !== null) {
+      return this.decideShared(bound, shared, cost, base, now);
     }
     lease.taking ??= this.takeLease(bound, shared, lease);
-    return lease.taking.then(() => this.decideLeased(bound, shared, lease, cost, base, false));
+    return lease.taking.then(() =>
+      this.decideLeased(bound, shared, lease, cost, base, this.deps.now(), false),
+    );
   }
 
   /** One call takes `lease.units` from every counter of the key, as one request of that cost. */
@@ -357,11 +353,11 @@ export class Limits {
 
   /** A leased request's state: what Redis had left with the lease, plus what this instance holds. */
   private leasedState(bound: BoundLimits, lease: Lease, now: number) {
-    const windows = bound.windows.length;
-    const counters = windows + (bound.quota === null ? 0 : 1);
+    // The windows, then the quota (which resets with its period: no wait reported for it).
+    const counters = lease.remaining.length;
     const outcomes: Outcome[] = new Array(counters);
     for (let i = 0; i < counters; i++) {
-      const wait = i < windows ? Math.max(0, (lease.resetAt[i] as number) - now) : 0;
+      const wait = i < lease.resetAt.length ? Math.max(0, (lease.resetAt[i] as number) - now) : 0;
       outcomes[i] = new RateLimiterRes((lease.remaining[i] as number) + lease.left, wait);
     }
     return limitState(bound, outcomes, now, 0);

@@ -18,7 +18,7 @@
  * other instances until the window resets. When a lease is refused (fewer than `units` left), the
  * key is decided exactly, one call per request, until the window that refused it resets.
  */
-import type { BoundLimits } from "./binding.js";
+import type { BoundLimits, BoundWindow } from "./binding.js";
 import { periodAt } from "./periods.js";
 import { WINDOW_FIELDS } from "./shared-store.js";
 
@@ -31,16 +31,18 @@ export class Lease {
   exactUntil = 0;
   /** The call that is taking the next lease, joined by the requests that find none. */
   taking: Promise<void> | null = null;
-  /** Per window, then the quota: what Redis had left once the lease was taken, and when it resets. */
+  /** Per window, then the quota: what Redis had left once the lease was taken. */
   readonly remaining: number[];
+  /** Per window: when it resets (clock ms). */
   readonly resetAt: number[];
 
   constructor(
     readonly units: number,
-    counters: number,
+    windows: number,
+    quota: boolean,
   ) {
-    this.remaining = new Array(counters).fill(0);
-    this.resetAt = new Array(counters).fill(0);
+    this.remaining = new Array(windows + (quota ? 1 : 0)).fill(0);
+    this.resetAt = new Array(windows).fill(0);
   }
 
   /** Takes `cost` from the held units; false when they are too few or the lease has ended. */
@@ -64,7 +66,7 @@ export class Lease {
     let ends = Number.POSITIVE_INFINITY;
     let retry = Number.POSITIVE_INFINITY;
     for (let i = 0; i < windows.length; i++) {
-      const window = windows[i] as BoundLimits["windows"][number];
+      const window = windows[i] as BoundWindow;
       const reset = values[at + 1] as number;
       this.remaining[i] = values[at] as number;
       this.resetAt[i] = sentAt + reset;
@@ -79,10 +81,7 @@ export class Lease {
     if (quota !== null) {
       this.remaining[windows.length] = values[at] as number;
       const endsAt = periodAt(quota.period, sentAt).endsAt;
-      if (endsAt !== null) {
-        quotaEnds = endsAt;
-        this.resetAt[windows.length] = endsAt;
-      }
+      if (endsAt !== null) quotaEnds = endsAt;
       if (values[at + 1] === 1 && endsAt !== null && endsAt - sentAt < retry) retry = endsAt - sentAt;
     }
     if (refused) {

@@ -9,8 +9,14 @@ export const VARIANTS = [
   "flux-redis",
   "flux-redis-lease",
   "peer",
+  "peer-redis",
+  "redis-floor",
   "handrolled-prisma",
   "handrolled-map",
 ] as const;
 export type Framework = (typeof FRAMEWORKS)[number];
 export type Variant = (typeof VARIANTS)[number];
+/** Variants that count on Redis (the bench gives each a prefix and cleans it up). */
+export const ON_REDIS: readonly Variant[] = ["flux-redis", "flux-redis-lease", "peer-redis", "redis-floor"];
+/** Variants that run without Flux Keys (no keys issued: the servers take random tokens). */
+export const WITHOUT_FLUX: readonly Variant[] = ["bare", "peer", "peer-redis", "redis-floor"];

@@ -6,11 +6,16 @@
  *   node --import tsx --conditions=source bench/http-server.ts <framework>-<variant>
  *
  * framework: express | fastify | nest-express | nest-fastify
- * variant:   bare | flux | flux-redis | flux-redis-lease | peer | handrolled-prisma | handrolled-map (the last two on
- *            Express). `peer` is what the framework's own ecosystem offers: a bearer-token check
+ * variant:   bare | flux | flux-redis | flux-redis-lease | peer | peer-redis | redis-floor |
+ *            handrolled-prisma | handrolled-map (the last two on Express, peer-redis and redis-floor
+ *            on Fastify). `peer` is what the framework's own ecosystem offers: a bearer-token check
  *            against a set of tokens plus its rate limiter, keyed by the token (@fastify/bearer-auth
  *            + @fastify/rate-limit; express-rate-limit; @nestjs/throttler), with no usage, scopes
- *            or headers beyond the limiter's.
+ *            or headers beyond the limiter's. `peer-redis` is the Fastify peer with
+ *            @fastify/rate-limit counting on Redis (its own ioredis client and Lua script).
+ *            `redis-floor` is no check at all, only one Redis round trip per request (`INCR` of a
+ *            counter per token, on an ioredis client as Flux Keys sets it up): the floor of any
+ *            limiter that asks Redis once per request, on this machine.
  *
  * Environment: BENCH_DATABASE_URL and BENCH_PG_SCHEMA (an existing, empty schema) for the variants
  * on PostgreSQL; BENCH_REDIS_URL and BENCH_REDIS_PREFIX for `flux-redis` and `flux-redis-lease` (the opt-in leasing mode); BENCH_HANDLER=io makes
@@ -55,8 +60,9 @@ import {
 import express from "express";
 import { rateLimit } from "express-rate-limit";
 import Fastify from "fastify";
+import { Redis } from "ioredis";
 import pg from "pg";
-import { FRAMEWORKS, type Framework, VARIANTS, type Variant } from "./http-scenarios.js";
+import { FRAMEWORKS, type Framework, VARIANTS, type Variant, WITHOUT_FLUX } from "./http-scenarios.js";
 
 function parseScenario(name: string): { framework: Framework; variant: Variant } | null {
   for (const framework of [...FRAMEWORKS].sort((a, b) => b.length - a.length)) {
@@ -64,6 +70,7 @@ function parseScenario(name: string): { framework: Framework; variant: Variant }
     const variant = name.slice(framework.length + 1) as Variant;
     if (!VARIANTS.includes(variant)) return null;
     if (variant.startsWith("handrolled") && framework !== "express") return null;
+    if ((variant === "peer-redis" || variant === "redis-floor") && framework !== "fastify") return null;
     return { framework, variant };
   }
   return null;
@@ -145,12 +152,16 @@ function storeOptions(variant: Variant): FluxOptions {
   if (!url || !schema) throw new Error(`${variant} needs BENCH_DATABASE_URL and BENCH_PG_SCHEMA`);
   const database = { url, schema, poolSize: 4 };
   if (variant !== "flux-redis" && variant !== "flux-redis-lease") return { database, redis: null };
-  const redisUrl = process.env.BENCH_REDIS_URL ?? "redis://127.0.0.1:6379";
+  const redisUrl = benchRedisUrl();
   const keyPrefix = process.env.BENCH_REDIS_PREFIX;
   if (!keyPrefix) throw new Error(`${variant} needs BENCH_REDIS_PREFIX`);
   // flux-redis-lease: the opt-in leasing mode (limits.lease), 100 units per lease.
   const limits = variant === "flux-redis-lease" ? { limits: { lease: { units: 100 } } } : {};
   return { database, redis: { url: redisUrl, keyPrefix }, ...limits };
+}
+
+function benchRedisUrl(): string {
+  return process.env.BENCH_REDIS_URL ?? "redis://127.0.0.1:6379";
 }
 
 type Prisma = Flux["internals"]["database"]["prisma"];
@@ -247,14 +258,37 @@ async function startFastify(variant: Variant, flux: Flux | null, peer: string[])
       await handlerWork();
       return eventsOf(BARE_ORG);
     });
-  } else if (variant === "peer") {
+  } else if (variant === "peer" || variant === "peer-redis") {
     await app.register(fastifyBearerAuth, { keys: new Set(peer), addHook: true });
     await app.register(fastifyRateLimit, {
       max: PEER_LIMIT,
       timeWindow: 60_000,
       keyGenerator: (request) => request.headers.authorization as string,
+      // The settings @fastify/rate-limit's README recommends for a Redis store.
+      ...(variant === "peer-redis"
+        ? {
+            redis: new Redis(benchRedisUrl(), { connectTimeout: 500, maxRetriesPerRequest: 1 }),
+            nameSpace: process.env.BENCH_REDIS_PREFIX,
+          }
+        : {}),
     });
     app.get("/v1/events", async () => {
+      await handlerWork();
+      return eventsOf(BARE_ORG);
+    });
+  } else if (variant === "redis-floor") {
+    // As Flux Keys connects (flux.ts connectRedis): fail fast, never resend.
+    const redis = new Redis(benchRedisUrl(), {
+      enableOfflineQueue: false,
+      enableAutoPipelining: true,
+      maxRetriesPerRequest: 1,
+      autoResendUnfulfilledCommands: false,
+      commandTimeout: 1_000,
+    });
+    const prefix = process.env.BENCH_REDIS_PREFIX;
+    app.addHook("onClose", async () => void redis.disconnect());
+    app.get("/v1/events", async (request) => {
+      await redis.incr(`${prefix}${request.headers.authorization}`);
       await handlerWork();
       return eventsOf(BARE_ORG);
     });
@@ -392,8 +426,8 @@ async function main() {
   const scenario = parseScenario(name);
   if (scenario === null) throw new Error(`unknown scenario '${name}'`);
   const { framework, variant } = scenario;
-  const flux = variant === "bare" || variant === "peer" ? null : await createFlux(fluxOptions(variant));
-  const peer = variant === "peer" ? peerTokens() : [];
+  const flux = WITHOUT_FLUX.includes(variant) ? null : await createFlux(fluxOptions(variant));
+  const peer = WITHOUT_FLUX.includes(variant) && variant !== "bare" ? peerTokens() : [];
   const keys = flux === null ? peer : await seed(flux);
   const key = keys[0] ?? null;
   let running: Running;

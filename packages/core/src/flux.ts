@@ -314,7 +314,7 @@ function connectRedis(url: string): Redis {
   const redis = new Redis(url, {
     // Never hang a request on a dead Redis: fail commands fast and let the caller's policy decide.
     enableOfflineQueue: false,
-    // Commands issued in one tick go out in one write: a verify with several windows is one round trip.
+    // Commands issued in one tick go out in one write (the limits' decision script is one command).
     enableAutoPipelining: true,
     maxRetriesPerRequest: 1,
     // A command whose reply was lost with its connection may have run: never send it again (a

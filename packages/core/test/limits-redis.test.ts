@@ -155,6 +155,49 @@ describe.skipIf(!hasRedis)("limits on Redis", () => {
     expect(read.valid && read.context.rateLimit?.quota?.remaining).toBe(5000 - 1 - admittedUnits);
   });
 
+  it("loads the script again where Redis lost it (SCRIPT FLUSH), counting each request once", async () => {
+    const secret = await keyOnPlan(flux, "flushed", [{ name: "minute", limit: 1000, window: "1m" }], {
+      limit: 1000,
+      period: "day",
+    });
+    await flux.keys.verify(secret); // cached, script loaded: 999 left
+    const evals = async () => {
+      const stats = await inspector.info("commandstats");
+      const calls = (name: string) => Number(new RegExp(`cmdstat_${name}:calls=(\\d+)`).exec(stats)?.[1] ?? 0);
+      return { evalsha: calls("evalsha"), eval: calls("eval") };
+    };
+    await inspector.script("FLUSH");
+    const before = await evals();
+    const results = await Promise.all(Array.from({ length: 5 }, () => flux.keys.check(secret)));
+    const after = await evals();
+    expect(results.every((r) => r.valid)).toBe(true);
+    // The first call answered NOSCRIPT (nothing ran) and was sent once more with the script's text.
+    expect(after.eval - before.eval).toBeGreaterThanOrEqual(1);
+    const read = await flux.keys.check(secret, { cost: 0 });
+    expect(read.valid && read.context.rateLimit?.windows[0]?.remaining).toBe(1000 - 1 - 5);
+    expect(read.valid && read.context.rateLimit?.quota?.remaining).toBe(1000 - 1 - 5);
+    // Loaded again: the next request is an EVALSHA.
+    const loaded = await evals();
+    expect((await flux.keys.check(secret)).valid).toBe(true);
+    const last = await evals();
+    expect(last.evalsha - loaded.evalsha).toBe(1);
+    expect(last.eval - loaded.eval).toBe(0);
+  });
+
+  it("keeps the key prefix of a client the app passes (ioredis keyPrefix)", async () => {
+    const own = new Redis(REDIS_URL, { keyPrefix: `${prefix}app:` });
+    const other = await createFlux({ database: { pglite: true }, redis: { client: own, keyPrefix: "fx:" } });
+    try {
+      const secret = await keyOnPlan(other, "prefixed", [{ name: "minute", limit: 10, window: "1m" }]);
+      expect((await other.keys.verify(secret)).rateLimit?.windows[0]?.remaining).toBe(9);
+      const stored = await inspector.keys(`${prefix}app:fx:rl:*`);
+      expect(stored.length).toBe(1);
+    } finally {
+      await other.close();
+      own.disconnect();
+    }
+  });
+
   it("answers an exhausted window from the process without a round trip", async () => {
     const secret = await keyOnPlan(flux, "tiny", [{ name: "rpm", limit: 2, window: "1m" }]);
     await flux.keys.verify(secret);

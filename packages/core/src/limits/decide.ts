@@ -103,7 +103,7 @@ export class Limits {
 
   private constructor(
     private readonly deps: LimitsDependencies,
-    /** Redis client (or Cluster) with auto-pipelining, or null. */
+    /** Redis client (or Cluster), or null. */
     private readonly redis: Redis | Cluster | null,
     private readonly ownsRedis: boolean,
   ) {
@@ -136,11 +136,10 @@ export class Limits {
   }
 
   /**
-   * Opens the limits of one Flux instance. With Redis, windows need ioredis auto-pipelining (one
-   * round trip per request however many requests are in flight) and must never have a command
-   * resent after a reconnect or a failover (a script whose reply was lost has run: resent, it
-   * would count twice). The shared client is reused when it is set up so, else a duplicate
-   * connection that is is opened (and closed by `close()`).
+   * Opens the limits of one Flux instance. With Redis (one script, one round trip per decision),
+   * the client must never resend a command after a reconnect or a failover (a script whose reply
+   * was lost has run: resent, it would count twice). The shared client is reused when it is set up
+   * so, else a duplicate connection that is is opened (and closed by `close()`).
    */
   static async open(deps: LimitsDependencies): Promise<Limits> {
     const shared = deps.redis;

@@ -1,6 +1,5 @@
 /**
- * The Redis clients limits count with (one server or a cluster): auto-pipelining, and no command
- * ever sent twice. Flux Keys' own clients are created so; a client the app passes that is not gets
+ * The Redis clients limits count with (one server or a cluster): no command ever sent twice. Flux Keys' own clients are created so; a client the app passes that is not gets
  * a duplicate that is (closed with the limits).
  */
 import type { Cluster, Redis } from "ioredis";
@@ -12,21 +11,18 @@ function isCluster(client: Client): client is Cluster {
 }
 
 /**
- * Safe for counting: auto-pipelining, and no command ever sent twice (a lost reply is not resent
- * after a reconnect; on a cluster, not retried on another node after a failover either).
+ * Safe for counting: no command ever sent twice (a lost reply is not resent after a reconnect; on a
+ * cluster, not retried on another node after a failover either). Auto-pipelining is not needed:
+ * the decision script is sent as a command of its own (limits/shared-store.ts).
  */
 export function safeForCounting(client: Client): boolean {
   if (isCluster(client)) {
     const options = client.options;
     return (
-      options.enableAutoPipelining === true &&
-      options.retryDelayOnFailover === 0 &&
-      options.redisOptions?.autoResendUnfulfilledCommands === false
+      options.retryDelayOnFailover === 0 && options.redisOptions?.autoResendUnfulfilledCommands === false
     );
   }
-  return (
-    client.options.enableAutoPipelining === true && client.options.autoResendUnfulfilledCommands === false
-  );
+  return client.options.autoResendUnfulfilledCommands === false;
 }
 
 export function duplicateForCounting(client: Client): Client {

@@ -285,6 +285,7 @@ async function startFastify(variant: Variant, flux: Flux | null, peer: string[])
       autoResendUnfulfilledCommands: false,
       commandTimeout: 1_000,
     });
+    await new Promise((ready) => redis.once("ready", ready));
     const prefix = process.env.BENCH_REDIS_PREFIX;
     app.addHook("onClose", async () => void redis.disconnect());
     app.get("/v1/events", async (request) => {

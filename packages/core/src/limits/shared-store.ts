@@ -323,9 +323,26 @@ export class SharedStore {
     }
     const started: Queue = { waiting: [] };
     this.inFlight.set(flight, started);
-    return new Promise((resolve) => {
-      this.send(flight, started, keys, head, [{ cost, resolve }]);
-    });
+    // The first request of a flight is the call's only cost: its reply is the call's own.
+    return this.call(keys, head, [String(cost)]).then(
+      (values) => {
+        this.sendWaiting(flight, started, keys, head);
+        return { values, offset: 0 };
+      },
+      (failed: unknown) => {
+        this.sendWaiting(flight, started, keys, head);
+        return { failed };
+      },
+    );
+  }
+
+  /** The next call of a flight, for the requests that arrived during the last one (or its end). */
+  private sendWaiting(flight: string, queue: Queue, keys: readonly string[], head: readonly string[]): void {
+    if (queue.waiting.length === 0) {
+      this.inFlight.delete(flight);
+      return;
+    }
+    this.send(flight, queue, keys, head, queue.waiting.splice(0, MAX_BATCH));
   }
 
   /** Reads every counter without consuming (a cost of 0). */
@@ -355,12 +372,7 @@ export class SharedStore {
         const waiting = batch[i] as Waiting;
         waiting.resolve("values" in reply ? { values: reply.values, offset: i * per } : reply);
       }
-      if (queue.waiting.length === 0) {
-        this.inFlight.delete(flight);
-        return;
-      }
-      const next = queue.waiting.splice(0, MAX_BATCH);
-      this.send(flight, queue, keys, head, next);
+      this.sendWaiting(flight, queue, keys, head);
     };
     this.call(keys, head, costs).then(
       (values) => settle({ values }),

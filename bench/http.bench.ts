@@ -3,7 +3,8 @@
  * usage on), again with the Redis limiter, beside the framework's own peer stack (bearer check +
  * its rate limiter: @fastify/bearer-auth + @fastify/rate-limit, express-rate-limit,
  * @nestjs/throttler), and on Express against two hand-rolled baselines (SHA-256 + a Prisma lookup
- * per request; the same behind a Map). Not a test; numbers.
+ * per request; the same behind a Map). On Fastify also the peer stack counting on Redis
+ * (`peer-redis`) and one Redis round trip with no check at all (`redis-floor`). Not a test; numbers.
  *
  *   pnpm bench http [--quick] [--rounds=5] [--duration=6] [--warmup=3] [--connections=50,1]
  *                   [--keys=100] [--handler=empty|io] [--cache-max=N] [--database=pglite|postgres]

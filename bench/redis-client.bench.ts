@@ -35,31 +35,15 @@ const PREFIX = `bench_redis_client_${process.pid}:`;
 const HEAD = ["0", "1", "0", "1", "1000000000", "60000", "0", "1"];
 
 type Send = (redis: Redis, sha: string, key: string) => Promise<unknown>;
+const viaMethod: Send = (redis, _sha, key) =>
+  (redis as unknown as { fluxBench: (...a: unknown[]) => Promise<unknown> }).fluxBench(1, key, ...HEAD);
+const viaCommand: Send = (redis, sha, key) =>
+  redis.sendCommand(new Command("evalsha", [sha, "1", key, ...HEAD])) as Promise<unknown>;
 const WAYS: Array<{ name: string; pipelining: boolean; send: Send }> = [
-  {
-    name: "defineCommand, auto-pipelining",
-    pipelining: true,
-    send: (redis, _sha, key) =>
-      (redis as unknown as { fluxBench: (...a: unknown[]) => Promise<unknown> }).fluxBench(1, key, ...HEAD),
-  },
-  {
-    name: "sendCommand(EVALSHA), auto-pipelining client",
-    pipelining: true,
-    send: (redis, sha, key) =>
-      redis.sendCommand(new Command("evalsha", [sha, "1", key, ...HEAD])) as Promise<unknown>,
-  },
-  {
-    name: "defineCommand, no auto-pipelining",
-    pipelining: false,
-    send: (redis, _sha, key) =>
-      (redis as unknown as { fluxBench: (...a: unknown[]) => Promise<unknown> }).fluxBench(1, key, ...HEAD),
-  },
-  {
-    name: "sendCommand(EVALSHA), no auto-pipelining",
-    pipelining: false,
-    send: (redis, sha, key) =>
-      redis.sendCommand(new Command("evalsha", [sha, "1", key, ...HEAD])) as Promise<unknown>,
-  },
+  { name: "defineCommand, auto-pipelining", pipelining: true, send: viaMethod },
+  { name: "sendCommand(EVALSHA), auto-pipelining client", pipelining: true, send: viaCommand },
+  { name: "defineCommand, no auto-pipelining", pipelining: false, send: viaMethod },
+  { name: "sendCommand(EVALSHA), no auto-pipelining", pipelining: false, send: viaCommand },
   {
     name: "GET (generated method), auto-pipelining",
     pipelining: true,

@@ -163,7 +163,8 @@ describe.skipIf(!hasRedis)("limits on Redis", () => {
     await flux.keys.verify(secret); // cached, script loaded: 999 left
     const evals = async () => {
       const stats = await inspector.info("commandstats");
-      const calls = (name: string) => Number(new RegExp(`cmdstat_${name}:calls=(\\d+)`).exec(stats)?.[1] ?? 0);
+      const calls = (name: string) =>
+        Number(new RegExp(`cmdstat_${name}:calls=(\\d+)`).exec(stats)?.[1] ?? 0);
       return { evalsha: calls("evalsha"), eval: calls("eval") };
     };
     await inspector.script("FLUSH");

@@ -11,6 +11,7 @@ export const VARIANTS = [
   "peer",
   "peer-redis",
   "redis-floor",
+  "guard-floor",
   "handrolled-prisma",
   "handrolled-map",
 ] as const;
@@ -19,4 +20,6 @@ export type Variant = (typeof VARIANTS)[number];
 /** Variants that count on Redis (the bench gives each a prefix and cleans it up). */
 export const ON_REDIS: readonly Variant[] = ["flux-redis", "flux-redis-lease", "peer-redis", "redis-floor"];
 /** Variants that run without Flux Keys (no keys issued: the servers take random tokens). */
-export const WITHOUT_FLUX: readonly Variant[] = ["bare", "peer", "peer-redis", "redis-floor"];
+export const WITHOUT_FLUX: readonly Variant[] = ["bare", "peer", "peer-redis", "redis-floor", "guard-floor"];
+/** Variants whose token check is a library's or ours, not Flux Keys' (no WWW-Authenticate, no problem details). */
+export const PEER_LIKE: readonly Variant[] = ["peer", "peer-redis", "guard-floor"];

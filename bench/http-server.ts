@@ -15,7 +15,8 @@
  *            @fastify/rate-limit counting on Redis (its own ioredis client and Lua script).
  *            `redis-floor` is no check at all, only one Redis round trip per request (`INCR` of a
  *            counter per token, on an ioredis client as Flux Keys sets it up): the floor of any
- *            limiter that asks Redis once per request, on this machine.
+ *            limiter that asks Redis once per request, on this machine. `guard-floor` (Nest only) is
+ *            the peer's bearer guard alone, no limiter: what any guard-based check costs in Nest.
  *
  * Environment: BENCH_DATABASE_URL and BENCH_PG_SCHEMA (an existing, empty schema) for the variants
  * on PostgreSQL; BENCH_REDIS_URL and BENCH_REDIS_PREFIX for `flux-redis` and `flux-redis-lease` (the opt-in leasing mode); BENCH_HANDLER=io makes
@@ -71,6 +72,7 @@ function parseScenario(name: string): { framework: Framework; variant: Variant }
     if (!VARIANTS.includes(variant)) return null;
     if (variant.startsWith("handrolled") && framework !== "express") return null;
     if ((variant === "peer-redis" || variant === "redis-floor") && framework !== "fastify") return null;
+    if (variant === "guard-floor" && !framework.startsWith("nest")) return null;
     return { framework, variant };
   }
   return null;
@@ -374,12 +376,17 @@ async function startNest(
             { provide: APP_GUARD, useClass: PeerThrottlerGuard },
           ],
         }
-      : flux === null
-        ? { controllers: [BareEventsController] }
-        : {
-            imports: [FluxKeysModule.forRoot({ flux, ...adapterOptions })],
-            controllers: [KeyedEventsController],
-          },
+      : variant === "guard-floor"
+        ? {
+            controllers: [BareEventsController],
+            providers: [{ provide: APP_GUARD, useClass: PeerBearerGuard }],
+          }
+        : flux === null
+          ? { controllers: [BareEventsController] }
+          : {
+              imports: [FluxKeysModule.forRoot({ flux, ...adapterOptions })],
+              controllers: [KeyedEventsController],
+            },
   )
   class BenchModule {}
   const adapter = platform === "fastify" ? new FastifyAdapter() : new ExpressAdapter();

@@ -45,7 +45,7 @@ import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
 import { Redis } from "ioredis";
 import pg from "pg";
-import { type Framework, ON_REDIS, PEER_LIKE, type Variant } from "./http-scenarios.js";
+import { type Framework, ON_REDIS, PEER_LIKE, type Variant, WITHOUT_FLUX } from "./http-scenarios.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const DATABASE_URL = process.env.BENCH_DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test";
@@ -285,8 +285,11 @@ async function startServer(framework: string, variant: Variant): Promise<Server>
   };
   if (settings.handler === "io") env.BENCH_DATABASE_URL = DATABASE_URL;
   const onRedis = ON_REDIS.includes(variant);
+  // Flux Keys on Redis keeps its keys in PostgreSQL; the peers and the floor on Redis need none.
   const onPostgres =
-    onRedis || variant.startsWith("handrolled") || (variant === "flux" && settings.database === "postgres");
+    (onRedis && !WITHOUT_FLUX.includes(variant)) ||
+    variant.startsWith("handrolled") ||
+    (variant === "flux" && settings.database === "postgres");
   let schema: string | null = null;
   if (onPostgres) {
     env.BENCH_DATABASE_URL = DATABASE_URL;

@@ -1,6 +1,7 @@
 /**
- * The Redis clients limits count with (one server or a cluster): no command ever sent twice. Flux Keys' own clients are created so; a client the app passes that is not gets
- * a duplicate that is (closed with the limits).
+ * The Redis clients limits count with (one server or a cluster): no command ever sent twice.
+ * Flux Keys' own clients are created so; a client the app passes that is not gets a duplicate that
+ * is (closed with the limits).
  */
 import type { Cluster, Redis } from "ioredis";
 

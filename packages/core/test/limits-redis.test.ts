@@ -199,6 +199,25 @@ describe.skipIf(!hasRedis)("limits on Redis", () => {
     }
   });
 
+  it("counts on a client the app passes that never resends, with or without auto-pipelining", async () => {
+    const name = uniqueName("own").replace(/[^a-z0-9_]/gi, "_");
+    const own = new Redis(REDIS_URL, { connectionName: name, autoResendUnfulfilledCommands: false });
+    const other = await createFlux({
+      database: { pglite: true },
+      redis: { client: own, keyPrefix: `${prefix}own:` },
+    });
+    try {
+      const secret = await keyOnPlan(other, "own", [{ name: "minute", limit: 10, window: "1m" }]);
+      expect((await other.keys.verify(secret)).rateLimit?.windows[0]?.remaining).toBe(9);
+      // No duplicate connection (a duplicate would carry the same name).
+      const clients = (await inspector.client("LIST")) as string;
+      expect(clients.split("\n").filter((line) => line.includes(` name=${name} `))).toHaveLength(1);
+    } finally {
+      await other.close();
+      own.disconnect();
+    }
+  });
+
   it("answers an exhausted window from the process without a round trip", async () => {
     const secret = await keyOnPlan(flux, "tiny", [{ name: "rpm", limit: 2, window: "1m" }]);
     await flux.keys.verify(secret);

@@ -203,9 +203,7 @@ describe.skipIf(!clusterAvailable || !hasPostgres)("limits on a Redis Cluster", 
     expect(closedKey.valid).toBe(true);
     const [counterKey] = await clusterKeys(inspector, `${prefix}rl:{failover}:*`);
     expect(counterKey).toBeDefined();
-    const master = await cluster.masterOf(counterKey as string);
-    const [replica] = await cluster.replicasOf(master);
-    expect(replica).toBeDefined();
+    const { master, replica } = await cluster.failoverPair(counterKey as string);
 
     warnings.length = 0;
     const outcomes: string[] = [];
@@ -225,7 +223,7 @@ describe.skipIf(!clusterAvailable || !hasPostgres)("limits on a Redis Cluster", 
     await cluster.kill(master);
     const killedAt = outcomes.length;
     const closedKilledAt = closedOutcomes.length;
-    await cluster.waitForPromotion(replica as number);
+    await cluster.waitForPromotion(replica);
     // Counting resumes on the promoted replica: the fail-closed instance is admitted again.
     await until(
       async () => (await (failClosed as Flux).keys.check(secret)).valid,

@@ -128,6 +128,36 @@ export class ThrowawayRedisCluster {
     }
   }
 
+  /**
+   * The master serving the slot of `key` and a replica of it that is in sync, once there is one.
+   * Right after `--cluster create`, or after a failover the cluster made by itself (a master
+   * starved of CPU for longer than the node timeout on a loaded machine), the master may not
+   * list a replica yet; this waits for the pair rather than reading one snapshot.
+   */
+  async failoverPair(key: string, timeoutMs = 20_000): Promise<{ master: number; replica: number }> {
+    const deadline = Date.now() + timeoutMs;
+    while (true) {
+      try {
+        const master = await this.masterOf(key);
+        const linked = await this.replicasOf(master);
+        const client = this.client(master);
+        try {
+          const role = (await client.call("ROLE")) as [string, number, Array<[string, string, string]>];
+          const inSync = role[0] === "master" ? role[2].map(([, port]) => Number(port)) : [];
+          const replica = linked.find((port) => inSync.includes(port));
+          if (replica !== undefined) return { master, replica };
+        } finally {
+          client.disconnect();
+        }
+      } catch {
+        // the topology is changing
+      }
+      if (Date.now() > deadline)
+        throw new Error(`no master of ${key} with a replica in sync within ${timeoutMs} ms`);
+      await sleep(100);
+    }
+  }
+
   /** SIGKILL one node, as a crash or the OOM killer would. */
   async kill(port: number): Promise<void> {
     const node = this.nodes.find((n) => n.port === port);

@@ -218,6 +218,43 @@ describe.skipIf(!hasRedis)("limits on Redis", () => {
     }
   });
 
+  it("sends the calls of requests that arrive in one turn to Redis in one socket write", async () => {
+    await flux.plans.upsert({
+      id: "turn",
+      name: "turn",
+      rateLimits: [{ name: "m", limit: 100, window: "1m" }],
+    });
+    await flux.orgs.create({ id: "turn-org", name: "turn", planId: "turn" });
+    const secrets: string[] = [];
+    for (let i = 0; i < 20; i++) secrets.push((await flux.keys.create().forOrg("turn-org").issue()).secret);
+    for (const secret of secrets) await flux.keys.verify(secret); // cached, script loaded
+    // What reaches the socket's handle: each `_write` or `_writev` is one write to the kernel.
+    const stream = (
+      flux.internals.redis as unknown as { stream: Record<string, (...a: unknown[]) => unknown> }
+    ).stream;
+    const originals = { _write: stream._write, _writev: stream._writev };
+    let handoffs = 0;
+    for (const name of ["_write", "_writev"] as const) {
+      const original = originals[name] as (...a: unknown[]) => unknown;
+      stream[name] = function (this: unknown, ...args: unknown[]) {
+        handoffs++;
+        return original.apply(this, args);
+      };
+    }
+    try {
+      // Twenty keys (twenty separate calls), as twenty requests read in one turn's I/O.
+      const results = await Promise.all(secrets.map((secret) => flux.keys.check(secret)));
+      expect(results.every((r) => r.valid && r.context.rateLimit?.windows[0]?.remaining === 98)).toBe(true);
+      expect(handoffs).toBe(1);
+      // And one request alone is written at once, in the turn it arrived.
+      handoffs = 0;
+      expect((await flux.keys.check(secrets[0] as string)).valid).toBe(true);
+      expect(handoffs).toBe(1);
+    } finally {
+      Object.assign(stream, originals);
+    }
+  });
+
   it("answers an exhausted window from the process without a round trip", async () => {
     const secret = await keyOnPlan(flux, "tiny", [{ name: "rpm", limit: 2, window: "1m" }]);
     await flux.keys.verify(secret);

@@ -272,8 +272,12 @@ const MAX_BATCH = 1_000;
 
 export class SharedStore {
   private readonly inFlight = new Map<string, Queue>();
-  /** Whether the client's socket is corked until the end of this event-loop turn's I/O. */
-  private corked = false;
+  /** The client's socket while it is corked, until the end of this event-loop turn's I/O. */
+  private corked: Socket | null = null;
+  private readonly uncork = (): void => {
+    this.corked?.uncork();
+    this.corked = null;
+  };
   /** The client's own key prefix (ioredis `keyPrefix`), applied to the script's keys as ioredis would. */
   private readonly commandOptions: { keyPrefix?: string };
 
@@ -391,22 +395,19 @@ export class SharedStore {
    * socket per node and is left as it is.
    */
   private coalesceWrites(): void {
-    if (this.corked) return;
+    if (this.corked !== null) return;
     const stream = (this.client as { stream?: Socket }).stream;
-    if (stream === undefined || typeof stream.cork !== "function") return;
-    this.corked = true;
+    if (typeof stream?.cork !== "function") return;
+    this.corked = stream;
     stream.cork();
-    setImmediate(() => {
-      this.corked = false;
-      stream.uncork();
-    });
+    setImmediate(this.uncork);
   }
 
   /**
    * One `EVALSHA`, handed to the client as a command of its own: not through ioredis's generated
-   * script method, whose auto-pipelining wraps every command in a pipeline of its own when requests
-   * arrive one per event-loop turn, as HTTP requests do (measured: 8.7 against 6.3 µs of CPU per
-   * call, bench/RESULTS.md). A node without the script (flushed, or a promoted replica) answers
+   * script method, whose auto-pipelining builds a pipeline object per batch (measured: 8.7 against
+   * 6.3 µs of CPU per call, bench/RESULTS.md); the calls of one turn share a write anyway
+   * (coalesceWrites). A node without the script (flushed, or a promoted replica) answers
    * NOSCRIPT without running anything, and gets the script's text once.
    */
   private call(

@@ -52,6 +52,12 @@ export function graphqlRequest(context: ExecutionContext): PlatformRequest | und
   return gql?.req ?? gql?.reply?.request;
 }
 
+/** The response in a GraphQL context (`res`, `reply`, or `req.res`), if the driver put one there. */
+function graphqlResponse(context: ExecutionContext, request: PlatformRequest): PlatformResponse | undefined {
+  const gql = context.getArgByIndex<GraphqlContext | undefined>(2);
+  return gql?.res ?? gql?.reply ?? request.res;
+}
+
 /** `Query.events`: the usage endpoint of a GraphQL field (no route template there). */
 function graphqlField(context: ExecutionContext): string {
   const info = context.getArgByIndex<{ parentType?: { name?: string }; fieldName?: string } | undefined>(3);
@@ -83,7 +89,12 @@ export class ApiKeyGuard implements CanActivate {
     @Inject(FLUX_KEYS_OPTIONS) protected readonly options: FluxKeysModuleOptions,
   ) {}
 
-  async canActivate(context: ExecutionContext): Promise<boolean> {
+  /**
+   * A boolean when the answer is known in this turn (a cached key on in-process limits, a public
+   * route, a refusal before any I/O): Nest then goes on to the next guard without awaiting. A
+   * promise when the key must be read or the limits asked (Redis). A refusal is thrown either way.
+   */
+  canActivate(context: ExecutionContext): boolean | Promise<boolean> {
     const type = context.getType<string>();
     if (type !== "http" && type !== "graphql") {
       // ws, rpc…: no HTTP request to read a key from. Fail closed unless the handler is public or
@@ -100,18 +111,21 @@ export class ApiKeyGuard implements CanActivate {
     }
     const verified = request.raw?.[kVerified] ?? request[kVerified];
     if (verified !== undefined) return this.checkVerified(verified, requirements, request, context);
-    const platformResponse = this.responseOf(context, request);
     const startedAt = performance.now();
-    const httpRequest = {
+    const raw = request.raw;
+    const httpRequest: HttpRequestLike = {
       method: request.method,
-      url: request.originalUrl ?? request.raw?.url ?? request.url,
+      url: request.originalUrl ?? raw?.url ?? request.url,
       headers: request.headers,
-      rawHeaders: request.raw?.rawHeaders ?? request.rawHeaders,
+      rawHeaders: raw?.rawHeaders ?? request.rawHeaders,
       remoteAddress: request.socket?.remoteAddress,
     };
-    // Nest awaits every guard anyway; authenticateNow() spares core's own promise for a cached key.
-    const result = await this.auth.authenticateNow(httpRequest, requirements);
-    return this.admit(result, context, type, requirements, request, platformResponse, httpRequest, startedAt);
+    const result = this.auth.authenticateNow(httpRequest, requirements);
+    if (!(result instanceof Promise))
+      return this.admit(result, context, type, requirements, request, httpRequest, startedAt);
+    return result.then((settled) =>
+      this.admit(settled, context, type, requirements, request, httpRequest, startedAt),
+    );
   }
 
   /** The request with its verification's result: the key attached and recorded, or the denial. */
@@ -121,11 +135,9 @@ export class ApiKeyGuard implements CanActivate {
     type: string,
     requirements: RouteRequirements,
     request: PlatformRequest,
-    platformResponse: PlatformResponse | undefined,
     httpRequest: HttpRequestLike,
     startedAt: number,
-  ): boolean | Promise<boolean> {
-    const response = platformResponse?.raw ?? platformResponse;
+  ): boolean {
     if (!result.ok) {
       this.auth.recordDenial(result, {
         method: request.method,
@@ -136,24 +148,19 @@ export class ApiKeyGuard implements CanActivate {
     }
     const verified = result.context;
     request.apiKey = verified;
-    const record = () =>
-      this.auth.record(verified, {
-        method: request.method,
-        endpoint: type === "graphql" ? graphqlField(context) : this.routeTemplate(request),
-        status: response?.statusCode ?? 200,
-        startedAt,
-        scopes: requirements.scopes,
-        request: httpRequest,
-        units: requirements.cost ?? 1,
-      });
     if (type === "graphql") {
       // Every other guarded field of this operation reuses this verification (one HTTP request,
       // consumed once); their own requirements are still checked.
       request[kVerified] = { context: verified, cost: 0 };
     }
+    const platformResponse =
+      type === "graphql"
+        ? graphqlResponse(context, request)
+        : context.switchToHttp().getResponse<PlatformResponse>();
+    const response = platformResponse?.raw ?? platformResponse;
     if (platformResponse === undefined || response === undefined) {
       // No response object in this GraphQL context (Apollo on Fastify): recorded now.
-      record();
+      this.recordCall(verified, context, type, requirements, request, httpRequest, startedAt, 200);
       return true;
     }
     if (platformResponse.raw !== undefined && platformResponse.headers !== undefined) {
@@ -163,9 +170,44 @@ export class ApiKeyGuard implements CanActivate {
     } else {
       for (const name in result.headers) response.setHeader(name, result.headers[name] as string);
     }
-    // `on`, not `once`: "finish" is emitted once, and `once` wraps the listener per request.
-    response.on("finish", record);
+    // `on`, not `once`: "finish" is emitted once, and `once` wraps the listener per request. An
+    // arrow written in place: a named one (`const record = () => …`) costs a `defineProperty` per
+    // request wherever the code is built with esbuild's `keepNames` (tsx; Nest bundles need it).
+    response.on("finish", () =>
+      this.recordCall(
+        verified,
+        context,
+        type,
+        requirements,
+        request,
+        httpRequest,
+        startedAt,
+        response.statusCode,
+      ),
+    );
     return true;
+  }
+
+  /** Usage, under the route template (the field, under GraphQL), with the status sent. */
+  private recordCall(
+    verified: KeyContext,
+    context: ExecutionContext,
+    type: string,
+    requirements: RouteRequirements,
+    request: PlatformRequest,
+    httpRequest: HttpRequestLike,
+    startedAt: number,
+    status: number,
+  ): void {
+    this.auth.record(verified, {
+      method: request.method,
+      endpoint: type === "graphql" ? graphqlField(context) : this.routeTemplate(request),
+      status,
+      startedAt,
+      scopes: requirements.scopes,
+      request: httpRequest,
+      units: requirements.cost ?? 1,
+    });
   }
 
   private get allowedContexts(): ReadonlySet<string> {
@@ -173,14 +215,6 @@ export class ApiKeyGuard implements CanActivate {
     return this.allowed;
   }
   private allowed: ReadonlySet<string> | undefined;
-
-  /** The platform response: HTTP's, or the one in a GraphQL context (`res`, `reply`, `req.res`). */
-  private responseOf(context: ExecutionContext, request: PlatformRequest): PlatformResponse | undefined {
-    if (context.getType<string>() !== "graphql")
-      return context.switchToHttp().getResponse<PlatformResponse>();
-    const gql = context.getArgByIndex<GraphqlContext | undefined>(2);
-    return gql?.res ?? gql?.reply ?? request.res;
-  }
 
   /**
    * FluxKeysMiddleware already verified this request (and consumed its cost): only the controller

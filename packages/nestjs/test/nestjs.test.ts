@@ -169,6 +169,55 @@ describe("@flux-keys/nestjs", () => {
     await expect(created.orgs.get("own")).rejects.toThrow();
   });
 
+  it("answers a key it holds with a boolean, so Nest goes on without awaiting the guard", async () => {
+    const answers: string[] = [];
+    @Injectable()
+    class ObservedGuard extends ApiKeyGuard {
+      override canActivate(context: ExecutionContext): boolean | Promise<boolean> {
+        const answer = super.canActivate(context);
+        answers.push(answer instanceof Promise ? "promise" : typeof answer);
+        return answer;
+      }
+    }
+    @Controller("observed")
+    @UseGuards(ObservedGuard)
+    class ObservedController {
+      @Get()
+      whoami(@ApiKey() key: KeyContext) {
+        return { org: key.orgId };
+      }
+      @Scopes("write:events")
+      @Get("write")
+      write() {
+        return "no";
+      }
+    }
+    const app = await start([FluxKeysModule.forRoot({ flux, global: false })], [ObservedController]);
+    try {
+      await flux.usage.flush();
+      const before = await flux.usage.query({ orgId: "acme", ...lastHour() });
+      const server = app.getHttpServer();
+      for (let i = 0; i < 3; i++) {
+        const served = await request(server).get("/observed").set("Authorization", `Bearer ${secret}`);
+        expect(served.status).toBe(200);
+        expect(served.body).toEqual({ org: "acme" });
+        expect(served.headers.ratelimit).toMatch(/r=\d+/);
+      }
+      // The key is cached after the first request: the guard's answer is known in the turn.
+      expect(answers.at(-1)).toBe("boolean");
+      // A refusal known in the turn is thrown there, and still answered as problem details.
+      const refused = await request(server).get("/observed/write").set("Authorization", `Bearer ${secret}`);
+      expect(refused.status).toBe(403);
+      expect(refused.headers["content-type"]).toMatch(/^application\/problem\+json/);
+      await flux.usage.flush();
+      const after = await flux.usage.query({ orgId: "acme", ...lastHour() });
+      // Each call recorded once, when its response finished.
+      expect(total(after) - total(before)).toBe(4);
+    } finally {
+      await app.close();
+    }
+  });
+
   it("lets a subclass override the guard's extension points", async () => {
     @Injectable()
     class LoggingGuard extends ApiKeyGuard {

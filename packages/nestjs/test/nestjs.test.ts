@@ -13,6 +13,7 @@ import {
 } from "@nestjs/common";
 import { NestFactory } from "@nestjs/core";
 import { ExpressAdapter } from "@nestjs/platform-express";
+import { FastifyAdapter, type NestFastifyApplication } from "@nestjs/platform-fastify";
 import request from "supertest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { embeddedFluxWithKey } from "../../../test/support/fixtures.js";
@@ -213,6 +214,28 @@ describe("@flux-keys/nestjs", () => {
       const after = await flux.usage.query({ orgId: "acme", ...lastHour() });
       // Each call recorded once, when its response finished.
       expect(total(after) - total(before)).toBe(4);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it("declares request.apiKey on Nest's Fastify platform, so guarded requests keep one shape", async () => {
+    @Module({ imports: [FluxKeysModule.forRoot({ flux })], controllers: [GuardedController] })
+    class FastifyModule {}
+    const app = await NestFactory.create<NestFastifyApplication>(FastifyModule, new FastifyAdapter(), {
+      logger: false,
+    });
+    try {
+      await app.init();
+      const fastify = app.getHttpAdapter().getInstance();
+      await fastify.ready();
+      expect(fastify.hasRequestDecorator("apiKey")).toBe(true);
+      const served = await request(app.getHttpServer())
+        .get("/guarded")
+        .set("Authorization", `Bearer ${secret}`);
+      expect(served.status).toBe(200);
+      expect(served.body).toEqual({ org: "acme" });
+      expect((await request(app.getHttpServer()).get("/guarded/open")).body).toEqual({ key: null });
     } finally {
       await app.close();
     }

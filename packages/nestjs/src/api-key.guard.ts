@@ -141,7 +141,7 @@ export class ApiKeyGuard implements CanActivate {
     if (!result.ok) {
       this.auth.recordDenial(result, {
         method: request.method,
-        endpoint: type === "graphql" ? graphqlField(context) : this.routeTemplate(request),
+        endpoint: this.endpointOf(type, context, request),
         startedAt,
       });
       return this.onDenied(new ApiKeyDeniedException(result.error, result.response), context);
@@ -201,7 +201,7 @@ export class ApiKeyGuard implements CanActivate {
   ): void {
     this.auth.record(verified, {
       method: request.method,
-      endpoint: type === "graphql" ? graphqlField(context) : this.routeTemplate(request),
+      endpoint: this.endpointOf(type, context, request),
       status,
       startedAt,
       scopes: requirements.scopes,
@@ -281,6 +281,11 @@ export class ApiKeyGuard implements CanActivate {
   /** Throws the denial (handled by ApiKeyExceptionFilter unless you catch it yourself). */
   protected onDenied(exception: ApiKeyDeniedException, _context: ExecutionContext): never {
     throw exception;
+  }
+
+  /** What usage records the call under: the route template, or the field under GraphQL. */
+  private endpointOf(type: string, context: ExecutionContext, request: PlatformRequest): string | undefined {
+    return type === "graphql" ? graphqlField(context) : this.routeTemplate(request);
   }
 
   private routeTemplate(request: PlatformRequest): string | undefined {

@@ -23,7 +23,8 @@
  * every variant's handler await one PostgreSQL query (`SELECT 1` on a pool of 10, BENCH_DATABASE_URL)
  * before answering, as a real endpoint does; BENCH_CACHE_MAX sets Flux Keys' `cache.max` (the cold
  * path: more keys than the cache holds). Diagnostics:
- * BENCH_FLUX_USAGE=off, BENCH_FLUX_LIMITS=off, BENCH_FLUX_DATABASE=postgres (the `flux` variant on
+ * BENCH_FLUX_USAGE=off, BENCH_FLUX_LIMITS=off, BENCH_NEST_PARAM=off (Nest's guarded route without
+ * the `@ApiKey()` parameter), BENCH_FLUX_DATABASE=postgres (the `flux` variant on
  * PostgreSQL instead of PGlite), BENCH_PROFILE_DIR and BENCH_PROFILE_INTERVAL (µs, default 100; see
  * profileOnSignal). Prints one line of JSON on stdout once listening: `{ "ready": true, "port": …, "key": "<secret or null>" }`.
  * SIGTERM closes the server and Flux (flushing usage) and exits.
@@ -325,6 +326,17 @@ class KeyedEventsController {
   }
 }
 
+/** BENCH_NEST_PARAM=off (diagnostics): the guarded route without `@ApiKey()`, as bare answers. */
+@Controller("v1")
+class KeyedNoParamEventsController {
+  @Scopes("read:events")
+  @Get("events")
+  async list() {
+    await handlerWork();
+    return eventsOf(BARE_ORG);
+  }
+}
+
 /** The peer's token check for Nest: a guard against the set of tokens (Nest has no stock one). */
 const PEER_TOKENS = new Set<string>();
 @Injectable()
@@ -385,7 +397,9 @@ async function startNest(
           ? { controllers: [BareEventsController] }
           : {
               imports: [FluxKeysModule.forRoot({ flux, ...adapterOptions })],
-              controllers: [KeyedEventsController],
+              controllers: [
+                process.env.BENCH_NEST_PARAM === "off" ? KeyedNoParamEventsController : KeyedEventsController,
+              ],
             },
   )
   class BenchModule {}

@@ -46,6 +46,7 @@ import autocannon from "autocannon";
 import { Redis } from "ioredis";
 import pg from "pg";
 import { type Framework, ON_REDIS, PEER_LIKE, type Variant, WITHOUT_FLUX } from "./http-scenarios.js";
+import { roundRobinKeys } from "./load-support.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const DATABASE_URL = process.env.BENCH_DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test";
@@ -432,8 +433,6 @@ async function load(server: Server, seconds: number, connections: number, rate?:
   const cpuBefore = processCpuSeconds(server.child.pid!);
   const ownBefore = process.cpuUsage();
   const start = performance.now();
-  // Each load starts at a random key, so rounds do not always begin on the same one.
-  let next = Math.floor(Math.random() * Math.max(1, server.keys.length));
   let instance!: autocannon.Instance;
   const finished = new Promise<autocannon.Result>((resolve, reject) => {
     instance = autocannon(
@@ -444,18 +443,7 @@ async function load(server: Server, seconds: number, connections: number, rate?:
         duration: seconds,
         ...(rate === undefined ? {} : { overallRate: Math.max(1, Math.round(rate)) }),
         ...(server.keys.length > 1
-          ? {
-              // Many distinct keys, as a real API sees them: round-robin over every key issued.
-              requests: [
-                {
-                  setupRequest: (request: autocannon.Request) => {
-                    next = (next + 1) % server.keys.length;
-                    request.headers = { ...request.headers, authorization: `Bearer ${server.keys[next]}` };
-                    return request;
-                  },
-                },
-              ],
-            }
+          ? roundRobinKeys(server.keys)
           : { headers: server.key ? { authorization: `Bearer ${server.key}` } : {} }),
       },
       (error, result) => (error ? reject(error) : resolve(result)),

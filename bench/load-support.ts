@@ -12,6 +12,7 @@ import { dirname, join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
+import type autocannon from "autocannon";
 import { Redis } from "ioredis";
 import pg from "pg";
 
@@ -23,6 +24,26 @@ export const REDIS_BASE = process.env.BENCH_REDIS_URL ?? "redis://127.0.0.1:6379
 export function percentile(sorted: ArrayLike<number>, p: number): number {
   if (sorted.length === 0) return Number.NaN;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
+}
+
+/**
+ * autocannon's `requests` for many distinct keys, as a real API sees them: each request carries
+ * the next key as a Bearer credential, round-robin, starting at a random one (so loads do not
+ * always begin on the same key). Shared by the HTTP benchmarks.
+ */
+export function roundRobinKeys(keys: readonly string[]): { requests: autocannon.Request[] } {
+  let next = Math.floor(Math.random() * keys.length);
+  return {
+    requests: [
+      {
+        setupRequest: (request: autocannon.Request) => {
+          next = (next + 1) % keys.length;
+          request.headers = { ...request.headers, authorization: `Bearer ${keys[next]}` };
+          return request;
+        },
+      },
+    ],
+  };
 }
 
 export function ms(value: number): string {

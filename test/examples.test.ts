@@ -19,12 +19,13 @@ const EXAMPLES = [
   },
 ];
 
-function freePort(): Promise<number> {
+/** A port something else already listens on, as when the demo's default port is taken. */
+function busyPort(): Promise<{ port: number; close: () => Promise<void> }> {
   return new Promise((resolve, reject) => {
-    const server = createServer();
+    const server = createServer((socket) => socket.destroy());
     server.listen(0, "127.0.0.1", () => {
       const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
+      resolve({ port, close: () => new Promise<void>((done) => server.close(() => done())) });
     });
     server.on("error", reject);
   });
@@ -54,26 +55,64 @@ describe.skipIf(!hasPostgres)("examples", () => {
     for (const child of children) if (child.exitCode === null) child.kill("SIGKILL");
   });
 
+  function start(entry: string, args: string[], schema: string, port: number): ChildProcess {
+    const child = spawn(process.execPath, ["--import", "tsx", "--conditions=source", entry, ...args], {
+      env: {
+        ...process.env,
+        DATABASE_URL: `${DATABASE_URL}?schema=${schema}`,
+        REDIS_URL: "",
+        PORT: String(port),
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    children.push(child);
+    return child;
+  }
+
+  it.each(EXAMPLES)(
+    "$name exits with the listen error, and no welcome, when its port is taken",
+    async ({ entry, args }) => {
+      const { schema, drop } = await freshSchema();
+      const taken = await busyPort();
+      try {
+        const child = start(entry, args, schema, taken.port);
+        let stdout = "";
+        let stderr = "";
+        child.stdout?.on("data", (chunk: Buffer) => {
+          stdout += chunk.toString();
+        });
+        child.stderr?.on("data", (chunk: Buffer) => {
+          stderr += chunk.toString();
+        });
+        const code = await new Promise<number | null>((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error(`still running; printed: ${stdout}`)), 30_000);
+          child.once("exit", (exitCode) => {
+            clearTimeout(timer);
+            resolve(exitCode);
+          });
+        });
+        expect(code).not.toBe(0);
+        expect(stderr).toContain("EADDRINUSE");
+        expect(stdout).not.toContain("listening on");
+        expect(stdout).not.toContain("Demo key");
+      } finally {
+        await taken.close();
+        await drop();
+      }
+    },
+  );
+
   it.each(EXAMPLES)("$name serves the events API and flushes usage on SIGTERM", async ({ entry, args }) => {
     const { schema, drop } = await freshSchema();
     try {
-      const port = await freePort();
-      const child = spawn(process.execPath, ["--import", "tsx", "--conditions=source", entry, ...args], {
-        env: {
-          ...process.env,
-          DATABASE_URL: `${DATABASE_URL}?schema=${schema}`,
-          REDIS_URL: "",
-          PORT: String(port),
-        },
-        stdio: ["ignore", "pipe", "pipe"],
-      });
-      children.push(child);
-      const [, secret] = await waitForOutput(
+      // PORT=0: the example binds a free port and prints it (a port picked here and freed first
+      // could be taken by another test before the example binds it).
+      const child = start(entry, args, schema, 0);
+      const [, base, secret] = await waitForOutput(
         child,
-        /Demo key \(shown once\): (flux_live_[0-9A-Za-z]{49})/,
+        /listening on (http:\/\/127\.0\.0\.1:[1-9][0-9]*)\n\nDemo key \(shown once\): (flux_live_[0-9A-Za-z]{49})/,
         30_000,
       );
-      const base = `http://127.0.0.1:${port}`;
       const auth = { Authorization: `Bearer ${secret}` };
 
       expect((await fetch(`${base}/v1/events`)).status).toBe(401);

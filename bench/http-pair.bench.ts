@@ -22,14 +22,20 @@
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import autocannon from "autocannon";
 import { Redis } from "ioredis";
 import { FRAMEWORKS, ON_REDIS, VARIANTS, type Variant, WITHOUT_FLUX } from "./http-scenarios.js";
-import { DATABASE_URL, freshSchema, percentile, ROOT, roundRobinKeys } from "./load-support.js";
+import {
+  DATABASE_URL,
+  freshSchema,
+  percentile,
+  processCpuSeconds,
+  ROOT,
+  roundRobinKeys,
+} from "./load-support.js";
 
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 
@@ -156,12 +162,6 @@ async function start(spec: Spec): Promise<Server> {
   return { ...spec, child, url: `http://127.0.0.1:${ready.port}/v1/events`, keys: ready.keys ?? [] };
 }
 
-/** User + system CPU seconds of a process, from /proc (the server: `taskset` execs node in place). */
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
 interface Sample {
   rps: number;
   cpuPerRequest: number;
@@ -169,7 +169,7 @@ interface Sample {
 }
 
 async function load(server: Server, seconds: number): Promise<Sample> {
-  const before = cpuSeconds(server.child.pid!);
+  const before = processCpuSeconds(server.child.pid!);
   const result = await autocannon({
     url: server.url,
     connections,
@@ -181,7 +181,8 @@ async function load(server: Server, seconds: number): Promise<Sample> {
   if (result.non2xx > 0) throw new Error(`${server.label}: ${result.non2xx} responses were not 2xx`);
   return {
     rps: served / seconds,
-    cpuPerRequest: served === 0 ? Number.NaN : ((cpuSeconds(server.child.pid!) - before) * 1e6) / served,
+    cpuPerRequest:
+      served === 0 ? Number.NaN : ((processCpuSeconds(server.child.pid!) - before) * 1e6) / served,
     p99: result.latency.p99,
   };
 }

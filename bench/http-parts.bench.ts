@@ -10,13 +10,12 @@
  *   pnpm bench http-parts [--rounds=5] [--duration=3] [--parts=bare,hooks,…]
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
-import { onExit } from "./load-support.js";
+import { onExit, processCpuSeconds } from "./load-support.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 function flag(name: string, fallback: string): string {
@@ -26,12 +25,6 @@ function flag(name: string, fallback: string): string {
 const ROUNDS = Number(flag("rounds", "5"));
 const DURATION = Number(flag("duration", "3"));
 const PARTS = flag("parts", "bare,hooks,sha256,check,authenticate,plugin").split(",");
-
-/** User + system CPU seconds of a process so far. */
-function cpuSeconds(pid: number): number {
-  const fields = (readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1] as string).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
 
 interface Server {
   part: string;
@@ -74,7 +67,7 @@ async function load(server: Server, seconds: number): Promise<number> {
   let next = Math.floor(Math.random() * server.keys.length);
   let served = 0;
   let failed = 0;
-  const before = cpuSeconds(server.child.pid!);
+  const before = processCpuSeconds(server.child.pid!);
   let instance!: autocannon.Instance;
   const finished = new Promise<autocannon.Result>((resolve, reject) => {
     instance = autocannon(
@@ -101,7 +94,7 @@ async function load(server: Server, seconds: number): Promise<number> {
   });
   await finished;
   if (failed > 0) throw new Error(`${server.part}: ${failed} responses were not 200`);
-  return ((cpuSeconds(server.child.pid!) - before) * 1e6) / served;
+  return ((processCpuSeconds(server.child.pid!) - before) * 1e6) / served;
 }
 
 spawn("taskset", ["-cp", "1", String(process.pid)], { stdio: "ignore" });

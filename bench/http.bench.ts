@@ -46,7 +46,7 @@ import autocannon from "autocannon";
 import { Redis } from "ioredis";
 import pg from "pg";
 import { type Framework, ON_REDIS, PEER_LIKE, type Variant, WITHOUT_FLUX } from "./http-scenarios.js";
-import { roundRobinKeys } from "./load-support.js";
+import { processCpuSeconds, roundRobinKeys } from "./load-support.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const DATABASE_URL = process.env.BENCH_DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test";
@@ -161,16 +161,6 @@ if (pinned) {
   );
 }
 const allowedCpus = /Cpus_allowed_list:\s*(\S+)/.exec(readFileSync("/proc/self/status", "utf8"))?.[1];
-
-const CLOCK_TICKS = Number(spawnSync("getconf", ["CLK_TCK"]).stdout?.toString().trim()) || 100;
-
-/** CPU seconds (user + system) a process has used so far. */
-function processCpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  // After "pid (comm) ", field 3 (state) is index 0: utime is field 14, stime field 15.
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Services

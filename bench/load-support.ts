@@ -4,7 +4,7 @@
  * /proc readings of a process, percentiles, and a wait for a quiet machine. Not a benchmark itself
  * (`bench/run.ts` only runs `*.bench.ts`).
  */
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { loadavg } from "node:os";
@@ -103,6 +103,17 @@ export async function quietMachine(phase: string, max = 3, maxWaitMs = 180_000):
 
 /** A free loopback port (the fault tests' helper). */
 export { freePort } from "../test/support/faults-services.js";
+
+/** Clock ticks per second of /proc's CPU times. */
+const CLOCK_TICKS = Number(spawnSync("getconf", ["CLK_TCK"]).stdout?.toString().trim()) || 100;
+
+/** User + system CPU seconds of a process so far, every thread (from /proc/<pid>/stat). */
+export function processCpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // After "pid (comm) ", field 3 (state) is index 0: utime is field 14, stime field 15.
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
 
 /** Resident set size of a process in KiB (VmRSS), or NaN once it is gone. */
 export function rssKb(pid: number): number {

@@ -289,7 +289,9 @@ export class ApiKeyGuard implements CanActivate {
   }
 
   private routeTemplate(request: PlatformRequest): string | undefined {
-    if (request.routeOptions?.url) return request.routeOptions.url;
+    // Read once: on Fastify `routeOptions` is a getter that builds a new object on every read.
+    const url = request.routeOptions?.url;
+    if (url) return url;
     const path = request.route?.path;
     return typeof path === "string" ? `${request.baseUrl ?? ""}${path}` : undefined;
   }

@@ -7,7 +7,7 @@
  * its ratios move by ±20% between runs; these figures move by a few percent.
  *
  *   pnpm bench hot-path [--iterations=200000] [--runs=5] [--keys=100] [--concurrency=1,50] [--redis]
- *                       [--otel] [--prometheus] [--parts=false]
+ *                       [--otel] [--prometheus] [--parts=false] [--cold=4] [--allocation=true]
  *
  * `--otel` registers the OpenTelemetry SDK first (a tracer provider whose batch processor drops
  * the spans, a meter provider with a reader): the cost of a `flux.verify` span and the metrics of
@@ -22,9 +22,23 @@
  * in isolation, so they need not add up to the whole (the whole also pays promises and calls).
  * `--redis` puts the limiter on Redis (REDIS_URL, default 127.0.0.1:6379): the whole path then
  * includes one round trip per request.
+ *
+ * In a loop, Flux Keys' code and data stay in the CPU's caches; inside a server the kernel's and
+ * the framework's work between two requests evicts them, and the same calls cost several times
+ * more (bench/RESULTS.md, issue 16). `--cold=<MiB>` (default 4; 0 skips it) times the whole path
+ * and each part with the caches evicted before every call: a sweep over `<MiB>` of memory (one
+ * write per 64-byte line), then the call alone, wall ns from `process.hrtime`, minus the same for
+ * an empty call; the median of 3 repetitions. The figure grows with the sweep (`--cold=16` evicts
+ * the last-level cache too), so compare runs of the same size. Run it pinned to an otherwise idle core
+ * (`taskset -c 0`), where wall time is this process's CPU time.
+ *
+ * `--allocation` (default on) reports the bytes of heap each request allocates: the heap used
+ * after `n` calls minus before, divided by `n`, over windows in which V8 ran no collection at all
+ * (`v8.GCProfiler`; a window with one is discarded and the next tried), the median of the kept ones.
  */
 import { createHash, hash } from "node:crypto";
 import { performance } from "node:perf_hooks";
+import { GCProfiler, getHeapStatistics } from "node:v8";
 import {
   createFlux,
   createHttpAuth,
@@ -50,6 +64,8 @@ const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const OTEL = process.argv.includes("--otel");
 const PROMETHEUS = process.argv.includes("--prometheus");
 const PARTS = flag("parts", "true") !== "false";
+const COLD_MIB = Number(flag("cold", "4"));
+const ALLOCATION = flag("allocation", "true") !== "false";
 
 if (OTEL) registerOtelSdk();
 
@@ -245,5 +261,143 @@ for (const concurrency of CONCURRENCY) {
   console.log(await measure("authenticateNow() alone", concurrency, authenticateOnly));
 }
 if (PARTS) for (const [name, one] of parts) console.log(await measure(name, 1, one));
+
+// --- the same calls with the caches evicted before each one (--cold) ---------------------------
+
+/** What the adapters call for a verified request, when it is known in this turn (a cached key). */
+function wholeNow(): void {
+  const request = requests[nextIndex()]!;
+  const startedAt = performance.now();
+  const result = auth.authenticateNow(request, route);
+  if (result instanceof Promise || !result.ok) throw new Error("expected a cached, verified key");
+  auth.record(result.context, {
+    method: "GET",
+    endpoint: "/v1/events",
+    status: 200,
+    startedAt,
+    scopes: route.scopes,
+    request,
+  });
+}
+const syncCalls: Array<[string, () => void]> = [
+  ["**authenticateNow() + record()**", wholeNow],
+  [
+    "authenticateNow() alone",
+    () => {
+      const result = auth.authenticateNow(requests[nextIndex()]!, route);
+      if (result instanceof Promise || !result.ok) throw new Error("expected a cached, verified key");
+    },
+  ],
+  [
+    "checkNow(), key with a limit (SHA-256, cache, scopes, limiter, context)",
+    () => {
+      const result = flux.keys.checkNow(secrets[nextIndex()]!, { scopes: route.scopes });
+      if (result instanceof Promise || !result.valid) throw new Error("expected a cached, verified key");
+    },
+  ],
+  [
+    "checkNow(), key without limits",
+    () => {
+      const result = flux.keys.checkNow(unlimited[nextIndex()]!, { scopes: route.scopes });
+      if (result instanceof Promise || !result.valid) throw new Error("expected a cached, verified key");
+    },
+  ],
+  [
+    "record() (usage and scope observations)",
+    () => {
+      const index = nextIndex();
+      auth.record(contexts[index]!, {
+        method: "GET",
+        endpoint: "/v1/events",
+        status: 200,
+        startedAt: 0,
+        scopes: route.scopes,
+        request: requests[index],
+      });
+    },
+  ],
+  ...(parts.filter(([name]) => !name.startsWith("verify")) as Array<[string, () => void]>),
+];
+
+const sweepLines = new Uint8Array(Math.max(COLD_MIB, 0) * 1024 * 1024);
+/** Writes one byte per 64-byte line of `sweepLines`: what was cached before is evicted. */
+function evictCaches(): void {
+  for (let i = 0; i < sweepLines.length; i += 64) sweepLines[i] = (sweepLines[i]! + 1) & 0xff;
+}
+const empty = () => {
+  sink += nextIndex();
+};
+/** Mean wall ns of `one()` over `n` calls, each after an eviction. */
+function timedCold(one: () => void, n: number): number {
+  let total = 0n;
+  for (let i = 0; i < n; i++) {
+    evictCaches();
+    const started = process.hrtime.bigint();
+    one();
+    total += process.hrtime.bigint() - started;
+  }
+  return Number(total) / n;
+}
+if (COLD_MIB > 0) {
+  // Each call pays a sweep: fewer calls for a larger one (3,000 at 4 MiB, 750 at 16).
+  const n = Number(flag("cold-iterations", String(Math.max(500, Math.round(12_000 / COLD_MIB)))));
+  console.log("");
+  console.log(
+    `Caches evicted before every call (a ${COLD_MIB} MiB sweep), ${n.toLocaleString("en-US")} calls × 3, one at a time; ` +
+      "wall ns per call minus an empty call's, and the same call warm (no sweep):",
+  );
+  console.log("");
+  console.log("| path | cold (ns/call, median of 3) | warm (ns/call) | cold / warm |");
+  console.log("|---|---:|---:|---:|");
+  for (const [name, one] of syncCalls) {
+    for (let i = 0; i < 20_000; i++) one(); // JIT warm-up
+    const cold: number[] = [];
+    for (let repetition = 0; repetition < 3; repetition++) {
+      cold.push(timedCold(one, n) - timedCold(empty, n));
+    }
+    cold.sort((a, b) => a - b);
+    const warmEmpty = (() => {
+      const started = process.hrtime.bigint();
+      for (let i = 0; i < 20_000; i++) empty();
+      return Number(process.hrtime.bigint() - started) / 20_000;
+    })();
+    const started = process.hrtime.bigint();
+    for (let i = 0; i < 20_000; i++) one();
+    const warm = Number(process.hrtime.bigint() - started) / 20_000 - warmEmpty;
+    const median = cold[1]!;
+    console.log(
+      `| ${name} | ${Math.round(median).toLocaleString("en-US")} | ${Math.round(warm).toLocaleString("en-US")} | ${(median / warm).toFixed(1)}× |`,
+    );
+  }
+}
+
+// --- heap allocated per request (--allocation) -------------------------------------------------
+
+/** Bytes of heap per call of `one()`, over windows of `n` calls that saw no garbage collection. */
+function allocatedPerCall(one: () => void, n = 500): number {
+  const kept: number[] = [];
+  for (let attempt = 0; attempt < 40 && kept.length < 5; attempt++) {
+    const profiler = new GCProfiler();
+    profiler.start();
+    const before = getHeapStatistics().used_heap_size;
+    for (let i = 0; i < n; i++) one();
+    const after = getHeapStatistics().used_heap_size;
+    const collections = profiler.stop().statistics.length;
+    if (collections === 0) kept.push((after - before) / n);
+  }
+  if (kept.length === 0) throw new Error("every window saw a garbage collection");
+  kept.sort((a, b) => a - b);
+  return kept[Math.floor(kept.length / 2)]!;
+}
+if (ALLOCATION) {
+  console.log("");
+  console.log("Heap allocated per request (500 calls per window, windows without any GC, median of 5):");
+  console.log("");
+  console.log("| path | bytes/request |");
+  console.log("|---|---:|");
+  for (const [name, one] of syncCalls.slice(0, 5)) {
+    console.log(`| ${name} | ${Math.round(allocatedPerCall(one)).toLocaleString("en-US")} |`);
+  }
+}
 if (sink < 0) console.log(sink);
 await flux.close();

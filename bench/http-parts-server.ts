@@ -12,7 +12,10 @@
  * - `sha256`: `hooks` plus SHA-256 of the Authorization header (`crypto.hash`, as core does);
  * - `check`: `hooks` plus `flux.keys.checkNow()` of the key (SHA-256, cache, scopes, limiter);
  * - `authenticate`: `hooks` with `authenticateNow()` (credential, client address, check, headers);
- * - `plugin`: the `@flux-keys/fastify` plugin itself (authenticate, usage, observations).
+ * - `plugin`: the `@flux-keys/fastify` plugin itself (authenticate, usage, observations);
+ * - `spin-<ns>`: `hooks` plus `<ns>` nanoseconds of busy work in onRequest and nothing of Flux
+ *   Keys: the calibration of what N ns of in-process work costs inside this server under this
+ *   load (set beside `plugin`, whose in-process cost `pnpm bench hot-path` reports).
  *
  * Every part but `bare` runs on a Flux instance on the embedded defaults (PGlite, memory limiter)
  * with 100 keys on a plan with one window too large to refuse; `bare` creates one as well, so that
@@ -26,8 +29,12 @@ import Fastify from "fastify";
 
 const PARTS = ["bare", "hooks", "sha256", "check", "authenticate", "plugin"] as const;
 type Part = (typeof PARTS)[number];
-const part = process.argv[2] as Part;
-if (!PARTS.includes(part)) throw new Error(`unknown part '${part}' (${PARTS.join(", ")})`);
+const argument = process.argv[2] ?? "";
+const spinMatch = /^spin-(\d+)$/.exec(argument);
+/** Busy work per request of a `spin-<ns>` part, in ns. */
+const spinNs = spinMatch === null ? 0n : BigInt(spinMatch[1] as string);
+const part = (spinMatch === null ? argument : "hooks") as Part;
+if (!PARTS.includes(part)) throw new Error(`unknown part '${argument}' (${PARTS.join(", ")}, spin-<ns>)`);
 
 const flux = await createFlux({ database: { pglite: true }, redis: null });
 await flux.plans.upsert({
@@ -49,6 +56,7 @@ const RATE_LIMIT_FIELDS = {
 const app = Fastify({ logger: false });
 const auth = createHttpAuth(flux);
 let sink = "";
+let spins = 0;
 
 if (part === "plugin") {
   await app.register(fluxKeys, { flux });
@@ -73,6 +81,10 @@ if (part === "plugin") {
       reply.headers(result.headers);
       return done();
     }
+    if (spinNs > 0n) {
+      const until = process.hrtime.bigint() + spinNs;
+      while (process.hrtime.bigint() < until) spins++;
+    }
     const credential = String(request.headers.authorization).slice("Bearer ".length);
     if (part === "sha256") sink = hash("sha256", credential, "hex");
     if (part === "check") {
@@ -96,7 +108,7 @@ app.get("/v1/events", { config: { apiKey: { scopes: ["read:events"] } } }, async
       { id: "evt_2", orgId, type: "deploy.finished", at: "2025-01-01T00:01:00.000Z" },
       { id: "evt_3", orgId, type: "config.changed", at: "2025-01-01T00:02:00.000Z" },
     ],
-    ...(sink === "never" ? { sink } : {}),
+    ...(sink === "never" || spins < 0 ? { sink, spins } : {}),
   };
 });
 await app.listen({ port: 0, host: "127.0.0.1" });

@@ -4,7 +4,11 @@
  * `plugin`), loaded in alternating rounds at saturation, 50 connections, 100 keys round-robin,
  * server pinned to core 0 and this process to core 1. Reported: each server's CPU per request
  * (user + system from /proc, divided by the responses), the median of the rounds, and what it
- * adds to the row before it. In-process (`pnpm bench hot-path`) the same parts cost a few µs;
+ * adds to the row before it and to `bare` (the median of the per-round differences, each round's
+ * servers loaded back to back), and its throughput as a ratio to `bare`'s in the same round.
+ * `spin-<ns>` parts (e.g. `--parts=bare,hooks,spin-500,spin-2000,plugin`) do N ns of busy work per
+ * request and nothing of Flux Keys: the curve of what in-process work costs inside the server.
+ * In-process (`pnpm bench hot-path`) the same parts cost a few µs;
  * this shows what they cost inside a server whose caches the network stack keeps cold.
  *
  *   pnpm bench http-parts [--rounds=5] [--duration=3] [--parts=bare,hooks,…]
@@ -32,6 +36,8 @@ interface Server {
   url: string;
   keys: string[];
   samples: number[];
+  /** Responses per second in each round. */
+  rates: number[];
 }
 
 async function start(part: string): Promise<Server> {
@@ -60,10 +66,17 @@ async function start(part: string): Promise<Server> {
       }
     });
   });
-  return { part, child, url: `http://127.0.0.1:${ready.port}/v1/events`, keys: ready.keys, samples: [] };
+  return {
+    part,
+    child,
+    url: `http://127.0.0.1:${ready.port}/v1/events`,
+    keys: ready.keys,
+    samples: [],
+    rates: [],
+  };
 }
 
-async function load(server: Server, seconds: number): Promise<number> {
+async function load(server: Server, seconds: number): Promise<{ cpu: number; rate: number }> {
   let next = Math.floor(Math.random() * server.keys.length);
   let served = 0;
   let failed = 0;
@@ -94,7 +107,7 @@ async function load(server: Server, seconds: number): Promise<number> {
   });
   await finished;
   if (failed > 0) throw new Error(`${server.part}: ${failed} responses were not 200`);
-  return ((processCpuSeconds(server.child.pid!) - before) * 1e6) / served;
+  return { cpu: ((processCpuSeconds(server.child.pid!) - before) * 1e6) / served, rate: served / seconds };
 }
 
 spawn("taskset", ["-cp", "1", String(process.pid)], { stdio: "ignore" });
@@ -111,20 +124,29 @@ for (const server of servers) await load(server, 1);
 for (let round = 0; round < ROUNDS; round++) {
   for (let i = 0; i < servers.length; i++) {
     const server = servers[(round + i) % servers.length] as Server;
-    server.samples.push(await load(server, DURATION));
+    const { cpu, rate } = await load(server, DURATION);
+    server.samples.push(cpu);
+    server.rates.push(rate);
   }
 }
 const median = (values: number[]) =>
   [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
-console.log("\n| part | server CPU/req (median) | added to the row above | rounds |");
-console.log("|---|---:|---:|---|");
+const signed = (value: number) => `${value >= 0 ? "+" : ""}${value.toFixed(1)} µs`;
+const base = servers[0] as Server;
+console.log(
+  `\n| part | server CPU/req (median) | added to the row above | added to ${base.part} (paired) | throughput / ${base.part} (paired) | rounds |`,
+);
+console.log("|---|---:|---:|---:|---:|---|");
 let previous: number | null = null;
 for (const server of servers) {
   const value = median(server.samples);
-  const added =
-    previous === null ? "—" : `${value - previous >= 0 ? "+" : ""}${(value - previous).toFixed(1)} µs`;
+  const added = previous === null ? "—" : signed(value - previous);
+  const paired =
+    server === base ? "—" : signed(median(server.samples.map((s, i) => s - (base.samples[i] as number))));
+  const ratio =
+    server === base ? "—" : median(server.rates.map((r, i) => r / (base.rates[i] as number))).toFixed(2);
   console.log(
-    `| ${server.part} | ${value.toFixed(1)} µs | ${added} | ${server.samples.map((s) => s.toFixed(0)).join(", ")} |`,
+    `| ${server.part} | ${value.toFixed(1)} µs | ${added} | ${paired} | ${ratio} | ${server.samples.map((s) => s.toFixed(0)).join(", ")} |`,
   );
   previous = value;
 }

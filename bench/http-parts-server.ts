@@ -6,6 +6,8 @@
  *   node --import tsx --conditions=source bench/http-parts-server.ts <part>
  *
  * part:
+ * - `pristine`: the route alone in a process that holds no Flux instance (requests carry a key
+ *   of the same length, unread): beside `bare`, what the instance's presence costs;
  * - `bare`: the route alone (requests carry a key, unread);
  * - `hooks`: onRequest / onSend / onResponse callback hooks that do nothing but set the two
  *   RateLimit fields Flux Keys sends (what the plugin makes Fastify do, without core);
@@ -17,17 +19,18 @@
  *   Keys: the calibration of what N ns of in-process work costs inside this server under this
  *   load (set beside `plugin`, whose in-process cost `pnpm bench hot-path` reports).
  *
- * Every part but `bare` runs on a Flux instance on the embedded defaults (PGlite, memory limiter)
- * with 100 keys on a plan with one window too large to refuse; `bare` creates one as well, so that
- * the instance's presence is in every row. Prints `{ "ready": true, "port", "keys" }` when listening.
+ * Every part but `pristine` runs on a Flux instance on the embedded defaults (PGlite, memory
+ * limiter) with 100 keys on a plan with one window too large to refuse; `bare` creates one as
+ * well, so that the instance's presence is in every row but `pristine`'s. Prints `{ "ready": true, "port", "keys" }` when listening.
  */
-import { hash } from "node:crypto";
+import { hash, randomBytes } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import { createFlux, createHttpAuth, type KeyContext } from "@flux-keys/core";
 import { fluxKeys } from "@flux-keys/fastify";
 import Fastify from "fastify";
+import { keyLengthOf } from "../packages/core/src/keys/format.js";
 
-const PARTS = ["bare", "hooks", "sha256", "check", "authenticate", "plugin"] as const;
+const PARTS = ["pristine", "bare", "hooks", "sha256", "check", "authenticate", "plugin"] as const;
 type Part = (typeof PARTS)[number];
 const argument = process.argv[2] ?? "";
 const spinMatch = /^spin-(\d+)$/.exec(argument);
@@ -36,16 +39,26 @@ const spinNs = spinMatch === null ? 0n : BigInt(spinMatch[1] as string);
 const part = (spinMatch === null ? argument : "hooks") as Part;
 if (!PARTS.includes(part)) throw new Error(`unknown part '${argument}' (${PARTS.join(", ")}, spin-<ns>)`);
 
-const flux = await createFlux({ database: { pglite: true }, redis: null });
-await flux.plans.upsert({
-  id: "bench",
-  name: "Bench",
-  rateLimits: [{ name: "sustained", limit: 1_000_000_000, window: "1m" }],
-});
-await flux.orgs.create({ id: "org_bench", name: "Bench org", planId: "bench" });
+const KEYS = Number(process.env.BENCH_KEYS ?? 100);
+/** Keys as long as real ones for `pristine`, which loads no Flux instance at all. */
+const fakeKey = () =>
+  `flux_live_${randomBytes(64)
+    .toString("hex")
+    .slice(0, keyLengthOf("flux") - 10)}`;
+const flux = part === "pristine" ? null : await createFlux({ database: { pglite: true }, redis: null });
 const keys: string[] = [];
-for (let i = 0; i < Number(process.env.BENCH_KEYS ?? 100); i++) {
-  keys.push((await flux.keys.create().forOrg("org_bench").withScopes(["read:events"]).issue()).secret);
+if (flux === null) {
+  for (let i = 0; i < KEYS; i++) keys.push(fakeKey());
+} else {
+  await flux.plans.upsert({
+    id: "bench",
+    name: "Bench",
+    rateLimits: [{ name: "sustained", limit: 1_000_000_000, window: "1m" }],
+  });
+  await flux.orgs.create({ id: "org_bench", name: "Bench org", planId: "bench" });
+  for (let i = 0; i < KEYS; i++) {
+    keys.push((await flux.keys.create().forOrg("org_bench").withScopes(["read:events"]).issue()).secret);
+  }
 }
 
 const route = Object.freeze({ scopes: ["read:events"], cost: 1 });
@@ -54,17 +67,19 @@ const RATE_LIMIT_FIELDS = {
   RateLimit: '"sustained";r=999999999;t=60',
 };
 const app = Fastify({ logger: false });
-const auth = createHttpAuth(flux);
+// Only `pristine` has no instance; every other part has one.
+const instance = flux as NonNullable<typeof flux>;
+const auth = flux === null ? null : createHttpAuth(flux);
 let sink = "";
 let spins = 0;
 
 if (part === "plugin") {
-  await app.register(fluxKeys, { flux });
-} else if (part !== "bare") {
+  await app.register(fluxKeys, { flux: instance });
+} else if (part !== "bare" && part !== "pristine") {
   app.decorateRequest("apiKey", null);
   app.addHook("onRequest", (request, reply, done) => {
     if (part === "authenticate") {
-      const result = auth.authenticateNow(
+      const result = (auth as NonNullable<typeof auth>).authenticateNow(
         {
           method: request.method,
           url: request.raw.url ?? "/",
@@ -88,7 +103,7 @@ if (part === "plugin") {
     const credential = String(request.headers.authorization).slice("Bearer ".length);
     if (part === "sha256") sink = hash("sha256", credential, "hex");
     if (part === "check") {
-      const result = flux.keys.checkNow(credential, route);
+      const result = instance.keys.checkNow(credential, route);
       if (result instanceof Promise) return void result.then(() => done(), done);
       if (!result.valid) throw new Error(result.error.code);
       request.apiKey = result.context;
@@ -115,7 +130,7 @@ await app.listen({ port: 0, host: "127.0.0.1" });
 process.on("SIGTERM", () => {
   void app
     .close()
-    .then(() => flux.close())
+    .then(() => flux?.close())
     .then(() => process.exit(0));
 });
 process.stdout.write(

@@ -44,6 +44,7 @@ import {
   createHttpAuth,
   createPrometheusRegistry,
   type HttpRequestLike,
+  type KeyContext,
   type RouteRequirements,
 } from "@flux-keys/core";
 import { extractCredential } from "../packages/core/src/http/credentials.js";
@@ -127,14 +128,9 @@ const nextIndex = () => {
   return next;
 };
 
-async function whole(): Promise<void> {
-  const request = requests[nextIndex()]!;
-  const startedAt = performance.now();
-  // What the adapters call: the result itself when it is known in this turn, else a promise.
-  const now = auth.authenticateNow(request, route);
-  const result = now instanceof Promise ? await now : now;
-  if (!result.ok) throw new Error(`denied: ${result.error.code}`);
-  auth.record(result.context, {
+/** What the adapters call after the response of a verified request. */
+function recordCall(context: KeyContext, request: HttpRequestLike, startedAt: number): void {
+  auth.record(context, {
     method: "GET",
     endpoint: "/v1/events",
     status: 200,
@@ -142,6 +138,16 @@ async function whole(): Promise<void> {
     scopes: route.scopes,
     request,
   });
+}
+
+async function whole(): Promise<void> {
+  const request = requests[nextIndex()]!;
+  const startedAt = performance.now();
+  // What the adapters call: the result itself when it is known in this turn, else a promise.
+  const now = auth.authenticateNow(request, route);
+  const result = now instanceof Promise ? await now : now;
+  if (!result.ok) throw new Error(`denied: ${result.error.code}`);
+  recordCall(result.context, request, startedAt);
 }
 
 async function authenticateOnly(): Promise<void> {
@@ -270,14 +276,7 @@ function wholeNow(): void {
   const startedAt = performance.now();
   const result = auth.authenticateNow(request, route);
   if (result instanceof Promise || !result.ok) throw new Error("expected a cached, verified key");
-  auth.record(result.context, {
-    method: "GET",
-    endpoint: "/v1/events",
-    status: 200,
-    startedAt,
-    scopes: route.scopes,
-    request,
-  });
+  recordCall(result.context, request, startedAt);
 }
 const syncCalls: Array<[string, () => void]> = [
   ["**authenticateNow() + record()**", wholeNow],
@@ -306,14 +305,7 @@ const syncCalls: Array<[string, () => void]> = [
     "record() (usage and scope observations)",
     () => {
       const index = nextIndex();
-      auth.record(contexts[index]!, {
-        method: "GET",
-        endpoint: "/v1/events",
-        status: 200,
-        startedAt: 0,
-        scopes: route.scopes,
-        request: requests[index],
-      });
+      recordCall(contexts[index]!, requests[index]!, 0);
     },
   ],
   ...(parts.filter(([name]) => !name.startsWith("verify")) as Array<[string, () => void]>),

@@ -4,8 +4,9 @@
  * `plugin`), loaded in alternating rounds at saturation, 50 connections, 100 keys round-robin,
  * server pinned to core 0 and this process to core 1. Reported: each server's CPU per request
  * (user + system from /proc, divided by the responses), the median of the rounds, and what it
- * adds to the row before it and to `bare` (the median of the per-round differences, each round's
- * servers loaded back to back), and its throughput as a ratio to `bare`'s in the same round.
+ * adds to the row before it and to the first part (`bare` unless `--parts` says otherwise: the
+ * median of the per-round differences, each round's servers loaded back to back), and its
+ * throughput as a ratio to the first part's in the same round.
  * `spin-<ns>` parts (e.g. `--parts=bare,hooks,spin-500,spin-2000,plugin`) do N ns of busy work per
  * request and nothing of Flux Keys: the curve of what in-process work costs inside the server.
  * In-process (`pnpm bench hot-path`) the same parts cost a few µs;

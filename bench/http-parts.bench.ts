@@ -1,7 +1,7 @@
 /**
- * Where Flux Keys' cost over HTTP goes (issue 16): Fastify servers that each add one part of the
- * work (bench/http-parts-server.ts: `bare`, `hooks`, `sha256`, `check`, `authenticate`,
- * `plugin`), loaded in alternating rounds at saturation, 50 connections, 100 keys round-robin,
+ * Where Flux Keys' cost over HTTP goes (issue 16): Fastify (or, with `--framework=express`,
+ * Express) servers that each add one part of the work (bench/http-parts-server.ts: `bare`,
+ * Express's `layers`, `hooks`, `sha256`, `check`, `authenticate`, `plugin`), loaded in alternating rounds at saturation, 50 connections, 100 keys round-robin,
  * server pinned to core 0 and this process to core 1. Reported: each server's CPU per request
  * (user + system from /proc, divided by the responses), the median of the rounds, and what it
  * adds to the row before it and to the first part (`bare` unless `--parts` says otherwise: the
@@ -12,7 +12,7 @@
  * In-process (`pnpm bench hot-path`) the same parts cost a few µs;
  * this shows what they cost inside a server whose caches the network stack keeps cold.
  *
- *   pnpm bench http-parts [--rounds=5] [--duration=3] [--parts=bare,hooks,…]
+ *   pnpm bench http-parts [--framework=fastify|express] [--rounds=5] [--duration=3] [--parts=bare,hooks,…]
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { loadavg } from "node:os";
@@ -29,7 +29,14 @@ function flag(name: string, fallback: string): string {
 }
 const ROUNDS = Number(flag("rounds", "5"));
 const DURATION = Number(flag("duration", "3"));
-const PARTS = flag("parts", "bare,hooks,sha256,check,authenticate,plugin").split(",");
+const FRAMEWORK = flag("framework", "fastify");
+if (FRAMEWORK !== "fastify" && FRAMEWORK !== "express") throw new Error(`--framework: fastify or express`);
+const PARTS = flag(
+  "parts",
+  FRAMEWORK === "express"
+    ? "bare,layers,hooks,sha256,check,authenticate,plugin"
+    : "bare,hooks,sha256,check,authenticate,plugin",
+).split(",");
 
 interface Server {
   part: string;
@@ -53,6 +60,7 @@ async function start(part: string): Promise<Server> {
       "--conditions=source",
       join(here, "http-parts-server.ts"),
       part,
+      FRAMEWORK,
     ],
     { env: { ...process.env, NODE_ENV: "production" }, stdio: ["ignore", "pipe", "inherit"] },
   );
@@ -119,7 +127,7 @@ onExit(() => {
 });
 for (const part of PARTS) servers.push(await start(part));
 console.log(
-  `http-parts: Fastify, ${ROUNDS} rounds × ${DURATION} s at saturation, 50 connections, 100 keys; load average ${loadavg()[0]?.toFixed(2)}`,
+  `http-parts: ${FRAMEWORK}, ${ROUNDS} rounds × ${DURATION} s at saturation, 50 connections, 100 keys; load average ${loadavg()[0]?.toFixed(2)}`,
 );
 for (const server of servers) await load(server, 1);
 for (let round = 0; round < ROUNDS; round++) {

@@ -58,7 +58,16 @@ const fakeKey = () =>
   `flux_live_${randomBytes(64)
     .toString("hex")
     .slice(0, keyLengthOf("flux") - 10)}`;
-const flux = part === "pristine" ? null : await createFlux({ database: { pglite: true }, redis: null });
+/** `cache.ttl` (bench/cache-refresh.bench.ts sets it; the default otherwise). */
+const ttl = process.env.BENCH_CACHE_TTL as `${number}s` | undefined;
+const flux =
+  part === "pristine"
+    ? null
+    : await createFlux({
+        database: { pglite: true },
+        redis: null,
+        ...(ttl === undefined ? {} : { cache: { ttl } }),
+      });
 const keys: string[] = [];
 if (flux === null) {
   for (let i = 0; i < KEYS; i++) keys.push(fakeKey());

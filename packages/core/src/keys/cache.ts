@@ -78,6 +78,11 @@ export class KeyCache {
     this.digestByKeyId.set(record.id, digest);
   }
 
+  /** Forgets `record` if it is still what the cache holds for `digest` (its key's row is gone). */
+  drop(digest: string, record: KeyRecord): void {
+    if (this.lru.peek(digest) === record) this.lru.delete(digest);
+  }
+
   private invalidatedSince(record: KeyRecord, epoch: number): boolean {
     const missed = this.epoch - epoch;
     if (missed > this.recent.length) return true;

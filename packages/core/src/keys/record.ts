@@ -44,6 +44,14 @@ export interface KeyRecord {
   baseValidUntil: number;
   /** `performance.now()` when the read that brought this record was sent (see InvalidationBus.trusts). */
   readAt: number;
+  /** The digest it was read by (its cache key). */
+  digest: string;
+  /**
+   * Instance clock time from which a request of this key starts reading it again in the
+   * background, before its cache entry expires (see KeyVerification's refresh-ahead); set when
+   * the record is cached.
+   */
+  refreshAt: number;
 }
 
 interface Row {
@@ -134,6 +142,8 @@ export async function loadKeyRecord(driver: SqlDriver, digest: string): Promise<
     base: null,
     baseValidUntil: 0,
     readAt,
+    digest,
+    refreshAt: Number.POSITIVE_INFINITY,
   };
 }
 

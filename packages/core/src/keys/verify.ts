@@ -99,6 +99,13 @@ const WRONG_ENVIRONMENT = Object.freeze({
 });
 
 /**
+ * Refresh-ahead reads in flight at most: on a busy instance the records due are read a few at a
+ * time (PGlite runs them on the event loop's thread), and a record not read before its TTL is read
+ * as any missing key.
+ */
+const REFRESH_AHEAD_READS = 4;
+
+/**
  * Verification of presented keys; `Keys` (keys/keys.ts) extends it, so `flux.keys.check()` is
  * this method itself, with no delegation on the hot path.
  */
@@ -107,6 +114,8 @@ export class KeyVerification {
   /** Length of every well-formed key of this prefix. */
   private readonly keyLength: number;
   private readonly loading = new Map<string, Promise<KeyRecord | null>>();
+  /** Background reads of records still cached (refresh-ahead) in flight. */
+  private refreshing = 0;
 
   constructor(protected readonly rt: Runtime) {
     this.parse = createKeyParser(rt.options.keyPrefix);
@@ -261,6 +270,7 @@ export class KeyVerification {
     if (record === null) return this.failed(DENIALS.key_invalid, address);
     if (probe !== null) probe.record = record;
     const now = this.rt.now();
+    if (now >= record.refreshAt && this.refreshing < REFRESH_AHEAD_READS) this.refreshAhead(record);
     // The same status rule as listings and the portal: revoked, then expired (expiry or grace end).
     const status = keyStatus(record, now);
     if (status === "revoked") return this.failed(identified(DENIALS.key_revoked, record), address);
@@ -309,6 +319,26 @@ export class KeyVerification {
     if (bound !== null) await this.rt.limits.giveBack(bound, cost);
   }
 
+  /**
+   * Refresh-ahead: a key still in use late in its cache entry's life is read again in the
+   * background while the cached record (younger than the TTL) answers, so its requests never wait
+   * for the database when the TTL runs out, and the TTL still bounds how old a served record is.
+   * Each record starts one such read; a failed one leaves the entry to expire as any other.
+   */
+  private refreshAhead(record: KeyRecord): void {
+    record.refreshAt = Number.POSITIVE_INFINITY;
+    this.refreshing++;
+    this.load(record.digest)
+      .then(
+        (fresh) => {
+          // The key's row is gone: not served from memory any longer.
+          if (fresh === null) this.rt.cache.drop(record.digest, record);
+        },
+        () => {},
+      )
+      .finally(() => this.refreshing--);
+  }
+
   /** One database read per digest at a time, however many requests miss the cache together. */
   private load(digest: string): Promise<KeyRecord | null> {
     const pending = this.loading.get(digest);
@@ -317,8 +347,13 @@ export class KeyVerification {
     const unknownEpoch = this.rt.unknownKeys.currentEpoch();
     const promise = loadKeyRecord(this.rt.driver, digest)
       .then((record) => {
-        // Unknown digests go to their own bounded cache, never among the known keys.
-        if (record !== null) this.rt.cache.set(digest, record, epoch);
+        if (record !== null) {
+          // Read again from a point between 70 % and 90 % of the TTL, drawn per record: keys read
+          // together (an instance's start, a busy minute) are not all read again in one burst.
+          record.refreshAt = this.rt.now() + this.rt.options.cache.ttlMs * (0.7 + 0.2 * Math.random());
+          // Unknown digests go to their own bounded cache, never among the known keys.
+          this.rt.cache.set(digest, record, epoch);
+        }
         this.rt.unknownKeys.settle(digest, record !== null, unknownEpoch);
         return record;
       })

@@ -12,7 +12,12 @@
  * In-process (`pnpm bench hot-path`) the same parts cost a few µs;
  * this shows what they cost inside a server whose caches the network stack keeps cold.
  *
- *   pnpm bench http-parts [--framework=fastify|express] [--rounds=5] [--duration=3] [--parts=bare,hooks,…]
+ * `--profile` also records every server with Linux `perf` during its rounds (bench/perf-profile.ts)
+ * and prints where each one's CPU per request goes: Flux Keys' files, the framework, Node's HTTP,
+ * V8's collector, the kernel's wake-up of the load generator, V8's new object shapes. perf's
+ * sampling slows every server a little; the CPU figures of a profiled run include it.
+ *
+ *   pnpm bench http-parts [--framework=fastify|express] [--rounds=5] [--duration=3] [--parts=bare,hooks,…] [--profile]
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { loadavg } from "node:os";
@@ -21,6 +26,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
 import { onExit, processCpuSeconds } from "./load-support.js";
+import { attribute, NEW_SHAPES, perfAvailable, record, removePerfMap, WAKE_UP } from "./perf-profile.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 function flag(name: string, fallback: string): string {
@@ -31,6 +37,9 @@ const ROUNDS = Number(flag("rounds", "5"));
 const DURATION = Number(flag("duration", "3"));
 const FRAMEWORK = flag("framework", "fastify");
 if (FRAMEWORK !== "fastify" && FRAMEWORK !== "express") throw new Error(`--framework: fastify or express`);
+const PROFILE = process.argv.includes("--profile");
+if (PROFILE && !perfAvailable())
+  throw new Error("--profile needs Linux perf, allowed to sample (perf_event_paranoid)");
 const PARTS = flag(
   "parts",
   FRAMEWORK === "express"
@@ -46,6 +55,9 @@ interface Server {
   samples: number[];
   /** Responses per second in each round. */
   rates: number[];
+  /** `--profile`: ns of CPU by category over the profiled rounds, and the responses they served. */
+  profile: Map<string, number>;
+  profiled: number;
 }
 
 async function start(part: string): Promise<Server> {
@@ -55,6 +67,7 @@ async function start(part: string): Promise<Server> {
       "-c",
       "0",
       process.execPath,
+      ...(PROFILE ? ["--perf-basic-prof"] : []),
       "--import",
       "tsx",
       "--conditions=source",
@@ -82,6 +95,8 @@ async function start(part: string): Promise<Server> {
     keys: ready.keys,
     samples: [],
     rates: [],
+    profile: new Map(),
+    profiled: 0,
   };
 }
 
@@ -133,9 +148,18 @@ for (const server of servers) await load(server, 1);
 for (let round = 0; round < ROUNDS; round++) {
   for (let i = 0; i < servers.length; i++) {
     const server = servers[(round + i) % servers.length] as Server;
+    const file = `/tmp/flux-http-parts-${server.child.pid}.data`;
+    const stop = PROFILE ? record(server.child.pid!, file) : null;
     const { cpu, rate } = await load(server, DURATION);
     server.samples.push(cpu);
     server.rates.push(rate);
+    if (stop !== null) {
+      await stop();
+      for (const [category, ns] of attribute(file)) {
+        server.profile.set(category, (server.profile.get(category) ?? 0) + ns);
+      }
+      server.profiled += rate * DURATION;
+    }
   }
 }
 const median = (values: number[]) =>
@@ -159,6 +183,49 @@ for (const server of servers) {
   );
   previous = value;
 }
+if (PROFILE) printProfile();
 console.log(`\nload average at the end ${loadavg()[0]?.toFixed(2)}`);
-for (const server of servers) server.child.kill("SIGTERM");
+for (const server of servers) {
+  server.child.kill("SIGTERM");
+  removePerfMap(server.child.pid!);
+}
 process.exit(0);
+
+/** `--profile`: µs of CPU per response by category, each server beside the first part. */
+function printProfile(): void {
+  const perRequest = (server: Server, category: string) =>
+    (server.profile.get(category) ?? 0) / 1e3 / server.profiled;
+  const slices = new Set([WAKE_UP, NEW_SHAPES]);
+  const categories = [...new Set(servers.flatMap((server) => [...server.profile.keys()]))].filter(
+    (category) => !slices.has(category),
+  );
+  // Largest difference to the first part first; categories under 0.1 µs everywhere are left out.
+  const last = servers[servers.length - 1] as Server;
+  categories.sort(
+    (a, b) =>
+      Math.abs(perRequest(last, b) - perRequest(base, b)) -
+      Math.abs(perRequest(last, a) - perRequest(base, a)),
+  );
+  const shown = categories.filter((category) =>
+    servers.some((server) => perRequest(server, category) >= 0.1),
+  );
+  const total = (server: Server) =>
+    categories.reduce((sum, category) => sum + perRequest(server, category), 0);
+  console.log(
+    `\nperf profile, µs of CPU per response (${ROUNDS} rounds each; "±" is the difference to ${base.part}):\n`,
+  );
+  console.log(`| category | ${servers.map((server) => server.part).join(" | ")} |`);
+  console.log(`|---|${servers.map(() => "---:").join("|")}|`);
+  const row = (label: string, value: (server: Server) => number) => {
+    const cells = servers.map((server) => {
+      const own = value(server);
+      return server === base
+        ? own.toFixed(2)
+        : `${own.toFixed(2)} (${signed(own - value(base)).replace(" µs", "")})`;
+    });
+    console.log(`| ${label} | ${cells.join(" | ")} |`);
+  };
+  row("**all samples**", total);
+  for (const category of shown) row(category, (server) => perRequest(server, category));
+  for (const slice of slices) row(`_of which, anywhere: ${slice}_`, (server) => perRequest(server, slice));
+}

@@ -74,9 +74,13 @@ interface Attached {
   outcome: UsageOutcome | undefined;
 }
 
-/** Per-request state for the route guards, on the request itself (no WeakMap per request). */
-const kAttached = Symbol("flux-keys.attached");
-type AttachedRequest = Request & { [kAttached]?: Attached };
+/**
+ * Per-request state for the route guards, beside the request rather than on it: Express changes
+ * every request's prototype, after which V8 gives each property added to it a new hidden class of
+ * its own (a copy of the request's ~35 property descriptors, per request); `req.apiKey` is the
+ * one Flux Keys adds (bench/RESULTS.md, "Issue 16, fourteenth session").
+ */
+const attached = new WeakMap<Request, Attached>();
 
 function deny(
   attachment: Pick<Attached, "options">,
@@ -147,7 +151,7 @@ export function fluxKeys(flux: Flux, options: FluxKeysOptions = {}): RequestHand
     const context = result.context;
     (req as ApiKeyRequest).apiKey = context;
     const attachment: Attached = { auth, options, cost: units, scopes: [], outcome: undefined };
-    (req as AttachedRequest)[kAttached] = attachment;
+    attached.set(req, attachment);
     // Plain setHeader: these values need none of res.set()'s content-type handling.
     for (const name in result.headers) res.setHeader(name, result.headers[name] as string);
     // `on`, not `once`: "finish" is emitted once, and `once` wraps the listener per request.
@@ -244,7 +248,7 @@ function guard(check: (context: KeyContext) => FluxError | null, requirement: Re
   const scopes = requirement.scopes;
   // Synchronous on the allowed path: no promise per request.
   const handler: RequestHandler = (req, res, next) => {
-    const attachment = (req as AttachedRequest)[kAttached];
+    const attachment = attached.get(req);
     const context = (req as Partial<ApiKeyRequest>).apiKey;
     if (attachment === undefined || context === undefined) {
       // fluxKeys() did not run before this guard: refuse rather than let the request through.
